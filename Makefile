@@ -1,0 +1,51 @@
+# The two commands that matter: `make run` and `make test`. Both build their
+# own virtual environment in .venv from the pinned requirements.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+HOST_PORT ?= 127.0.0.1:8000
+
+.PHONY: run test lint format bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/activate
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/activate
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+# Start the service on the embedded default: SQLite in ./var, the database as
+# the store, Celery inline, a demo room; gunicorn with 2 workers.
+run: $(VENV)/.runtime
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py create_room demo --title "Demo room"
+	@echo ""
+	@echo "  Danmaku is starting on http://$(HOST_PORT)/"
+	@echo "  demo room:  http://$(HOST_PORT)/rooms/demo/"
+	@echo "  API docs:   http://$(HOST_PORT)/api/v1/docs"
+	@echo "  admin:      http://$(HOST_PORT)/admin/   (make an account: $(PY) manage.py createsuperuser)"
+	@echo "  a token:    $(PY) manage.py issue_token alice"
+	@echo ""
+	DANMAKU_BIND=$(HOST_PORT) $(BIN)/gunicorn -c danmaku_site/gunicorn.conf.py
+
+# The whole suite, lint included. .ci/run calls exactly this.
+test: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(VENV)/.dev
+	$(PY) bench/latency.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,97 @@
+"""Send and pull: parse, call one function, return. No logic lives here."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from ninja import Query, Router, Schema, Status
+from pydantic import Field
+
+from danmaku import runtime
+from danmaku.auth import send_auth
+from danmaku.schemas import DanmakuIn, ErrorOut, NotBroadcastOut, PullOut, RateLimitedOut, SendOut
+from danmaku.services import danmaku_send
+
+router = Router(tags=["danmaku"])
+
+SERVED_BY = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class PullQuery(Schema):
+    after: str | None = Field(
+        None,
+        max_length=64,
+        description="The `cursor` from your previous pull. Omit it to join: you get the last few seconds.",
+    )
+
+
+@router.get(
+    "/rooms/{room}/danmaku",
+    response={200: PullOut, 304: None, 400: ErrorOut, 404: ErrorOut},
+    summary="Pull new danmaku",
+    description=(
+        "Comments since `after`, as columns. Poll again after `next_ms`. The body is shared by every "
+        "client asking the same question, gzip-compressed when accepted, and cacheable for a second "
+        "(`Cache-Control`, `ETag`; `If-None-Match` gets 304)."
+    ),
+)
+def pull(request: HttpRequest, room: str, query: Query[PullQuery]):
+    runtime.ensure_refresher()
+    answer = runtime.pull_cache().pull(room, query.after)
+    if answer.etag and request.headers.get("If-None-Match") == answer.etag:
+        response = HttpResponse(status=304)
+    else:
+        accepts_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+        body, gzipped = answer.body_for(accepts_gzip)
+        response = HttpResponse(body, status=answer.status, content_type="application/json")
+        if gzipped:
+            response["Content-Encoding"] = "gzip"
+    response["Cache-Control"] = answer.cache_control
+    response["Vary"] = "Accept-Encoding"
+    if answer.etag:
+        response["ETag"] = answer.etag
+    return _served_by(response)
+
+
+@router.post(
+    "/rooms/{room}/danmaku",
+    auth=send_auth,
+    response={
+        201: SendOut,
+        202: NotBroadcastOut,
+        400: ErrorOut,
+        401: ErrorOut,
+        403: ErrorOut,
+        404: ErrorOut,
+        429: RateLimitedOut,
+        503: ErrorOut,
+    },
+    summary="Send a danmaku",
+    description=(
+        "Logged-in users only: `Authorization: Bearer <token>`, or the session cookie with a CSRF token. "
+        "202 means the room's cap for this second was full and the comment was not broadcast "
+        "(the client may still show its own copy)."
+    ),
+)
+def send(request: HttpRequest, room: str, payload: DanmakuIn):
+    runtime.ensure_refresher()
+    outcome = danmaku_send(
+        room_slug=room,
+        user=request.auth,
+        text=payload.text,
+        color=payload.color,
+        mode=payload.mode,
+        client_id=payload.client_id,
+    )
+    if not outcome.broadcast:
+        return Status(202, {"broadcast": False, "reason": "room_busy"})
+    return Status(201, {"id": outcome.danmaku.id, "status": outcome.danmaku.status})
+
+
+def _served_by(response: HttpResponse) -> HttpResponse:
+    if settings.DANMAKU_SERVED_BY_HEADER:
+        response["X-Served-By"] = SERVED_BY
+    return response

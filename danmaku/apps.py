@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DanmakuConfig(AppConfig):
+    name = "danmaku"
+    verbose_name = "Danmaku"

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from danmaku.wire import MODES
+
+WHITE = 0xFFFFFF
+
+
+class Room(models.Model):
+    slug = models.SlugField(max_length=50, unique=True)
+    title = models.CharField(max_length=200)
+    is_open = models.BooleanField(default=True, help_text="Closed rooms accept no new danmaku.")
+
+    # Throttle settings, edited by product staff. The defaults give a lively
+    # screen (15+ comments per 3 s poll) without flooding weak networks.
+    poll_interval_ms = models.PositiveIntegerField(
+        default=3000, validators=[MinValueValidator(500), MaxValueValidator(60_000)]
+    )
+    quiet_interval_ms = models.PositiveIntegerField(
+        default=10_000,
+        validators=[MinValueValidator(500), MaxValueValidator(300_000)],
+        help_text="Poll interval once the room has been quiet.",
+    )
+    quiet_after_seconds = models.PositiveIntegerField(
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(3600)],
+        help_text="Seconds without a comment before the quiet interval applies.",
+    )
+    display_cap_per_second = models.PositiveIntegerField(
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Comments shown per second; the rest are counted as missed.",
+    )
+    max_text_length = models.PositiveIntegerField(
+        default=100,
+        validators=[MinValueValidator(1), MaxValueValidator(500)],
+        help_text="Longest comment, in characters (code points).",
+    )
+    user_send_interval_ms = models.PositiveIntegerField(
+        default=2000,
+        validators=[MaxValueValidator(3_600_000)],
+        help_text="Slow mode: least time between two comments from one user. 0 turns it off.",
+    )
+    room_send_cap_per_second = models.PositiveIntegerField(
+        default=200,
+        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="Comments accepted per second for the whole room; the excess is discarded.",
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ("slug",)
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Danmaku(models.Model):
+    class Mode(models.IntegerChoices):
+        SCROLL = MODES.index("scroll"), "scroll"
+        TOP = MODES.index("top"), "top"
+        BOTTOM = MODES.index("bottom"), "bottom"
+
+    class Status(models.TextChoices):
+        PUBLISHED = "published"
+        HELD = "held"
+        SENDER_ONLY = "sender_only"
+        HIDDEN = "hidden"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="danmaku")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="danmaku")
+    text = models.CharField(max_length=500)
+    color = models.PositiveIntegerField(default=WHITE, validators=[MaxValueValidator(WHITE)])
+    mode = models.PositiveSmallIntegerField(choices=Mode.choices, default=Mode.SCROLL)
+    # Server time in ms since the epoch; decides the ring slot.
+    ts_ms = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PUBLISHED)
+    client_id = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "danmaku"
+        indexes = [models.Index(fields=("room", "ts_ms"), name="danmaku_room_ts")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=("user", "client_id"), condition=~Q(client_id=""), name="danmaku_user_client_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}:{self.pk} {self.text[:40]}"
+
+    @property
+    def color_hex(self) -> str:
+        return f"#{self.color:06x}"
+
+
+class ViewerProfile(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="viewer_profile")
+    nickname = models.CharField(max_length=40, blank=True)
+    avatar_url = models.URLField(blank=True, help_text="Where the avatar is fetched from.")
+
+    def __str__(self) -> str:
+        return self.nickname or str(self.user)
+
+
+def _hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token for apps. Only its hash is stored; the raw value is shown once."""
+
+    PREFIX = "dmk_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    key_hash = models.CharField(max_length=64, unique=True, validators=[RegexValidator(r"^[0-9a-f]{64}$")])
+    label = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.label or 'token'})"
+
+    @classmethod
+    def issue(cls, user, label: str = "") -> tuple[ApiToken, str]:
+        raw = cls.PREFIX + secrets.token_urlsafe(32)
+        return cls.objects.create(user=user, key_hash=_hash_token(raw), label=label), raw
+
+    @classmethod
+    def hash(cls, raw: str) -> str:
+        return _hash_token(raw)
+
+
+class SendWindow(models.Model):
+    """Shared counters for the send limits when no Redis is configured.
+
+    One row per (room, user) for slow mode and one per room (user = 0) for
+    the room cap; updated with conditional UPDATEs so concurrent workers
+    cannot both pass a limit.
+    """
+
+    room_id = models.BigIntegerField()
+    user_id = models.BigIntegerField()
+    # Slow mode: ms before which this user may not send again.
+    # Room cap: the second being counted.
+    mark = models.BigIntegerField(default=0)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("room_id", "user_id"), name="sendwindow_room_user")]
+
+    def __str__(self) -> str:
+        return f"room {self.room_id} user {self.user_id}: {self.mark}/{self.count}"

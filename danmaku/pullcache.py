@@ -1,0 +1,225 @@
+"""The pull path: rooms -> ring views -> shared, memoized response bytes.
+
+No database, no store, no Django import. A pull parses the cursor, takes the
+room's current ring view and returns bytes that every client asking the same
+question at the same moment shares. The refresher is the only writer of the
+rooms and rings held here; the first pull of a room in a process asks it to
+activate the room (``set_activator``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from danmaku import wire
+from danmaku.ringbuffer import RingView, RoomRing
+
+SLUG_RE = re.compile(r"[-a-zA-Z0-9_]{1,50}")
+# A room nobody pulled for this long is dropped from the process (the ring
+# is a cache; it rebuilds from the store when someone comes back).
+IDLE_SECONDS = 60.0
+# An unknown slug is remembered this long so a flood of pulls for a room that
+# does not exist costs one lookup, not one per pull.
+MISSING_TTL_SECONDS = 5.0
+MISSING_MAX = 10_000
+# +/- this share of next_ms, so clients that joined together drift apart.
+JITTER_SHARE = 0.1
+# Below this size gzip costs more than it saves.
+GZIP_MIN_BYTES = 200
+# A cursor this far ahead of our newest slot may come from a process that
+# sealed a little earlier; beyond it, it is treated as a gap.
+MAX_AHEAD_SECONDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSettings:
+    """The per-room knobs the pull path needs, swapped whole on change."""
+
+    room_id: int
+    slug: str
+    poll_interval_ms: int = 3000
+    quiet_interval_ms: int = 10000
+    quiet_after_seconds: int = 30
+    display_cap_per_second: int = 30
+    # Multiplies next_ms during spikes (bandwidth control).
+    poll_multiplier: float = 1.0
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PullConfig:
+    epoch: int = 0
+    join_seconds: int = 3
+    window_seconds: int = 60
+    # next_ms while the refresher cannot read the store.
+    degraded_multiplier: float = 2.0
+    max_age_seconds: int = 1
+
+
+@dataclass(slots=True)
+class RoomEntry:
+    settings: RoomSettings
+    ring: RoomRing
+    last_pulled: float = 0.0
+    # Set by the refresher when its last read of the store failed.
+    degraded: bool = False
+    # (view, responses by cursor key) for the newest view only.
+    memo: tuple[RingView | None, dict] = field(default_factory=lambda: (None, {}))
+
+
+@dataclass(frozen=True, slots=True)
+class PullAnswer:
+    status: int
+    body: bytes
+    gzipped: bytes | None = None
+    etag: str = ""
+    cache_control: str = "no-store"
+
+    def body_for(self, accepts_gzip: bool) -> tuple[bytes, bool]:
+        if accepts_gzip and self.gzipped is not None:
+            return self.gzipped, True
+        return self.body, False
+
+
+class PullCache:
+    def __init__(self, config: PullConfig | None = None, *, clock: Callable[[], float] = time.monotonic):
+        self.config = config or PullConfig()
+        self.clock = clock
+        self.rooms: dict[str, RoomEntry] = {}
+        self._missing: dict[str, float] = {}
+        self._activator: Callable[[str], RoomEntry | None] | None = None
+        self._errors: dict[tuple[int, str], PullAnswer] = {}
+
+    def set_activator(self, activator: Callable[[str], RoomEntry | None]) -> None:
+        self._activator = activator
+
+    # -- reader side -------------------------------------------------------
+
+    def pull(self, slug: str, after: str | None) -> PullAnswer:
+        entry = self._entry(slug)
+        if entry is None:
+            return self._error(404, "room not found")
+        entry.last_pulled = self.clock()
+        after_second: int | None = None
+        if after is not None:
+            try:
+                epoch, after_second = wire.decode_cursor(after)
+            except wire.CursorError as exc:
+                return self._error(400, f"after: {exc}")
+            if epoch != self.config.epoch:
+                # A cursor from before the store was reset: start over, say so.
+                after_second = -1
+        view = entry.ring.view
+        memo_view, memo = entry.memo
+        if memo_view is not view:
+            memo = {}
+            entry.memo = (view, memo)
+        key = self._memo_key(view, after_second)
+        answer = memo.get(key)
+        if answer is None:
+            answer = self._build(entry, view, after_second)
+            memo[key] = answer
+        return answer
+
+    def _memo_key(self, view: RingView, after: int | None) -> int | str | None:
+        # Every cursor that reads as a gap gets the same answer; folding them
+        # into one key keeps the memo bounded by the window size.
+        if after is None or view.newest is None:
+            return after
+        if view.oldest - 1 <= after <= view.newest + MAX_AHEAD_SECONDS:
+            return after
+        return "gap"
+
+    def _entry(self, slug: str) -> RoomEntry | None:
+        entry = self.rooms.get(slug)
+        if entry is not None:
+            return entry
+        if not SLUG_RE.fullmatch(slug):
+            return None
+        now = self.clock()
+        expires = self._missing.get(slug)
+        if expires is not None and expires > now:
+            return None
+        if self._activator is None:
+            return None
+        entry = self._activator(slug)
+        if entry is None:
+            if len(self._missing) >= MISSING_MAX:
+                self._missing = {s: t for s, t in self._missing.items() if t > now}
+            self._missing[slug] = now + MISSING_TTL_SECONDS
+        return entry
+
+    def _build(self, entry: RoomEntry, view: RingView, after: int | None) -> PullAnswer:
+        settings = entry.settings
+        read = view.read(after, self.config.join_seconds, MAX_AHEAD_SECONDS)
+        # An empty ring (room activated this instant) hands back what it got.
+        cursor_second = read.newest if read.newest is not None else max(after or 0, 0)
+        cursor = wire.encode_cursor(self.config.epoch, cursor_second)
+        next_ms, reason = self._next_ms(entry, view)
+        key = f"{settings.slug}|{after}|{view.newest}|{settings.version}|{self.config.epoch}"
+        digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+        next_ms = _jitter(next_ms, digest)
+        body = wire.encode_pull(cursor=cursor, next_ms=next_ms, reason=reason, gap=read.gap, slots=read.slots)
+        gzipped = gzip.compress(body, 6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None
+        return PullAnswer(
+            status=200,
+            body=body,
+            gzipped=gzipped,
+            etag=f'"{digest}"',
+            cache_control=f"public, max-age={self.config.max_age_seconds}",
+        )
+
+    def _next_ms(self, entry: RoomEntry, view: RingView) -> tuple[int, str]:
+        settings = entry.settings
+        if entry.degraded:
+            return int(settings.poll_interval_ms * self.config.degraded_multiplier), "degraded"
+        if settings.poll_multiplier > 1.0:
+            return int(settings.poll_interval_ms * settings.poll_multiplier), "busy"
+        newest = view.newest
+        last_active = view.last_active_second()
+        if newest is not None and (last_active is None or newest - last_active >= settings.quiet_after_seconds):
+            return max(settings.quiet_interval_ms, settings.poll_interval_ms), "quiet"
+        return settings.poll_interval_ms, "normal"
+
+    def _error(self, status: int, detail: str) -> PullAnswer:
+        key = (status, detail)
+        answer = self._errors.get(key)
+        if answer is None:
+            answer = PullAnswer(status=status, body=wire.orjson.dumps({"detail": detail}))
+            if len(self._errors) < 1000:
+                self._errors[key] = answer
+        return answer
+
+    # -- writer side (the refresher) ---------------------------------------
+
+    def install(self, settings: RoomSettings) -> RoomEntry:
+        """Create the entry for a room; the caller fills its ring first."""
+        ring = RoomRing(size=self.config.window_seconds, display_cap=settings.display_cap_per_second)
+        entry = RoomEntry(settings=settings, ring=ring, last_pulled=self.clock())
+        return entry
+
+    def publish(self, entry: RoomEntry) -> None:
+        self.rooms[entry.settings.slug] = entry
+        self._missing.pop(entry.settings.slug, None)
+
+    def forget_idle(self) -> list[RoomEntry]:
+        cutoff = self.clock() - IDLE_SECONDS
+        idle = [e for e in self.rooms.values() if e.last_pulled < cutoff]
+        for entry in idle:
+            self.rooms.pop(entry.settings.slug, None)
+        return idle
+
+    def forget(self, slug: str) -> None:
+        self.rooms.pop(slug, None)
+
+
+def _jitter(next_ms: int, digest: str) -> int:
+    # Derived from the answer's identity, not random per request, so the
+    # shared bytes stay identical for everyone who gets them.
+    fraction = int(digest[:4], 16) / 0xFFFF  # 0..1
+    return max(100, int(next_ms * (1 + JITTER_SHARE * (2 * fraction - 1))))

@@ -1,0 +1,73 @@
+"""Per-process wiring: the pull cache, the store and the refresher.
+
+Built lazily on first use (after gunicorn forks), from settings.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+
+from danmaku.pullcache import PullCache, PullConfig
+
+_lock = threading.Lock()
+_cache: PullCache | None = None
+_refresher = None
+
+
+def pull_cache() -> PullCache:
+    if _cache is None:
+        _build()
+    return _cache
+
+
+def refresher():
+    if _refresher is None:
+        _build()
+    return _refresher
+
+
+def ensure_refresher() -> None:
+    if getattr(settings, "DANMAKU_REFRESHER_AUTOSTART", True):
+        refresher().ensure_started()
+
+
+def _build() -> None:
+    global _cache, _refresher
+    from danmaku.refresher import Refresher
+    from danmaku.store import get_store
+
+    with _lock:
+        if _cache is not None:
+            return
+        store = get_store()
+        cache = PullCache(
+            PullConfig(
+                epoch=store.epoch,
+                join_seconds=settings.DANMAKU_JOIN_SECONDS,
+                window_seconds=settings.DANMAKU_WINDOW_SECONDS,
+                degraded_multiplier=settings.DANMAKU_DEGRADED_MULTIPLIER,
+                max_age_seconds=settings.DANMAKU_PULL_MAX_AGE_SECONDS,
+            )
+        )
+        refresher = Refresher(
+            cache=cache,
+            store=store,
+            seal_lag_ms=settings.DANMAKU_SEAL_LAG_MS,
+            overlap_ms=settings.DANMAKU_READ_OVERLAP_MS,
+            interval_ms=settings.DANMAKU_REFRESH_INTERVAL_MS,
+        )
+        cache.set_activator(refresher.activate)
+        _refresher = refresher
+        _cache = cache
+
+
+def reset() -> None:
+    """Drop this process's rings and stop its refresher (tests use this)."""
+    global _cache, _refresher
+    with _lock:
+        if _refresher is not None:
+            _refresher.stop()
+        _cache = None
+        _refresher = None

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from ninja import Schema
+from pydantic import ConfigDict, Field, field_validator
+
+from danmaku.textrules import ABSOLUTE_MAX_CODE_POINTS, text_problem
+
+COLOR_RE = re.compile(r"#[0-9a-fA-F]{6}")
+CLIENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class DanmakuIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(
+        description="The comment, one line; the room sets the longest allowed (code points and bytes).",
+        max_length=ABSOLUTE_MAX_CODE_POINTS * 4,
+    )
+    color: str = Field("#ffffff", description="`#rrggbb`.", examples=["#ffffff"])
+    mode: Literal["scroll", "top", "bottom"] = "scroll"
+    client_id: str | None = Field(
+        None,
+        description="Idempotency key chosen by the client (1-64 of `A-Za-z0-9._:-`). "
+        "Sending it again returns the first answer instead of a second comment.",
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        problem = text_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value.strip()
+
+    @field_validator("color")
+    @classmethod
+    def _color(cls, value: str) -> str:
+        if not COLOR_RE.fullmatch(value):
+            raise ValueError("must be a colour like #rrggbb")
+        return value.lower()
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, value: str | None) -> str | None:
+        if value is not None and not CLIENT_ID_RE.fullmatch(value):
+            raise ValueError("must be 1-64 characters of A-Z a-z 0-9 . _ : -")
+        return value
+
+
+class SendOut(Schema):
+    id: int
+    status: Literal["published", "held", "sender_only"]
+
+
+class NotBroadcastOut(Schema):
+    broadcast: Literal[False] = False
+    reason: Literal["room_busy"]
+
+
+class FieldError(Schema):
+    field: str
+    reason: str
+
+
+class ErrorOut(Schema):
+    detail: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class RateLimitedOut(Schema):
+    detail: str
+    retry_after_ms: int
+
+
+class PullItems(Schema):
+    id: list[int]
+    offset_ms: list[int] = Field(description="ms from the start of the first second this answer covers.")
+    color: list[int] = Field(description="0xRRGGBB as an integer.")
+    mode: list[int] = Field(description="0 scroll, 1 top, 2 bottom.")
+    user: list[int]
+    nick: list[str]
+    avatar: list[str]
+    text: list[str]
+
+
+class PullOut(Schema):
+    cursor: str = Field(description="Opaque; pass it back as `after` on the next pull.")
+    next_ms: int = Field(description="Poll again after this many ms.")
+    reason: Literal["normal", "quiet", "busy", "degraded"]
+    gap: bool = Field(
+        description="True when the cursor was too old (or from another epoch): some comments were skipped."
+    )
+    missed: int = Field(description="Comments not shown because the room's display cap was hit.")
+    items: PullItems
+    deleted: list[int] = Field(description="Ids retracted since the cursor; remove them from the screen.")

@@ -1,0 +1,17 @@
+"""Plain Django pages: the room list and the viewer page."""
+
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from danmaku.models import Room
+
+
+def index(request):
+    rooms = Room.objects.filter(is_open=True).order_by("slug")[:100]
+    return render(request, "danmaku/index.html", {"rooms": rooms})
+
+
+@ensure_csrf_cookie
+def room_page(request, slug: str):
+    room = get_object_or_404(Room, slug=slug)
+    return render(request, "danmaku/room.html", {"room": room})

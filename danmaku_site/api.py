@@ -1,0 +1,70 @@
+"""The one NinjaAPI: mounts the routers, maps every error to HTTP in one place."""
+
+from __future__ import annotations
+
+import math
+
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from danmaku.api import router as danmaku_router
+from danmaku.errors import DanmakuError, RateLimited, Unavailable
+
+api = NinjaAPI(
+    title="Danmaku",
+    version="1",
+    urls_namespace="api-v1",
+    description="Live bullet comments: short-poll pulls decided by the server, and sends.",
+)
+api.add_router("/", danmaku_router)
+
+
+@api.exception_handler(DanmakuError)
+def domain_error(request: HttpRequest, exc: DanmakuError) -> HttpResponse:
+    body: dict = {"detail": exc.detail}
+    if exc.field:
+        body["errors"] = [{"field": exc.field, "reason": exc.detail.split(": ", 1)[-1]}]
+    retry_after_ms = exc.retry_after_ms if isinstance(exc, (RateLimited, Unavailable)) else None
+    if retry_after_ms is not None:
+        body["retry_after_ms"] = retry_after_ms
+    response = api.create_response(request, body, status=exc.status)
+    if retry_after_ms is not None:
+        response["Retry-After"] = str(max(1, math.ceil(retry_after_ms / 1000)))
+    return response
+
+
+@api.exception_handler(ValidationError)
+def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = [_field_error(error) for error in exc.errors]
+    detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors) or "invalid request"
+    return api.create_response(request, {"detail": detail, "errors": errors}, status=400)
+
+
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return api.create_response(request, {"detail": "log in or send Authorization: Bearer <token>"}, status=401)
+
+
+@api.exception_handler(HttpError)
+def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if exc.status_code == 400 and "parse request body" in exc.message:
+        reason = "must be a JSON object"
+        body = {"detail": f"body: {reason}", "errors": [{"field": "body", "reason": reason}]}
+        return api.create_response(request, body, status=400)
+    return api.create_response(request, {"detail": exc.message}, status=exc.status_code)
+
+
+def _field_error(error: dict) -> dict:
+    # Ninja reports locations like ("body", "payload", "text"); clients want "text".
+    loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "payload", "query", "path")]
+    field = ".".join(loc) or "body"
+    reason = str(error.get("msg", "is invalid"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if reason.startswith(prefix):
+            reason = reason[len(prefix) :]
+    if error.get("type") == "extra_forbidden":
+        reason = "is not a known field"
+    elif error.get("type") == "missing":
+        reason = "is required"
+    return {"field": field, "reason": reason}

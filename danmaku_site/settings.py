@@ -1,0 +1,142 @@
+"""Settings, all read from environment variables (see README: Configuration).
+
+With nothing set this is the embedded default: SQLite under ./var, the
+database as the danmaku store, Celery tasks run inline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from danmaku_site.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("DANMAKU_VAR_DIR", str(BASE_DIR / "var")))
+# Holds the SQLite file of the embedded default and collected static files.
+(VAR_DIR / "static").mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# The embedded default runs without any configuration; a production
+# deployment (DATABASE_URL set) must bring its own key.
+_DEV_SECRET = "dev-only-insecure-key-do-not-use-in-production"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", None if env_str("DATABASE_URL", "") else _DEV_SECRET)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "ninja",
+    "danmaku",
+    "moderation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "danmaku_site.urls"
+WSGI_APPLICATION = "danmaku_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE_SECONDS", 60, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # Two gunicorn workers and their refresher threads share one file:
+        # WAL lets readers run beside the writer, IMMEDIATE takes the write
+        # lock up front (no upgrade deadlock), and writers wait, not fail.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 10,
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "danmaku_site" / "static"]
+# Serve admin and page assets straight from the app dirs without a
+# collectstatic step in the embedded default.
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "/admin/login/"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("DANMAKU_LOG_LEVEL", "INFO")},
+}
+
+# -- Celery -------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
+# No broker configured: run tasks inline so the embedded default needs nothing.
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+
+# -- Danmaku ------------------------------------------------------------------
+# Slots in each room's ring; one slot is one second of server time.
+DANMAKU_WINDOW_SECONDS = env_int("DANMAKU_WINDOW_SECONDS", 60, minimum=5)
+# How much recent history a client gets when it joins (or after a gap).
+DANMAKU_JOIN_SECONDS = env_int("DANMAKU_JOIN_SECONDS", 3, minimum=1)
+# A second is sealed this long after it ends, so sends that took their
+# timestamp just before the boundary have committed by then.
+DANMAKU_SEAL_LAG_MS = env_int("DANMAKU_SEAL_LAG_MS", 400, minimum=0)
+# Each store read starts this far before the oldest open second, to catch
+# rows that committed out of timestamp order.
+DANMAKU_READ_OVERLAP_MS = env_int("DANMAKU_READ_OVERLAP_MS", 10_000, minimum=0)
+DANMAKU_REFRESH_INTERVAL_MS = env_int("DANMAKU_REFRESH_INTERVAL_MS", 1000, minimum=50)
+DANMAKU_PULL_MAX_AGE_SECONDS = env_int("DANMAKU_PULL_MAX_AGE_SECONDS", 1, minimum=0)
+DANMAKU_DEGRADED_MULTIPLIER = env_float("DANMAKU_DEGRADED_MULTIPLIER", 2.0)
+DANMAKU_DEFAULT_AVATAR_URL = env_str("DANMAKU_DEFAULT_AVATAR_URL", "/static/danmaku/avatar-default.svg")
+# Adds X-Served-By (host:pid) to API answers; used by the multi-worker test.
+DANMAKU_SERVED_BY_HEADER = env_bool("DANMAKU_SERVED_BY_HEADER", False)
