@@ -30,7 +30,7 @@ class PullQuery(Schema):
 
 @router.get(
     "/rooms/{room}/danmaku",
-    response={200: PullOut, 304: None, 400: ErrorOut, 404: ErrorOut},
+    response={200: PullOut, 304: None, 400: ErrorOut, 404: ErrorOut, 503: ErrorOut},
     summary="Pull new danmaku",
     description=(
         "Comments since `after`, as columns. Poll again after `next_ms`. The body is shared by every "
@@ -50,6 +50,8 @@ def pull(request: HttpRequest, room: str, query: Query[PullQuery]):
         if gzipped:
             response["Content-Encoding"] = "gzip"
     response["Cache-Control"] = answer.cache_control
+    if answer.status == 503:
+        response["Retry-After"] = "1"
     response["Vary"] = "Accept-Encoding"
     if answer.etag:
         response["ETag"] = answer.etag

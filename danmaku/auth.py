@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from ninja.security import HttpBearer, SessionAuth
 
 from danmaku.models import ApiToken
@@ -22,5 +23,22 @@ class BearerTokenAuth(HttpBearer):
         return found.user
 
 
-# Session auth checks CSRF, as a browser form post would be checked.
-send_auth = [BearerTokenAuth(), SessionAuth(csrf=True)]
+class BrowserSessionAuth(SessionAuth):
+    """The session cookie, with Django's CSRF check.
+
+    A request with no session cookie is simply not authenticated (401); only
+    a request that rides on a session has its CSRF token checked (403).
+    """
+
+    def _get_key(self, request):
+        if settings.SESSION_COOKIE_NAME not in request.COOKIES:
+            return None
+        return super()._get_key(request)
+
+    def authenticate(self, request, key):
+        if key is None:
+            return None
+        return super().authenticate(request, key)
+
+
+send_auth = [BearerTokenAuth(), BrowserSessionAuth(csrf=True)]

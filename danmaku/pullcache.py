@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 
 from danmaku import wire
 from danmaku.ringbuffer import RingView, RoomRing
+
+logger = logging.getLogger(__name__)
 
 SLUG_RE = re.compile(r"[-a-zA-Z0-9_]{1,50}")
 # A room nobody pulled for this long is dropped from the process (the ring
@@ -101,7 +104,13 @@ class PullCache:
     # -- reader side -------------------------------------------------------
 
     def pull(self, slug: str, after: str | None) -> PullAnswer:
-        entry = self._entry(slug)
+        try:
+            entry = self._entry(slug)
+        except Exception:
+            # Only a room's first pull in this process reads the database;
+            # if that fails the client retries, warm rooms are unaffected.
+            logger.warning("could not activate room %r", slug, exc_info=True)
+            return self._error(503, "room temporarily unavailable; retry shortly")
         if entry is None:
             return self._error(404, "room not found")
         entry.last_pulled = self.clock()
