@@ -132,14 +132,20 @@ class RoomRing:
 
         An item whose second is already sealed arrived late (its commit
         overtook the seal). It goes into the first open second instead, so it
-        is shown late rather than never.
+        is shown late rather than never. Items older than the whole window
+        are ignored (they are in the durable record, not the live feed).
         """
         sealed = self.sealed_through
+        oldest = self._sealed[0].second if self._sealed else None
         added = 0
         for item in items:
             if item.id in self._placed:
                 continue
             second = item.ts_ms // 1000
+            if oldest is not None and second < oldest:
+                # Older than the window: its id may already be forgotten, so
+                # it cannot be told apart from a re-read of something shown.
+                continue
             if sealed is not None and second <= sealed:
                 second = sealed + 1
             self._pending.setdefault(second, _Pending()).items[item.id] = item

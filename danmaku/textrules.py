@@ -13,6 +13,9 @@ import unicodedata
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # Line and paragraph separators would break the single-line overlay.
 SEPARATORS = frozenset("\u2028\u2029")
+# Characters that render as nothing; a comment made only of these (and
+# whitespace) would fly across the screen as a blank.
+INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800\u200b\u200c\u200d\u2060\ufeff\u00ad\u034f")
 # Hard ceilings before any room setting applies; a room's own limit is lower.
 ABSOLUTE_MAX_CODE_POINTS = 500
 # CJK text is 3 bytes per character in UTF-8; this lets a full-length CJK
@@ -22,7 +25,7 @@ BYTES_PER_CODE_POINT = 3
 
 def text_problem(text: str) -> str | None:
     """Why ``text`` is not acceptable as a comment anywhere, or None."""
-    if not text.strip():
+    if not any(not char.isspace() and char not in INVISIBLE for char in text):
         return "must not be empty or only whitespace"
     for char in text:
         if char == "\x00":

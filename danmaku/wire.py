@@ -14,8 +14,9 @@ import orjson
 from danmaku.ringbuffer import Slot
 
 # Cursor: "<epoch>-<second>", both lower-case base 36. Opaque to clients; it is
-# short because it rides in every pull URL.
-CURSOR_RE = re.compile(r"([0-9a-z]{1,13})-([0-9a-z]{1,13})")
+# short because it rides in every pull URL. No leading zeros: one spelling per
+# cursor, so a proxy keyed on the URL never caches the same answer twice.
+CURSOR_RE = re.compile(r"(0|[1-9a-z][0-9a-z]{0,12})-(0|[1-9a-z][0-9a-z]{0,12})")
 # Seconds beyond this are not a server time we could ever have handed out.
 MAX_SECOND = 2**40
 
@@ -28,6 +29,9 @@ class CursorError(ValueError):
 
 
 def _b36(number: int) -> str:
+    if number < 0:
+        # divmod never reaches 0 from below: this would loop forever.
+        raise ValueError("cursor parts must be non-negative")
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while True:
@@ -80,11 +84,14 @@ def encode_pull(
     deleted: list[int] = []
     missed = 0
     for slot in slots:
+        # A late item sits in a later slot than its timestamp; it plays at
+        # the start of that slot rather than before the answer begins.
+        slot_start_ms = slot.second * 1000
         missed += slot.missed
         deleted.extend(slot.deleted)
         for item in slot.items:
             ids.append(item.id)
-            offsets.append(item.ts_ms - base_ms)
+            offsets.append(max(item.ts_ms, slot_start_ms) - base_ms)
             colors.append(item.color)
             modes.append(item.mode)
             users.append(item.user)
