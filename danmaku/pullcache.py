@@ -71,8 +71,9 @@ class RoomEntry:
     last_pulled: float = 0.0
     # Set by the refresher when its last read of the store failed.
     degraded: bool = False
-    # (view, responses by cursor key) for the newest view only.
-    memo: tuple[RingView | None, dict] = field(default_factory=lambda: (None, {}))
+    # ((view, settings, degraded), responses by cursor key): an answer depends
+    # on all three, so a change to any of them starts a new memo.
+    memo: tuple[tuple | None, dict] = field(default_factory=lambda: (None, {}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +125,11 @@ class PullCache:
                 # A cursor from before the store was reset: start over, say so.
                 after_second = -1
         view = entry.ring.view
-        memo_view, memo = entry.memo
-        if memo_view is not view:
+        settings, degraded = entry.settings, entry.degraded
+        stamp, memo = entry.memo
+        if stamp is None or stamp[0] is not view or stamp[1] is not settings or stamp[2] is not degraded:
             memo = {}
-            entry.memo = (view, memo)
+            entry.memo = ((view, settings, degraded), memo)
         key = self._memo_key(view, after_second)
         answer = memo.get(key)
         if answer is None:
@@ -170,7 +172,7 @@ class PullCache:
         cursor_second = read.newest if read.newest is not None else max(after or 0, 0)
         cursor = wire.encode_cursor(self.config.epoch, cursor_second)
         next_ms, reason = self._next_ms(entry, view)
-        key = f"{settings.slug}|{after}|{view.newest}|{settings.version}|{self.config.epoch}"
+        key = f"{settings.slug}|{after}|{view.newest}|{settings.version}|{self.config.epoch}|{entry.degraded:d}"
         digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
         next_ms = _jitter(next_ms, digest)
         body = wire.encode_pull(cursor=cursor, next_ms=next_ms, reason=reason, gap=read.gap, slots=read.slots)

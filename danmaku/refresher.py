@@ -84,6 +84,8 @@ class Refresher:
             try:
                 self._refresh_settings(entries)
                 entries = list(self.cache.rooms.values())
+                if not entries:  # every active room was deleted
+                    return
                 now_ms = self.store.now_ms()
                 seal = self.sealable_second(now_ms)
                 oldest_open = min(_sealed_or(e, seal) for e in entries) + 1

@@ -52,7 +52,10 @@ class DanmakuIn(Schema):
 
 class SendOut(Schema):
     id: int
-    status: Literal["published", "held", "sender_only"]
+    status: Literal["published", "held", "sender_only", "hidden"] = Field(
+        description="The comment's state now: a retry with the same `client_id` reports `hidden` "
+        "if a moderator removed the comment since it was sent."
+    )
 
 
 class NotBroadcastOut(Schema):
