@@ -32,7 +32,9 @@ run: $(VENV)/.runtime
 	@echo "  admin:      http://$(HOST_PORT)/admin/   (make an account: $(PY) manage.py createsuperuser)"
 	@echo "  a token:    $(PY) manage.py issue_token alice"
 	@echo ""
-	DANMAKU_BIND=$(HOST_PORT) $(BIN)/gunicorn -c danmaku_site/gunicorn.conf.py
+# exec: gunicorn takes the shell's place, so the SIGTERM make passes on (a
+# supervisor or IDE stopping `make run`) reaches it instead of orphaning it.
+	exec env DANMAKU_BIND=$(HOST_PORT) $(BIN)/gunicorn -c danmaku_site/gunicorn.conf.py
 
 # The whole suite, lint included. .ci/run calls exactly this.
 test: $(VENV)/.dev

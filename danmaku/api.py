@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
@@ -16,8 +12,6 @@ from danmaku.schemas import DanmakuIn, ErrorOut, NotBroadcastOut, PullOut, RateL
 from danmaku.services import danmaku_send
 
 router = Router(tags=["danmaku"])
-
-SERVED_BY = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class PullQuery(Schema):
@@ -55,7 +49,7 @@ def pull(request: HttpRequest, room: str, query: Query[PullQuery]):
     response["Vary"] = "Accept-Encoding"
     if answer.etag:
         response["ETag"] = answer.etag
-    return _served_by(response)
+    return response
 
 
 @router.post(
@@ -91,9 +85,3 @@ def send(request: HttpRequest, room: str, payload: DanmakuIn):
     if not outcome.broadcast:
         return Status(202, {"broadcast": False, "reason": "room_busy"})
     return Status(201, {"id": outcome.danmaku.id, "status": outcome.danmaku.status})
-
-
-def _served_by(response: HttpResponse) -> HttpResponse:
-    if settings.DANMAKU_SERVED_BY_HEADER:
-        response["X-Served-By"] = SERVED_BY
-    return response

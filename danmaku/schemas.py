@@ -8,23 +8,34 @@ from pydantic import ConfigDict, Field, field_validator
 
 from danmaku.textrules import ABSOLUTE_MAX_CODE_POINTS, text_problem
 
-COLOR_RE = re.compile(r"#[0-9a-fA-F]{6}")
-CLIENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class DanmakuIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(
-        description="The comment, one line; the room sets the longest allowed (code points and bytes).",
-        max_length=ABSOLUTE_MAX_CODE_POINTS * 4,
+        description=(
+            "The comment, one line, trimmed. At most the room's `max_text_length` code points "
+            f"(never more than {ABSOLUTE_MAX_CODE_POINTS}) and 3 UTF-8 bytes per allowed code point. "
+            "Refused: empty or only whitespace/invisible characters, NUL and other control characters, "
+            "lone surrogates, bidirectional embedding/override/isolate characters, line separators."
+        ),
+        min_length=1,
+        max_length=ABSOLUTE_MAX_CODE_POINTS,
     )
-    color: str = Field("#ffffff", description="`#rrggbb`.", examples=["#ffffff"])
+    # Patterns go into the schema only (json_schema_extra), so the validators
+    # below still give the readable reason in the 400.
+    color: str = Field(
+        "#ffffff", description="`#rrggbb`.", json_schema_extra={"pattern": COLOR_RE.pattern}, examples=["#ffffff"]
+    )
     mode: Literal["scroll", "top", "bottom"] = "scroll"
     client_id: str | None = Field(
         None,
-        description="Idempotency key chosen by the client (1-64 of `A-Za-z0-9._:-`). "
+        description="Idempotency key chosen by the client. "
         "Sending it again returns the first answer instead of a second comment.",
+        json_schema_extra={"pattern": CLIENT_ID_RE.pattern, "minLength": 1, "maxLength": 64},
     )
 
     @field_validator("text")

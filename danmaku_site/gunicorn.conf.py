@@ -19,3 +19,13 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 wsgi_app = "danmaku_site.wsgi:application"
+# gunicorn's control socket (for `gunicornc`) defaults to one path per user
+# ($XDG_RUNTIME_DIR or ~/.gunicorn/gunicorn.ctl): a second instance (tests,
+# the bench, another checkout) would take it over and `gunicornc` would drive
+# the wrong server. Keep it beside this instance's data; "off" disables it.
+_var_dir = os.environ.get("DANMAKU_VAR_DIR") or os.path.join(os.path.dirname(os.path.dirname(__file__)), "var")
+_control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or os.path.join(os.path.abspath(_var_dir), "gunicorn.ctl")
+if _control_socket == "off":
+    control_socket_disable = True
+else:
+    control_socket = _control_socket
