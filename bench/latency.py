@@ -12,15 +12,10 @@ send -> first-appearance latency and stops gunicorn.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
-import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -28,11 +23,11 @@ from pathlib import Path
 
 import requests
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-BIN_DIR = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import local
+
 ROOM = "bench"
 USERS = ("bench-a", "bench-b", "bench-c")
-START_TIMEOUT_SECONDS = 30
 # Time allowed beyond the sending itself before the run is abandoned.
 SLACK_SECONDS = 30
 REQUEST_TIMEOUT_SECONDS = 5
@@ -50,92 +45,15 @@ def main() -> int:
     # SIGTERM should stop gunicorn too, like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    with tempfile.TemporaryDirectory(prefix="danmaku-bench-") as var_dir:
-        env = _environment(var_dir, workers=args.workers)
-        tokens = _prepare(env)
-        log_path = Path(var_dir) / "gunicorn.log"
-        with log_path.open("wb") as log:
-            server = subprocess.Popen(
-                [str(BIN_DIR / "gunicorn"), "-c", "danmaku_site/gunicorn.conf.py"],
-                cwd=BASE_DIR,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            base_url = f"http://{env['DANMAKU_BIND']}"
-            _wait_until_answering(base_url, server, log_path)
-            return _run(base_url, tokens, args)
-        finally:
-            _stop(server)
-
-
-def _environment(var_dir: str, *, workers: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="danmaku_site.settings",
-        DANMAKU_VAR_DIR=var_dir,
-        DANMAKU_BIND=f"127.0.0.1:{_free_port()}",
-        DANMAKU_SERVED_BY_HEADER="1",
-        GUNICORN_WORKERS=str(workers),
-        GUNICORN_LOG_LEVEL="warning",
-        DANMAKU_LOG_LEVEL="WARNING",
-    )
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60
-    )
-    if done.returncode:
-        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout
-
-
-def _prepare(env: dict[str, str]) -> list[str]:
-    """Migrate, create the room with slow mode off and caps out of the way, issue tokens."""
-    _manage(env, "migrate", "--noinput")
-    _manage(env, "create_room", ROOM, "--title", "Latency bench")
-    _manage(
-        env,
-        "shell",
-        "-c",
-        f"from danmaku.models import Room; Room.objects.filter(slug={ROOM!r}).update("
-        "user_send_interval_ms=0, room_send_cap_per_second=100000, display_cap_per_second=1000)",
-    )
-    return [_manage(env, "issue_token", user).strip() for user in USERS]
-
-
-def _wait_until_answering(base_url: str, server: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"gunicorn exited with {server.returncode}:\n{log_path.read_text()}")
-        # The socket listens before the workers boot: connect, wait, retry.
-        with contextlib.suppress(requests.ConnectionError, requests.Timeout):
-            if requests.get(f"{base_url}/api/v1/openapi.json", timeout=2).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"gunicorn did not answer within {START_TIMEOUT_SECONDS} s:\n{log_path.read_text()}")
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """Stop gunicorn and its workers (the process group it leads)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        server.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGKILL)
-    server.wait(timeout=5)
+    room_fields = {"user_send_interval_ms": 0, "room_send_cap_per_second": 100_000, "display_cap_per_second": 1000}
+    quiet = {"GUNICORN_LOG_LEVEL": "warning", "DANMAKU_LOG_LEVEL": "WARNING"}
+    try:
+        with local.gunicorn(
+            room=ROOM, users=USERS, workers=args.workers, room_fields=room_fields, extra_env=quiet
+        ) as server:
+            return _run(server.danmaku_url(ROOM), server.tokens, args)
+    except local.LocalServerError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 class Poller(threading.Thread):
@@ -205,8 +123,7 @@ def _send_all(url: str, tokens: list[str], count: int, rate: float, sent: dict[i
             failures[response.status_code] += 1
 
 
-def _run(base_url: str, tokens: list[str], args: argparse.Namespace) -> int:
-    url = f"{base_url}/api/v1/rooms/{ROOM}/danmaku"
+def _run(url: str, tokens: list[str], args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.count / args.rate + SLACK_SECONDS
     poller = Poller(url, args.poll_ms / 1000)
     poller.start()

@@ -29,7 +29,7 @@ def refresher():
 
 
 def ensure_refresher() -> None:
-    if getattr(settings, "DANMAKU_REFRESHER_AUTOSTART", True):
+    if settings.DANMAKU_REFRESHER_AUTOSTART:
         refresher().ensure_started()
 
 

@@ -135,6 +135,9 @@ DANMAKU_SEAL_LAG_MS = env_int("DANMAKU_SEAL_LAG_MS", 400, minimum=0)
 # Each store read starts this far before the oldest open second, to catch
 # rows that committed out of timestamp order.
 DANMAKU_READ_OVERLAP_MS = env_int("DANMAKU_READ_OVERLAP_MS", 10_000, minimum=0)
+# Start each process's refresher thread on its first request. The tests turn
+# it off and call refresh_once() themselves.
+DANMAKU_REFRESHER_AUTOSTART = env_bool("DANMAKU_REFRESHER_AUTOSTART", True)
 DANMAKU_REFRESH_INTERVAL_MS = env_int("DANMAKU_REFRESH_INTERVAL_MS", 1000, minimum=50)
 DANMAKU_PULL_MAX_AGE_SECONDS = env_int("DANMAKU_PULL_MAX_AGE_SECONDS", 1, minimum=0)
 DANMAKU_DEGRADED_MULTIPLIER = env_float("DANMAKU_DEGRADED_MULTIPLIER", 2.0)

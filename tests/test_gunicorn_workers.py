@@ -7,27 +7,18 @@ always stops it (the whole process group) afterwards.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import requests
 
+from harness import local
+
 pytestmark = pytest.mark.slow
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-BIN_DIR = Path(sys.executable).parent
 ROOM = "workers"
-# Longest wait for gunicorn to answer its first request.
-START_TIMEOUT_SECONDS = 30
 # Longest wait for both workers to have answered at least once.
 WARM_TIMEOUT_SECONDS = 10
 # The contract: a comment reaches every process's pulls within a few seconds
@@ -40,129 +31,38 @@ EXTRA_EVERY = 6
 REQUEST_TIMEOUT_SECONDS = 5
 
 
-@dataclass
-class Server:
-    base_url: str
-    token: str
-    process: subprocess.Popen
-
-    @property
-    def danmaku_url(self) -> str:
-        return f"{self.base_url}/api/v1/rooms/{ROOM}/danmaku"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop gunicorn and its workers: they share the process group it leads."""
-    pgid = process.pid
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=15)
-    # Workers outliving the arbiter (or a hung shutdown) get no second chance.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    process.wait(timeout=5)
-
-
 @pytest.fixture
 def server(tmp_path):
-    env = {
-        key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL")
-    }
-    port = _free_port()
-    env.update(
-        DJANGO_SETTINGS_MODULE="danmaku_site.settings",
-        DANMAKU_VAR_DIR=str(tmp_path),
-        DANMAKU_BIND=f"127.0.0.1:{port}",
-        DANMAKU_SERVED_BY_HEADER="1",
-        GUNICORN_WORKERS="2",
-        PYTHONUNBUFFERED="1",
-    )
-    _manage(env, "migrate", "--noinput")
-    _manage(env, "create_room", ROOM)
-    _manage(
-        env,
-        "shell",
-        "-c",
-        f"from danmaku.models import Room; Room.objects.filter(slug={ROOM!r}).update(user_send_interval_ms=0)",
-    )
-    token = _manage(env, "issue_token", "sender").strip()
-
-    log_path = tmp_path / "gunicorn.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(BIN_DIR / "gunicorn"), "-c", "danmaku_site/gunicorn.conf.py"],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     try:
-        running = Server(base_url=f"http://127.0.0.1:{port}", token=token, process=process)
-        _wait_until_answering(running, log_path)
-        yield running
-    finally:
-        _stop(process)
-        # Shown by pytest only when the test failed.
-        print(log_path.read_text(errors="replace")[-5000:])
+        with local.gunicorn(room=ROOM, var_dir=tmp_path, room_fields={"user_send_interval_ms": 0}) as running:
+            yield running
+            # Shown by pytest only when the test failed.
+            print(running.log_tail())
+    except local.LocalServerError as exc:
+        pytest.fail(str(exc))
 
 
-def _wait_until_answering(server: Server, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {server.process.returncode}:\n{log_path.read_text()}")
-        try:
-            # The socket listens before the workers have booted: a request may
-            # connect, then wait; either way, try again until the deadline.
-            if requests.get(f"{server.base_url}/api/v1/openapi.json", timeout=2).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"gunicorn did not answer within {START_TIMEOUT_SECONDS} s:\n{log_path.read_text()}")
-
-
-def _pull(server: Server, after: str | None = None, session: requests.Session | None = None) -> tuple[str, dict]:
+def _pull(
+    server: local.LocalServer, after: str | None = None, session: requests.Session | None = None
+) -> tuple[str, dict]:
     """One pull; without a session it goes over a new connection. Returns (worker, body)."""
     params = {"after": after} if after else {}
     if session is None:
         response = requests.get(
-            server.danmaku_url, params=params, headers={"Connection": "close"}, timeout=REQUEST_TIMEOUT_SECONDS
+            server.danmaku_url(ROOM), params=params, headers={"Connection": "close"}, timeout=REQUEST_TIMEOUT_SECONDS
         )
     else:
-        response = session.get(server.danmaku_url, params=params, timeout=REQUEST_TIMEOUT_SECONDS)
+        response = session.get(server.danmaku_url(ROOM), params=params, timeout=REQUEST_TIMEOUT_SECONDS)
     assert response.status_code == 200, response.text
     return response.headers["X-Served-By"], response.json()
 
 
-def _send(server: Server, session: requests.Session, text: str, client_id: str) -> tuple[str, int]:
+def _send(server: local.LocalServer, session: requests.Session, text: str, client_id: str) -> tuple[str, int]:
     """Send over ``session``; returns (the worker that took it, the new id)."""
     response = session.post(
-        server.danmaku_url,
+        server.danmaku_url(ROOM),
         json={"text": text, "client_id": client_id},
-        headers={"Authorization": f"Bearer {server.token}"},
+        headers={"Authorization": f"Bearer {server.tokens[0]}"},
         timeout=REQUEST_TIMEOUT_SECONDS,
     )
     assert response.status_code == 201, response.text
@@ -178,7 +78,7 @@ class Chain:
     cursor: str
     seen: Counter = field(default_factory=Counter)
 
-    def pull(self, server: Server) -> dict:
+    def pull(self, server: local.LocalServer) -> dict:
         answered_by, body = _pull(server, after=self.cursor, session=self.session)
         assert answered_by == self.worker, "a keep-alive connection moved to another worker"
         self.cursor = body["cursor"]
@@ -186,7 +86,7 @@ class Chain:
         return body
 
 
-def _warm_workers(server: Server) -> Counter:
+def _warm_workers(server: local.LocalServer) -> Counter:
     """Pull over new connections until both workers answered; count answers per worker.
 
     Each worker builds its rings and starts its refresher on its first pull.
@@ -203,7 +103,7 @@ def _warm_workers(server: Server) -> Counter:
     return workers
 
 
-def _chains(server: Server, workers: set[str]) -> dict[str, Chain]:
+def _chains(server: local.LocalServer, workers: set[str]) -> dict[str, Chain]:
     """One chain per worker: gunicorn keeps an idle connection 5 s, so a
     session polling every 50 ms stays on the worker that first answered it."""
     chains: dict[str, Chain] = {}

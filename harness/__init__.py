@@ -1,0 +1,1 @@
+"""Starting real local processes for the end-to-end tests and the benchmarks."""

@@ -1,0 +1,157 @@
+"""A real gunicorn on a free 127.0.0.1 port over its own SQLite file.
+
+Shared by the end-to-end tests and the benchmarks. Every process started
+here leads its own process group and is stopped (group-wide, TERM then KILL)
+when the context exits, whatever happened inside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+BIN_DIR = Path(sys.executable).parent
+# Longest wait for gunicorn to answer its first request.
+START_TIMEOUT_SECONDS = 30
+# Variables that would point a local instance at shared production services.
+SERVICE_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL")
+
+
+class LocalServerError(RuntimeError):
+    pass
+
+
+@dataclass
+class LocalServer:
+    base_url: str
+    tokens: list[str]
+    process: subprocess.Popen
+    log_path: Path
+
+    def danmaku_url(self, room: str) -> str:
+        return f"{self.base_url}/api/v1/rooms/{room}/danmaku"
+
+    def log_tail(self, chars: int = 5000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def environment(var_dir: Path | str, **extra: str) -> dict[str, str]:
+    """This process's environment minus shared services, plus a private var dir."""
+    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
+    env.update(
+        DJANGO_SETTINGS_MODULE="danmaku_site.settings",
+        DANMAKU_VAR_DIR=str(var_dir),
+        DANMAKU_SERVED_BY_HEADER="1",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode:
+        raise LocalServerError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def prepare_room(env: dict[str, str], room: str, users: tuple[str, ...], **room_fields: int) -> list[str]:
+    """Migrate, create ``room`` with ``room_fields`` set, issue a token per user."""
+    manage(env, "migrate", "--noinput")
+    manage(env, "create_room", room)
+    if room_fields:
+        assignments = ", ".join(f"{name}={int(value)}" for name, value in room_fields.items())
+        manage(
+            env,
+            "shell",
+            "-c",
+            f"from danmaku.models import Room; Room.objects.filter(slug={room!r}).update({assignments})",
+        )
+    return [manage(env, "issue_token", user).strip() for user in users]
+
+
+@contextlib.contextmanager
+def gunicorn(
+    *,
+    room: str,
+    users: tuple[str, ...] = ("sender",),
+    workers: int = 2,
+    var_dir: Path | str | None = None,
+    room_fields: dict[str, int] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[LocalServer]:
+    """Run gunicorn with the project's config until the block exits."""
+    with contextlib.ExitStack() as stack:
+        if var_dir is None:
+            var_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="danmaku-"))
+        port = free_port()
+        env = environment(var_dir, DANMAKU_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS=str(workers), **(extra_env or {}))
+        tokens = prepare_room(env, room, users, **(room_fields or {}))
+        log_path = Path(var_dir) / "gunicorn.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [str(BIN_DIR / "gunicorn"), "-c", "danmaku_site/gunicorn.conf.py"],
+                cwd=BASE_DIR,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            server = LocalServer(f"http://127.0.0.1:{port}", tokens, process, log_path)
+            wait_until_answering(server)
+            yield server
+        finally:
+            stop(process)
+
+
+def wait_until_answering(server: LocalServer, timeout: float = START_TIMEOUT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise LocalServerError(f"gunicorn exited with {server.process.returncode}:\n{server.log_tail()}")
+        # The socket listens before the workers boot: a request may connect
+        # and then wait; either way, try again until the deadline.
+        with contextlib.suppress(requests.ConnectionError, requests.Timeout):
+            if requests.get(f"{server.base_url}/api/v1/openapi.json", timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise LocalServerError(f"gunicorn did not answer within {timeout} s:\n{server.log_tail()}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a process and everything in the group it leads."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=15)
+    # Anything outliving its leader (or a hung shutdown) gets no second chance.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=5)
