@@ -115,6 +115,37 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("DANMAKU_LOG_LEVEL", "INFO")},
 }
 
+# -- Redis ----------------------------------------------------------------------
+# Set it and Redis holds the danmaku streams, the send limits and Django's
+# cache; leave it empty and the database does (the embedded default).
+REDIS_URL = env_str("REDIS_URL", "")
+# Connect and read timeout for every Redis call: a frozen Redis costs a
+# request at most this long before the fallback is taken.
+REDIS_TIMEOUT_MS = env_int("REDIS_TIMEOUT_MS", 250, minimum=10)
+REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 50, minimum=1)
+# Prefix of every key the service writes, so deployments (and test runs) can
+# share one Redis without meeting.
+DANMAKU_REDIS_PREFIX = env_str("DANMAKU_REDIS_PREFIX", "dm")
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "dmc",
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": REDIS_TIMEOUT_MS / 1000,
+                "SOCKET_TIMEOUT": REDIS_TIMEOUT_MS / 1000,
+                # A cache miss, not an error page, while Redis is down.
+                "IGNORE_EXCEPTIONS": True,
+                "CONNECTION_POOL_KWARGS": {"retry_on_timeout": False, "max_connections": REDIS_MAX_CONNECTIONS},
+            },
+        }
+    }
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "danmaku"}}
+
 # -- Celery -------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
 # No broker configured: run tasks inline so the embedded default needs nothing.
