@@ -11,7 +11,7 @@ from danmaku.auth import send_auth
 from danmaku.schemas import DanmakuIn, ErrorOut, NotBroadcastOut, PullOut, RateLimitedOut, SendOut
 from danmaku.services import danmaku_send
 
-router = Router(tags=["danmaku"])
+PATH = "/rooms/{room}/danmaku"
 
 
 class PullQuery(Schema):
@@ -22,16 +22,6 @@ class PullQuery(Schema):
     )
 
 
-@router.get(
-    "/rooms/{room}/danmaku",
-    response={200: PullOut, 304: None, 400: ErrorOut, 404: ErrorOut, 503: ErrorOut},
-    summary="Pull new danmaku",
-    description=(
-        "Comments since `after`, as columns. Poll again after `next_ms`. The body is shared by every "
-        "client asking the same question, gzip-compressed when accepted, and cacheable for a second "
-        "(`Cache-Control`, `ETag`; `If-None-Match` gets 304)."
-    ),
-)
 def pull(request: HttpRequest, room: str, query: Query[PullQuery]):
     runtime.ensure_refresher()
     answer = runtime.pull_cache().pull(room, query.after)
@@ -52,8 +42,31 @@ def pull(request: HttpRequest, room: str, query: Query[PullQuery]):
     return response
 
 
-@router.post(
-    "/rooms/{room}/danmaku",
+def send(request: HttpRequest, room: str, payload: DanmakuIn):
+    runtime.ensure_refresher()
+    outcome = danmaku_send(
+        room_slug=room,
+        user=request.auth,
+        text=payload.text,
+        color=payload.color,
+        mode=payload.mode,
+        client_id=payload.client_id,
+    )
+    if not outcome.broadcast:
+        return Status(202, {"broadcast": False, "reason": "room_busy"})
+    return Status(201, {"id": outcome.danmaku.id, "status": outcome.danmaku.status})
+
+
+PULL_OPERATION = dict(
+    response={200: PullOut, 304: None, 400: ErrorOut, 404: ErrorOut, 503: ErrorOut},
+    summary="Pull new danmaku",
+    description=(
+        "Comments since `after`, as columns. Poll again after `next_ms`. The body is shared by every "
+        "client asking the same question, gzip-compressed when accepted, and cacheable for a second "
+        "(`Cache-Control`, `ETag`; `If-None-Match` gets 304)."
+    ),
+)
+SEND_OPERATION = dict(
     auth=send_auth,
     response={
         201: SendOut,
@@ -72,16 +85,23 @@ def pull(request: HttpRequest, room: str, query: Query[PullQuery]):
         "(the client may still show its own copy)."
     ),
 )
-def send(request: HttpRequest, room: str, payload: DanmakuIn):
-    runtime.ensure_refresher()
-    outcome = danmaku_send(
-        room_slug=room,
-        user=request.auth,
-        text=payload.text,
-        color=payload.color,
-        mode=payload.mode,
-        client_id=payload.client_id,
-    )
-    if not outcome.broadcast:
-        return Status(202, {"broadcast": False, "reason": "room_busy"})
-    return Status(201, {"id": outcome.danmaku.id, "status": outcome.danmaku.status})
+
+
+def build_router(*, pull_path: bool = True, send_path: bool = True) -> Router:
+    """The danmaku operations a deployment serves (see DANMAKU_ROLE).
+
+    GET and POST share one path, and ninja only merges methods registered on
+    the same router, so the router is built for the role rather than split.
+    """
+    router = Router(tags=["danmaku"])
+    if pull_path:
+        router.get(PATH, **PULL_OPERATION)(pull)
+    if send_path:
+        router.post(PATH, **SEND_OPERATION)(send)
+    return router
+
+
+router = build_router()
+# For single-role deployments; a ninja router can be mounted on one API only.
+pull_router = build_router(send_path=False)
+send_router = build_router(pull_path=False)
