@@ -1,10 +1,15 @@
 from django.contrib import admin
 
 from danmaku.models import ApiToken, Danmaku, Room, ViewerProfile
+from danmaku.services import danmaku_retract, room_save
+from danmaku.services_avatar import profile_update
 
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
+    def save_model(self, request, obj, form, change):
+        room_save(room=obj)
+
     list_display = (
         "slug",
         "title",
@@ -41,10 +46,24 @@ class DanmakuAdmin(admin.ModelAdmin):
     search_fields = ("text", "user__username")
     raw_id_fields = ("user",)
     list_select_related = ("room", "user")
+    actions = ("hide_selected",)
+
+    @admin.action(description="Hide selected danmaku from every viewer")
+    def hide_selected(self, request, queryset):
+        hidden = sum(
+            danmaku_retract(danmaku_id=pk, reason="hidden in admin", actor=request.user)
+            for pk in queryset.values_list("pk", flat=True)
+        )
+        self.message_user(request, f"{hidden} danmaku hidden.")
 
 
 @admin.register(ViewerProfile)
 class ViewerProfileAdmin(admin.ModelAdmin):
+    def save_model(self, request, obj, form, change):
+        # Through the service, so a new avatar URL is fetched and thumbnailed.
+        saved = profile_update(user=obj.user, nickname=obj.nickname, avatar_url=obj.avatar_url)
+        obj.pk = saved.pk
+
     list_display = ("user", "nickname", "avatar_url")
     search_fields = ("user__username", "nickname")
     raw_id_fields = ("user",)

@@ -1,22 +1,193 @@
-"""Send limits: slow mode per (room, user) and a cap per room and second.
+"""Send limits: slow mode per (room, user), then a cap per room and second.
 
-Counters live in the database (``SendWindow``) and move with conditional
-UPDATEs, so every worker process sees the same counts and two concurrent
-sends cannot both take the last place.
+``take_send()`` is the one entry point. It first claims the user's slow-mode
+slot; a user who must wait is told how long and does not count against the
+room. Then it counts the send against the room's cap for the current second.
+
+Backends, chosen by configuration:
+
+- REDIS_URL set: both checks run in one Lua script, so one atomic round trip
+  decides them and the limits are exact across every process and node. Slow
+  mode is a key set with NX and a PX of the interval (its PTTL is the wait);
+  the room cap counts per second of Redis server time (``TIME`` inside the
+  script), so nodes with skewed clocks still agree on "this second". Every key
+  expires, so nothing accumulates.
+- REDIS_URL set but Redis failing (down, frozen, timing out): each call costs
+  at most one client timeout (REDIS_TIMEOUT_MS) and then falls back to limits
+  kept in this process's memory. That fallback is per process: with N
+  processes serving sends, a room may accept up to N times its cap per second
+  and a user may send once per process per interval while Redis is down. That
+  is the right trade: a comment service that refuses every send because its
+  rate limiter is unreachable fails its users worse than one that briefly
+  lets a few more comments through, and the cap still bounds the flood (the
+  pull side caps what is shown per room anyway). Counts taken in memory are
+  not carried back to Redis when it returns.
+- No REDIS_URL (the embedded default): counters in the database
+  (``SendWindow``), moved with conditional UPDATEs so concurrent workers
+  cannot both take the last place.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import threading
+from dataclasses import dataclass
+
+import redis
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from redis.commands.core import Script
 
 from danmaku.models import SendWindow
+from danmaku_site.metrics import FALLBACKS
+from danmaku_site.ratelimitlog import RateLimitedLog
+from danmaku_site.redis import breaker, get_redis
 
+logger = logging.getLogger(__name__)
+
+# The room-cap key only matters during its own second; two seconds lets a
+# send that straddles the boundary still find it, then it is gone.
+CAP_KEY_TTL_MS = 2000
+# While Redis is failing every send falls back; one warning per this long
+# says so without a log line per request.
+FALLBACK_WARNING_EVERY_SECONDS = 10
+# Slow-mode entries one process keeps while Redis is down: ~100 bytes each,
+# so at most ~10 MB. Beyond it the oldest entry goes (that user may send early).
+FALLBACK_MAX_USERS = 100_000
 # SendWindow.user_id for the room-wide counter; real user ids start at 1.
 ROOM_ROW = 0
 
 
-def take_user_slot(*, room_id: int, user_id: int, interval_ms: int, now_ms: int) -> int:
+@dataclass(frozen=True)
+class Verdict:
+    """``retry_after_ms`` > 0: slow mode, retry then. ``room_busy``: the room's cap is full."""
+
+    retry_after_ms: int = 0
+    room_busy: bool = False
+
+
+def take_send(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int) -> Verdict:
+    """Charge one send to the user's slow mode and then to the room's cap.
+
+    ``interval_ms <= 0`` turns slow mode off. ``now_ms`` is the caller's clock;
+    the Redis backend ignores it and uses Redis server time.
+    """
+    if not settings.REDIS_URL:
+        return _take_db(
+            room_id=room_id, user_id=user_id, interval_ms=interval_ms, cap_per_second=cap_per_second, now_ms=now_ms
+        )
+    try:
+        if not breaker.allows():
+            raise redis.ConnectionError("skipped: Redis failed moments ago")
+        verdict = _take_redis(room_id=room_id, user_id=user_id, interval_ms=interval_ms, cap_per_second=cap_per_second)
+        breaker.succeeded()
+        return verdict
+    except redis.RedisError as exc:
+        breaker.failed()
+        FALLBACKS.labels(dependency="redis", where="limits").inc()
+        _fallback_log.warning("send limits: Redis unavailable (%s); this process enforces them alone", exc)
+        return _fallback.take(
+            room_id=room_id, user_id=user_id, interval_ms=interval_ms, cap_per_second=cap_per_second, now_ms=now_ms
+        )
+
+
+# -- Redis ------------------------------------------------------------------------
+
+# KEYS[1] the user's slow-mode key, KEYS[2] the room's cap key (a hash holding
+# the second being counted and its count). ARGV: interval ms, cap per second,
+# cap key TTL ms. Returns {retry_after_ms, room_busy}. Only declared keys are
+# touched and both share the room's hash tag, so this also runs on a cluster.
+_LUA = """
+local interval = tonumber(ARGV[1])
+if interval > 0 and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', interval) then
+  return {math.max(redis.call('PTTL', KEYS[1]), 1), 0}
+end
+local second = redis.call('TIME')[1]
+local counted = redis.call('HMGET', KEYS[2], 'second', 'count')
+local count = 0
+if counted[1] == second then count = tonumber(counted[2]) end
+if count >= tonumber(ARGV[2]) then
+  return {0, 1}
+end
+redis.call('HSET', KEYS[2], 'second', second, 'count', count + 1)
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return {0, 0}
+"""
+
+
+@functools.lru_cache(maxsize=4)
+def _script(client: redis.Redis) -> Script:
+    # EVALSHA, loading the script on NOSCRIPT (a new or restarted server).
+    return client.register_script(_LUA)
+
+
+def _take_redis(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int) -> Verdict:
+    prefix = settings.DANMAKU_REDIS_PREFIX
+    keys = (f"{prefix}:slow:{{{room_id}}}:{user_id}", f"{prefix}:cap:{{{room_id}}}")
+    client = get_redis()
+    retry_after_ms, busy = _script(client)(keys=keys, args=(interval_ms, cap_per_second, CAP_KEY_TTL_MS))
+    return Verdict(retry_after_ms=int(retry_after_ms), room_busy=bool(busy))
+
+
+# -- In-process fallback ------------------------------------------------------------
+
+
+class _InProcessLimits:
+    """The same two checks in this process's memory, under one lock."""
+
+    def __init__(self, max_users: int = FALLBACK_MAX_USERS) -> None:
+        self._lock = threading.Lock()
+        self._max_users = max_users
+        self._until_ms: dict[tuple[int, int], int] = {}  # (room, user) -> may send again at
+        self._rooms: dict[int, tuple[int, int]] = {}  # room -> (second, count)
+        self._pruned_second = 0
+
+    def take(self, *, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int) -> Verdict:
+        second = now_ms // 1000
+        with self._lock:
+            if second > self._pruned_second:
+                self._prune(now_ms)
+            if interval_ms > 0:
+                key = (room_id, user_id)
+                until_ms = self._until_ms.pop(key, 0)
+                if until_ms > now_ms:
+                    self._until_ms[key] = until_ms
+                    return Verdict(retry_after_ms=until_ms - now_ms)
+                if len(self._until_ms) >= self._max_users:
+                    del self._until_ms[next(iter(self._until_ms))]
+                self._until_ms[key] = now_ms + interval_ms
+            counted_second, count = self._rooms.get(room_id, (second, 0))
+            if counted_second != second:
+                count = 0
+            if count >= cap_per_second:
+                return Verdict(room_busy=True)
+            self._rooms[room_id] = (second, count + 1)
+            return Verdict()
+
+    def _prune(self, now_ms: int) -> None:
+        # Once a second: drop waits that are over and counts of past seconds.
+        self._pruned_second = now_ms // 1000
+        self._until_ms = {key: until for key, until in self._until_ms.items() if until > now_ms}
+        self._rooms.clear()
+
+
+_fallback = _InProcessLimits()
+_fallback_log = RateLimitedLog(logger, every_seconds=FALLBACK_WARNING_EVERY_SECONDS)
+
+
+# -- Database (no Redis configured) --------------------------------------------------
+
+
+def _take_db(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int) -> Verdict:
+    wait_ms = _db_user_slot(room_id=room_id, user_id=user_id, interval_ms=interval_ms, now_ms=now_ms)
+    if wait_ms:
+        return Verdict(retry_after_ms=wait_ms)
+    return Verdict(room_busy=not _db_room_slot(room_id=room_id, cap_per_second=cap_per_second, now_ms=now_ms))
+
+
+def _db_user_slot(*, room_id: int, user_id: int, interval_ms: int, now_ms: int) -> int:
     """Claim the user's next send; return 0, or the ms to wait before retrying."""
     if interval_ms <= 0:
         return 0
@@ -32,8 +203,10 @@ def take_user_slot(*, room_id: int, user_id: int, interval_ms: int, now_ms: int)
     return interval_ms
 
 
-def take_room_slot(*, room_id: int, cap_per_second: int, now_ms: int) -> bool:
+def _db_room_slot(*, room_id: int, cap_per_second: int, now_ms: int) -> bool:
     """Count one send against the room's cap for this second; False if full."""
+    if cap_per_second <= 0:
+        return False
     second = now_ms // 1000
     rows = SendWindow.objects.filter(room_id=room_id, user_id=ROOM_ROW)
     for _ in range(2):

@@ -86,10 +86,27 @@ class Danmaku(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PUBLISHED)
     client_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Production mode (Redis store): whether the comment, and its retraction,
+    # reached the room's stream. Rows left False while Redis was down are
+    # published by the refresher's sweep once it is back.
+    in_stream = models.BooleanField(default=False)
+    retracted_at_ms = models.BigIntegerField(null=True, blank=True)
+    retraction_in_stream = models.BooleanField(default=False)
 
     class Meta:
         verbose_name_plural = "danmaku"
-        indexes = [models.Index(fields=("room", "ts_ms"), name="danmaku_room_ts")]
+        indexes = [
+            models.Index(fields=("room", "ts_ms"), name="danmaku_room_ts"),
+            models.Index(fields=("room", "retracted_at_ms"), name="danmaku_room_retracted"),
+            models.Index(
+                fields=("ts_ms",), name="danmaku_not_in_stream", condition=Q(in_stream=False, status="published")
+            ),
+            models.Index(
+                fields=("retracted_at_ms",),
+                name="danmaku_retraction_pending",
+                condition=Q(retraction_in_stream=False, retracted_at_ms__isnull=False),
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=("user", "client_id"), condition=~Q(client_id=""), name="danmaku_user_client_id"
@@ -108,6 +125,12 @@ class ViewerProfile(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="viewer_profile")
     nickname = models.CharField(max_length=40, blank=True)
     avatar_url = models.URLField(blank=True, help_text="Where the avatar is fetched from.")
+    # The 64x64 thumbnail of avatar_url, set by the fetch_avatar task; empty
+    # (default avatar) until it has been fetched and whenever avatar_url changes.
+    avatar_thumb = models.ImageField(upload_to="avatars/", blank=True)
+    # The avatar_url the thumbnail was made from: a redelivered task finds
+    # it equal and does not fetch again.
+    avatar_fetched_url = models.URLField(blank=True, editable=False)
 
     def __str__(self) -> str:
         return self.nickname or str(self.user)

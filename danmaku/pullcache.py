@@ -71,8 +71,8 @@ class RoomEntry:
     last_pulled: float = 0.0
     # Set by the refresher when its last read of the store failed.
     degraded: bool = False
-    # ((view, settings, degraded), responses by cursor key): an answer depends
-    # on all three, so a change to any of them starts a new memo.
+    # ((view, settings, degraded, epoch), responses by cursor key): an answer
+    # depends on all four, so a change to any of them starts a new memo.
     memo: tuple[tuple | None, dict] = field(default_factory=lambda: (None, {}))
 
 
@@ -93,6 +93,9 @@ class PullAnswer:
 class PullCache:
     def __init__(self, config: PullConfig | None = None, *, clock: Callable[[], float] = time.monotonic):
         self.config = config or PullConfig()
+        # The store's epoch; the refresher updates it when the store lost its
+        # history (a Redis that restarted empty), turning old cursors into gaps.
+        self.epoch = self.config.epoch
         self.clock = clock
         self.rooms: dict[str, RoomEntry] = {}
         self._missing: dict[str, float] = {}
@@ -121,15 +124,15 @@ class PullCache:
                 epoch, after_second = wire.decode_cursor(after)
             except wire.CursorError as exc:
                 return self._error(400, f"after: {exc}")
-            if epoch != self.config.epoch:
+            if epoch != self.epoch:
                 # A cursor from before the store was reset: start over, say so.
                 after_second = -1
         view = entry.ring.view
-        settings, degraded = entry.settings, entry.degraded
-        stamp, memo = entry.memo
-        if stamp is None or stamp[0] is not view or stamp[1] is not settings or stamp[2] is not degraded:
+        stamp = (view, entry.settings, entry.degraded, self.epoch)
+        memo_stamp, memo = entry.memo
+        if memo_stamp is None or any(a is not b for a, b in zip(memo_stamp, stamp, strict=True)):
             memo = {}
-            entry.memo = ((view, settings, degraded), memo)
+            entry.memo = (stamp, memo)
         key = self._memo_key(view, after_second)
         answer = memo.get(key)
         if answer is None:
@@ -170,9 +173,9 @@ class PullCache:
         read = view.read(after, self.config.join_seconds, MAX_AHEAD_SECONDS)
         # An empty ring (room activated this instant) hands back what it got.
         cursor_second = read.newest if read.newest is not None else max(after or 0, 0)
-        cursor = wire.encode_cursor(self.config.epoch, cursor_second)
+        cursor = wire.encode_cursor(self.epoch, cursor_second)
         next_ms, reason = self._next_ms(entry, view)
-        key = f"{settings.slug}|{after}|{view.newest}|{settings.version}|{self.config.epoch}|{entry.degraded:d}"
+        key = f"{settings.slug}|{after}|{view.newest}|{settings.version}|{self.epoch}|{entry.degraded:d}"
         digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
         next_ms = _jitter(next_ms, digest)
         body = wire.encode_pull(cursor=cursor, next_ms=next_ms, reason=reason, gap=read.gap, slots=read.slots)

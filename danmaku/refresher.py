@@ -3,6 +3,12 @@
 ``refresh_once()`` is a plain method the tests call directly. The thread is
 a small loop around it that survives every exception, ticks just after each
 second can be sealed, and stops when asked.
+
+With Redis configured the store is the Redis streams, and the database is
+the fallback: while Redis cannot be read, rooms are read from the database
+and marked degraded (pulls keep answering, with a longer next_ms). Every few
+seconds, while Redis is up, a sweep publishes what was accepted while it
+was not (``danmaku.republish``).
 """
 
 from __future__ import annotations
@@ -12,25 +18,23 @@ import os
 import threading
 import time
 
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
+from danmaku import republish
 from danmaku.models import Room
 from danmaku.pullcache import PullCache, RoomEntry, RoomSettings
-from danmaku.store import Store
+from danmaku.store import ROOM_FIELDS, Batch, DatabaseStore, RedisStore, RoomRef, StoreUnavailable, settings_version
+from danmaku_site.metrics import FALLBACKS, REFRESH_ERRORS, REFRESH_SECONDS
+from danmaku_site.ops import observe_refresher
+from danmaku_site.ratelimitlog import RateLimitedLog
 
 logger = logging.getLogger(__name__)
+fallback_log = RateLimitedLog(logger, every_seconds=10)
 
-SETTINGS_FIELDS = (
-    "id",
-    "slug",
-    "poll_interval_ms",
-    "quiet_interval_ms",
-    "quiet_after_seconds",
-    "display_cap_per_second",
-    "updated_at",
-)
 # Wake this long after a second becomes sealable, so it is sealed promptly.
 TICK_SLACK_MS = 20
+# How often (per process) the sweep republishes what an outage held back.
+SWEEP_INTERVAL_SECONDS = 5.0
 
 
 def settings_from_row(row: dict) -> RoomSettings:
@@ -41,7 +45,7 @@ def settings_from_row(row: dict) -> RoomSettings:
         quiet_interval_ms=row["quiet_interval_ms"],
         quiet_after_seconds=row["quiet_after_seconds"],
         display_cap_per_second=row["display_cap_per_second"],
-        version=int(row["updated_at"].timestamp() * 1_000_000),
+        version=settings_version(row),
     )
 
 
@@ -50,13 +54,16 @@ class Refresher:
         self,
         *,
         cache: PullCache,
-        store: Store,
+        store: DatabaseStore | RedisStore,
+        fallback: DatabaseStore | None = None,
         seal_lag_ms: int = 400,
         overlap_ms: int = 10_000,
         interval_ms: int = 1000,
     ) -> None:
         self.cache = cache
         self.store = store
+        # Read instead of ``store`` while it is unavailable (Redis down).
+        self.fallback = fallback
         self.seal_lag_ms = seal_lag_ms
         self.overlap_ms = overlap_ms
         self.interval_ms = interval_ms
@@ -66,8 +73,14 @@ class Refresher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
+        self._next_sweep = 0.0
         self.last_success_ms: int | None = None
+        self.store_degraded = False
         self.errors = 0
+
+    @property
+    def uses_redis(self) -> bool:
+        return isinstance(self.store, RedisStore)
 
     # -- the work ----------------------------------------------------------
 
@@ -76,42 +89,78 @@ class Refresher:
         return (now_ms - self.seal_lag_ms) // 1000 - 1
 
     def refresh_once(self) -> None:
+        started = time.perf_counter()
         with self._lock:
-            self.cache.forget_idle()
+            for idle in self.cache.forget_idle():
+                self._forget_position(idle.settings.room_id)
             entries = list(self.cache.rooms.values())
-            if not entries:
-                return
-            try:
-                self._refresh_settings(entries)
-                entries = list(self.cache.rooms.values())
-                if not entries:  # every active room was deleted
-                    return
-                now_ms = self.store.now_ms()
-                seal = self.sealable_second(now_ms)
-                oldest_open = min(_sealed_or(e, seal) for e in entries) + 1
-                items = self.store.read([e.settings.room_id for e in entries], oldest_open * 1000 - self.overlap_ms)
-            except Exception:
-                for entry in entries:
-                    entry.degraded = True
-                raise
-            for entry in entries:
-                entry.ring.add(items.get(entry.settings.room_id, ()))
-                entry.ring.seal_through(seal)
-                entry.degraded = False
-            self.last_success_ms = now_ms
+            if entries:
+                batch, degraded = self._read(entries)
+                self._apply(batch, degraded)
+                self.last_success_ms = batch.now_ms
+            self._sweep_if_due()
+        REFRESH_SECONDS.observe(time.perf_counter() - started)
 
-    def _refresh_settings(self, entries: list[RoomEntry]) -> None:
-        by_id = {e.settings.room_id: e for e in entries}
-        seen = set()
-        for row in Room.objects.filter(id__in=by_id).values(*SETTINGS_FIELDS):
-            seen.add(row["id"])
-            entry = by_id[row["id"]]
+    def _read(self, entries: list[RoomEntry]) -> tuple[Batch, bool]:
+        refs = [RoomRef(e.settings.room_id, e.settings.slug) for e in entries]
+        fallback_seal = self.sealable_second(self.store.now_ms())
+        oldest_open = min(_sealed_or(e, fallback_seal) for e in entries) + 1
+        since_ms = oldest_open * 1000 - self.overlap_ms
+        try:
+            try:
+                batch = self.store.read(refs, since_ms)
+                self.store_degraded = False
+                return batch, False
+            except StoreUnavailable as exc:
+                if self.fallback is None:
+                    raise
+                self.store_degraded = True
+                FALLBACKS.labels(dependency="redis", where="refresher").inc()
+                fallback_log.warning("store unavailable, reading the database instead: %s", exc)
+                return self.fallback.read(refs, since_ms), True
+        except Exception:
+            for entry in entries:
+                entry.degraded = True
+            raise
+
+    def _apply(self, batch: Batch, degraded: bool) -> None:
+        if not degraded and batch.epoch != self.cache.epoch:
+            self.cache.epoch = batch.epoch
+        entries = list(self.cache.rooms.values())
+        if batch.rooms is not None:
+            self._apply_settings(entries, batch, degraded)
+            entries = list(self.cache.rooms.values())
+        seal = self.sealable_second(batch.now_ms)
+        for entry in entries:
+            room_id = entry.settings.room_id
+            entry.ring.add(batch.items.get(room_id, ()))
+            entry.ring.retract(batch.retracted.get(room_id, ()))
+            partial_ms = batch.partial.get(room_id)
+            entry.ring.seal_through(seal if partial_ms is None else min(seal, partial_ms // 1000 - 1))
+            entry.degraded = degraded
+
+    def _apply_settings(self, entries: list[RoomEntry], batch: Batch, degraded: bool) -> None:
+        missing = []
+        for entry in entries:
+            row = batch.rooms.get(entry.settings.room_id)
+            if row is None:
+                missing.append(entry)
+                continue
             fresh = settings_from_row(row)
             if fresh != entry.settings:
                 entry.ring.display_cap = fresh.display_cap_per_second
                 entry.settings = fresh
-        for room_id in by_id.keys() - seen:
-            self.cache.forget(by_id[room_id].settings.slug)
+        if not missing:
+            return
+        if degraded or not self.uses_redis:
+            # Read from the database itself: the room is gone.
+            for entry in missing:
+                self.cache.forget(entry.settings.slug)
+                self._forget_position(entry.settings.room_id)
+        else:
+            # Not in Redis yet (never published, or Redis lost it): the sweep
+            # republishes it from the database; the current settings stay.
+            self._next_sweep = 0.0
 
     def activate(self, slug: str) -> RoomEntry | None:
         """Load a room on its first pull in this process, history included."""
@@ -119,17 +168,61 @@ class Refresher:
             entry = self.cache.rooms.get(slug)
             if entry is not None:
                 return entry
-            row = Room.objects.filter(slug=slug).values(*SETTINGS_FIELDS).first()
+            row = self._room_row(slug)
             if row is None:
                 return None
             entry = self.cache.install(settings_from_row(row))
-            seal = self.sealable_second(self.store.now_ms())
-            first = seal - entry.ring.size + 1
-            items = self.store.read([entry.settings.room_id], first * 1000 - self.overlap_ms)
-            entry.ring.add(items.get(entry.settings.room_id, ()))
-            entry.ring.seal_through(seal)
+            ref = RoomRef(entry.settings.room_id, entry.settings.slug)
+            try:
+                batch = self._backfill(self.store, entry, ref)
+                degraded = False
+            except StoreUnavailable:
+                if self.fallback is None:
+                    raise
+                FALLBACKS.labels(dependency="redis", where="activate").inc()
+                batch = self._backfill(self.fallback, entry, ref)
+                degraded = True
+            if not degraded and batch.epoch != self.cache.epoch:
+                self.cache.epoch = batch.epoch
+            entry.ring.add(batch.items.get(ref.room_id, ()))
+            entry.ring.retract(batch.retracted.get(ref.room_id, ()))
+            entry.ring.seal_through(self.sealable_second(batch.now_ms))
+            entry.degraded = degraded
             self.cache.publish(entry)
             return entry
+
+    def _backfill(self, store, entry: RoomEntry, ref: RoomRef) -> Batch:
+        first = self.sealable_second(store.now_ms()) - entry.ring.size + 1
+        # The database can commit out of order, so read a little earlier;
+        # a stream cannot.
+        overlap_ms = self.overlap_ms if isinstance(store, DatabaseStore) else 0
+        return store.backfill(ref, first * 1000 - overlap_ms)
+
+    def _room_row(self, slug: str) -> dict | None:
+        try:
+            return Room.objects.filter(slug=slug).values(*ROOM_FIELDS).first()
+        except DatabaseError:
+            if not self.uses_redis:
+                raise
+            # The database is down: Redis holds every published room's settings.
+            FALLBACKS.labels(dependency="database", where="activate").inc()
+            return self.store.room_row(slug)
+
+    def _forget_position(self, room_id: int) -> None:
+        if self.uses_redis:
+            self.store.forget(room_id)
+
+    def _sweep_if_due(self) -> None:
+        if not self.uses_redis or self.store_degraded:
+            return
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL_SECONDS
+        try:
+            republish.sweep(self.store, rooms=[e.settings for e in self.cache.rooms.values()])
+        except (StoreUnavailable, DatabaseError) as exc:
+            fallback_log.warning("republish sweep postponed: %s", exc)
 
     # -- the thread --------------------------------------------------------
 
@@ -163,8 +256,11 @@ class Refresher:
                 self.refresh_once()
             except Exception:
                 self.errors += 1
+                REFRESH_ERRORS.inc()
                 logger.exception("refresher tick failed; pulls keep answering from the rings")
             finally:
+                # Also after a failure: the lag gauge must show an outage grow.
+                observe_refresher(self)
                 close_old_connections()
             self._stop.wait(self._delay_s())
         logger.info("refresher stopped")

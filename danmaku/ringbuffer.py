@@ -122,6 +122,9 @@ class RoomRing:
         # Ids already placed, so a store read that overlaps an earlier one
         # (to catch out-of-order commits) never places an item twice.
         self._placed: dict[int, int] = {}
+        # Ids retracted, by the second their retraction was recorded in (None
+        # before anything was sealed); kept while that second is in the window.
+        self._retracted: dict[int, int | None] = {}
 
     @property
     def sealed_through(self) -> int | None:
@@ -139,7 +142,7 @@ class RoomRing:
         oldest = self._sealed[0].second if self._sealed else None
         added = 0
         for item in items:
-            if item.id in self._placed:
+            if item.id in self._placed or item.id in self._retracted:
                 continue
             second = item.ts_ms // 1000
             if oldest is not None and second < oldest:
@@ -154,8 +157,12 @@ class RoomRing:
         return added
 
     def retract(self, ids: Iterable[int]) -> None:
-        """Withdraw items: new readers never see them, old ones are told."""
-        ids = set(ids)
+        """Withdraw items: new readers never see them, old ones are told.
+
+        Each id is told once however often its retraction is read again, and
+        an id retracted before its item arrived is never placed.
+        """
+        ids = set(ids) - self._retracted.keys()
         if not ids:
             return
         for pending in self._pending.values():
@@ -169,6 +176,8 @@ class RoomRing:
                 rebuilt = True
         sealed = self.sealed_through
         open_second = (sealed + 1) if sealed is not None else min(self._pending, default=None)
+        for item_id in ids:
+            self._retracted[item_id] = open_second
         if open_second is not None:
             self._pending.setdefault(open_second, _Pending()).deleted.extend(sorted(ids))
         if rebuilt:
@@ -216,6 +225,8 @@ class RoomRing:
             self._placed.pop(item_id, None)
 
     def _forget_before(self, second: int) -> None:
-        if len(self._placed) < 4 * self.size:
-            return
-        self._placed = {i: s for i, s in self._placed.items() if s >= second}
+        if len(self._placed) >= 4 * self.size:
+            self._placed = {i: s for i, s in self._placed.items() if s >= second}
+        # Retractions are rare: prune exactly, so the window alone decides.
+        if self._retracted:
+            self._retracted = {i: s for i, s in self._retracted.items() if s is None or s >= second}

@@ -28,6 +28,11 @@ def refresher():
     return _refresher
 
 
+def current_refresher():
+    """This process's refresher if it was built, without building it."""
+    return _refresher
+
+
 def ensure_refresher() -> None:
     if settings.DANMAKU_REFRESHER_AUTOSTART:
         refresher().ensure_started()
@@ -36,12 +41,12 @@ def ensure_refresher() -> None:
 def _build() -> None:
     global _cache, _refresher
     from danmaku.refresher import Refresher
-    from danmaku.store import get_store
+    from danmaku.store import database_store, redis_store
 
     with _lock:
         if _cache is not None:
             return
-        store = get_store()
+        store = redis_store() or database_store()
         cache = PullCache(
             PullConfig(
                 epoch=store.epoch,
@@ -54,6 +59,7 @@ def _build() -> None:
         refresher = Refresher(
             cache=cache,
             store=store,
+            fallback=database_store() if store is not database_store() else None,
             seal_lag_ms=settings.DANMAKU_SEAL_LAG_MS,
             overlap_ms=settings.DANMAKU_READ_OVERLAP_MS,
             interval_ms=settings.DANMAKU_REFRESH_INTERVAL_MS,
@@ -66,8 +72,11 @@ def _build() -> None:
 def reset() -> None:
     """Drop this process's rings and stop its refresher (tests use this)."""
     global _cache, _refresher
+    from danmaku.store import reset_stores
+
     with _lock:
         if _refresher is not None:
             _refresher.stop()
         _cache = None
         _refresher = None
+        reset_stores()

@@ -11,11 +11,18 @@ from django.db import DatabaseError, IntegrityError, transaction
 from danmaku import limits
 from danmaku.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unavailable
 from danmaku.models import ApiToken, Danmaku, Room
-from danmaku.store import get_store
+from danmaku.republish import display_identity
+from danmaku.store import StoreUnavailable, database_store, redis_store, room_row_from_model
 from danmaku.textrules import length_problem
 from danmaku.wire import MODE_CODES
+from danmaku_site.metrics import FALLBACKS
+from danmaku_site.ratelimitlog import RateLimitedLog
+from danmaku_site.tasks import enqueue
+from moderation.services import filter_fast
+from moderation.tasks import moderate_fallback, moderate_task
 
 logger = logging.getLogger(__name__)
+fallback_log = RateLimitedLog(logger, every_seconds=10)
 
 # How long a client should wait before retrying when the database is down.
 DB_DOWN_RETRY_MS = 2000
@@ -69,28 +76,40 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
     if problem:
         raise InvalidInput(f"text: {problem}", field="text")
 
-    store = get_store()
-    now_ms = store.now_ms()
-    wait_ms = limits.take_user_slot(
-        room_id=room.id, user_id=user.id, interval_ms=room.user_send_interval_ms, now_ms=now_ms
+    now_ms = database_store().now_ms()
+    verdict = limits.take_send(
+        room_id=room.id,
+        user_id=user.id,
+        interval_ms=room.user_send_interval_ms,
+        cap_per_second=room.room_send_cap_per_second,
+        now_ms=now_ms,
     )
-    if wait_ms:
-        raise RateLimited("slow mode: wait before sending again", retry_after_ms=wait_ms)
-    if not limits.take_room_slot(room_id=room.id, cap_per_second=room.room_send_cap_per_second, now_ms=now_ms):
+    if verdict.retry_after_ms:
+        raise RateLimited("slow mode: wait before sending again", retry_after_ms=verdict.retry_after_ms)
+    if verdict.room_busy:
         return SendOutcome(danmaku=None)
+    # After the slow-mode slot is taken, so probing the filter costs a slot.
+    screened = filter_fast(text=text)
+    if screened.action == "block":
+        raise InvalidInput("text: contains blocked words", field="text")
+    held = screened.action == "hold"
 
+    stream = redis_store()
     try:
         with transaction.atomic():
             danmaku = Danmaku.objects.create(
                 room=room,
                 user=user,
-                text=text,
+                text=screened.text,
+                status=Danmaku.Status.HELD if held else Danmaku.Status.PUBLISHED,
                 color=int(color[1:], 16),
                 mode=MODE_CODES[mode],
                 # Taken again right before the write so the row commits as
                 # close as possible to its timestamp (see the seal lag).
-                ts_ms=store.now_ms(),
+                ts_ms=database_store().now_ms(),
                 client_id=client_id or "",
+                # Without Redis the table is the store: the row is published.
+                in_stream=stream is None,
             )
     except IntegrityError:
         # The same client_id raced in from another request: answer as it did.
@@ -98,8 +117,73 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
         if previous is None:
             raise
         return _replay(previous, room)
-    store.publish(danmaku)
+    if held:
+        return SendOutcome(danmaku=danmaku)
+    if stream is not None:
+        _publish(stream, danmaku, user)
+    # The full rule set runs in a worker and may retract the comment; with the
+    # broker down the fast path runs here instead (terms may have changed).
+    enqueue(moderate_task, danmaku.id, fallback=lambda: moderate_fallback(danmaku.id))
     return SendOutcome(danmaku=danmaku)
+
+
+def _publish(stream, danmaku: Danmaku, user) -> None:
+    """Put an accepted comment on its room's stream, or leave it for the sweep.
+
+    The comment is already durable; if Redis cannot take it now it stays
+    ``in_stream=False`` and the refresher's sweep publishes it (exactly once)
+    when Redis is back. Meanwhile the refreshers read it from the database.
+    """
+    nick, avatar = display_identity(user)
+    try:
+        ts_ms = stream.publish(danmaku, nick=nick, avatar=avatar)
+    except StoreUnavailable as exc:
+        FALLBACKS.labels(dependency="redis", where="send").inc()
+        fallback_log.warning("comment kept for republishing, store unavailable: %s", exc)
+        return
+    # Redis time decides the comment's slot; keep the record in step with it.
+    Danmaku.objects.filter(pk=danmaku.pk).update(in_stream=True, ts_ms=ts_ms)
+    danmaku.in_stream, danmaku.ts_ms = True, ts_ms
+
+
+def danmaku_retract(*, danmaku_id: int, reason: str, actor=None) -> bool:
+    """Withdraw a comment from every viewer's screen; False if it already was.
+
+    The database records it first; the retraction reaches the stream now, or
+    through the sweep once Redis is back. Either way the next pulls carry
+    the id in ``deleted``.
+    """
+    now_ms = database_store().now_ms()
+    changed = Danmaku.objects.filter(pk=danmaku_id, retracted_at_ms__isnull=True).update(
+        status=Danmaku.Status.HIDDEN, retracted_at_ms=now_ms
+    )
+    if not changed:
+        return False
+    logger.info("danmaku %s retracted by %s: %s", danmaku_id, actor or "system", reason)
+    stream = redis_store()
+    if stream is None:
+        return True
+    room_id = Danmaku.objects.filter(pk=danmaku_id).values_list("room_id", flat=True).first()
+    try:
+        stream.publish_retraction(room_id=room_id, danmaku_id=danmaku_id)
+    except StoreUnavailable as exc:
+        FALLBACKS.labels(dependency="redis", where="retract").inc()
+        fallback_log.warning("retraction kept for republishing, store unavailable: %s", exc)
+        return True
+    Danmaku.objects.filter(pk=danmaku_id).update(retraction_in_stream=True)
+    return True
+
+
+def room_settings_publish(*, room: Room) -> None:
+    """Tell every process about a room's settings (Redis mode); the refresher's
+    sweep repeats it, so a failure here only delays the change."""
+    stream = redis_store()
+    if stream is None:
+        return
+    try:
+        stream.publish_room(room_row_from_model(room))
+    except StoreUnavailable as exc:
+        fallback_log.warning("room settings not published yet, store unavailable: %s", exc)
 
 
 def _replay(previous: Danmaku, room: Room) -> SendOutcome:
@@ -123,4 +207,13 @@ def room_create(*, slug: str, title: str = "") -> tuple[Room, bool]:
     if not created and title and room.title != title:
         room.title = title
         room.save(update_fields=["title", "updated_at"])
+    room_settings_publish(room=room)
     return room, created
+
+
+def room_save(*, room: Room) -> Room:
+    """Save a room edited by staff and spread its settings to every process."""
+    room.full_clean()
+    room.save()
+    room_settings_publish(room=room)
+    return room

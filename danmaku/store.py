@@ -1,37 +1,116 @@
-"""Where published danmaku are read from by the refresher.
+"""Where the refresher reads published danmaku from, and sends publish to.
 
-One interface, one backend per deployment. ``DatabaseStore`` is the
-embedded default: the Danmaku table is the store, so publishing is the
-durable write itself.
+One interface, two backends:
+
+- ``DatabaseStore`` (embedded default, and the fallback while Redis is
+  down): the Danmaku table is the store; timestamps come from this host.
+- ``RedisStore`` (production): one stream per room holding comments and
+  retractions in order, Redis time as the timestamp source, room settings
+  as JSON keys, and an epoch key that changes when Redis lost its data.
+
+Every Redis failure surfaces as ``StoreUnavailable`` so callers take their
+fallback without knowing redis-py.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import random
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Protocol
 
+import redis
 from django.conf import settings
+from django.core.files.storage import default_storage
 
-from danmaku.models import Danmaku
+from danmaku.models import Danmaku, Room
 from danmaku.ringbuffer import Item
+from danmaku_site.redis import breaker
+
+logger = logging.getLogger(__name__)
+
+ROOM_FIELDS = (
+    "id",
+    "slug",
+    "poll_interval_ms",
+    "quiet_interval_ms",
+    "quiet_after_seconds",
+    "display_cap_per_second",
+    "updated_at",
+)
+ITEM_FIELDS = (
+    "id",
+    "room_id",
+    "ts_ms",
+    "color",
+    "mode",
+    "user_id",
+    "text",
+    "user__username",
+    "user__viewer_profile__nickname",
+    "user__viewer_profile__avatar_thumb",
+)
+# Most entries one refresher read takes from one room's stream; a room's
+# send cap keeps a second's worth far below it.
+STREAM_READ_COUNT = 10_000
+# Streams keep about two windows of history (trimmed by time, lazily).
+STREAM_KEEP_WINDOWS = 2
+# How long Redis remembers which ids it published, so a retried publish
+# (a timeout whose command still ran, or two processes sweeping at once)
+# never adds a comment twice.
+PUBLISHED_MEMORY_MS = 10 * 60 * 1000
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached in time; take the fallback."""
+
+
+@dataclass
+class RoomRef:
+    room_id: int
+    slug: str
+
+
+@dataclass
+class Batch:
+    """What one read of the store returned."""
+
+    now_ms: int
+    epoch: int
+    items: dict[int, list[Item]] = field(default_factory=lambda: defaultdict(list))
+    retracted: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+    # Room settings rows by room id; None when this read did not include them.
+    rooms: dict[int, dict] | None = None
+    # Rooms whose read stopped at a count limit: seal them only up to the
+    # second before the last entry read (room id -> that entry's ms).
+    partial: dict[int, int] = field(default_factory=dict)
 
 
 class Store(Protocol):
-    # Changes when the store loses its history, so old cursors read as gaps.
-    epoch: int
+    def read(self, rooms: list[RoomRef], since_ms: int) -> Batch: ...
 
-    def now_ms(self) -> int: ...
-
-    def publish(self, danmaku: Danmaku) -> None: ...
-
-    def read(self, room_ids: Iterable[int], since_ms: int) -> dict[int, list[Item]]:
-        """Items with ``ts_ms >= since_ms`` per room, any order, may repeat."""
-        ...
+    def backfill(self, room: RoomRef, from_ms: int) -> Batch: ...
 
 
-def item_from_row(row: dict, default_avatar: str) -> Item:
+def room_row_from_model(room: Room) -> dict:
+    return {name: getattr(room, name) for name in ROOM_FIELDS}
+
+
+def settings_version(row: dict) -> int:
+    updated = row["updated_at"]
+    if isinstance(updated, (int, float)):
+        return int(updated)
+    return int(updated.timestamp() * 1_000_000)
+
+
+def avatar_url(thumb_path: str | None) -> str:
+    return default_storage.url(thumb_path) if thumb_path else settings.DANMAKU_DEFAULT_AVATAR_URL
+
+
+def item_from_row(row: dict) -> Item:
     return Item(
         id=row["id"],
         ts_ms=row["ts_ms"],
@@ -39,12 +118,15 @@ def item_from_row(row: dict, default_avatar: str) -> Item:
         mode=row["mode"],
         user=row["user_id"],
         nick=row["user__viewer_profile__nickname"] or row["user__username"],
-        avatar=default_avatar,
+        avatar=avatar_url(row.get("user__viewer_profile__avatar_thumb")),
         text=row["text"],
     )
 
 
 class DatabaseStore:
+    """The Danmaku table as the store. ``epoch`` never changes: the table
+    keeps its history."""
+
     epoch = 1
 
     def __init__(self, *, clock=time.time) -> None:
@@ -53,41 +135,302 @@ class DatabaseStore:
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def publish(self, danmaku: Danmaku) -> None:
-        # The committed row is what the refresher reads.
-        return None
+    def read(self, rooms: list[RoomRef], since_ms: int) -> Batch:
+        """Items and retractions since ``since_ms`` and the rooms' settings.
 
-    def read(self, room_ids: Iterable[int], since_ms: int) -> dict[int, list[Item]]:
-        room_ids = list(room_ids)
-        out: dict[int, list[Item]] = defaultdict(list)
+        Rows can commit out of timestamp order, so callers pass a ``since_ms``
+        that overlaps their previous read; the ring drops ids it already has.
+        """
+        batch = Batch(now_ms=self.now_ms(), epoch=self.epoch)
+        room_ids = [room.room_id for room in rooms]
         if not room_ids:
-            return out
+            batch.rooms = {}
+            return batch
+        batch.rooms = {row["id"]: row for row in Room.objects.filter(id__in=room_ids).values(*ROOM_FIELDS)}
+        self._read_into(batch, room_ids, since_ms)
+        return batch
+
+    def backfill(self, room: RoomRef, from_ms: int) -> Batch:
+        batch = Batch(now_ms=self.now_ms(), epoch=self.epoch)
+        self._read_into(batch, [room.room_id], from_ms)
+        return batch
+
+    def _read_into(self, batch: Batch, room_ids: list[int], since_ms: int) -> None:
         rows = (
             Danmaku.objects.filter(room_id__in=room_ids, ts_ms__gte=since_ms, status=Danmaku.Status.PUBLISHED)
             .order_by("ts_ms", "id")
-            .values(
-                "id",
-                "room_id",
-                "ts_ms",
-                "color",
-                "mode",
-                "user_id",
-                "text",
-                "user__username",
-                "user__viewer_profile__nickname",
-            )
+            .values(*ITEM_FIELDS)
         )
-        avatar = settings.DANMAKU_DEFAULT_AVATAR_URL
         for row in rows:
-            out[row["room_id"]].append(item_from_row(row, avatar))
-        return out
+            batch.items[row["room_id"]].append(item_from_row(row))
+        retracted = Danmaku.objects.filter(room_id__in=room_ids, retracted_at_ms__gte=since_ms).values_list(
+            "room_id", "id"
+        )
+        for room_id, danmaku_id in retracted:
+            batch.retracted[room_id].append(danmaku_id)
 
 
-_store: Store | None = None
+# Publishes one comment unless this id was published recently (KEYS: the
+# stream, the room's published-ids set; ARGV: id, keep-ms, trim-ms, then the
+# entry's field/value pairs). Returns the entry's Redis time in ms, or the
+# negative of the time it was first published if it already was.
+PUBLISH_LUA = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if seen then
+  return -tonumber(seen)
+end
+redis.call('ZADD', KEYS[2], now_ms, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
+local minid = tostring(now_ms - tonumber(ARGV[3])) .. '-0'
+redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+return now_ms
+"""
 
 
-def get_store() -> Store:
-    global _store
-    if _store is None:
-        _store = DatabaseStore()
-    return _store
+class RedisStore:
+    """Streams in Redis. Reads for all active rooms go in one round trip."""
+
+    def __init__(self, client_factory, *, prefix: str, window_seconds: int) -> None:
+        self._client_factory = client_factory
+        self.prefix = prefix
+        self.window_ms = window_seconds * 1000
+        # Last stream id read per room: a stream never reorders, so no overlap.
+        self._positions: dict[int, str] = {}
+        self.epoch = 0
+        self._publish = None
+
+    # -- keys ---------------------------------------------------------------
+
+    def stream_key(self, room_id: int) -> str:
+        return f"{self.prefix}:s:{room_id}"
+
+    def published_key(self, room_id: int) -> str:
+        return f"{self.prefix}:pub:{room_id}"
+
+    def room_key(self, slug: str) -> str:
+        return f"{self.prefix}:room:{slug}"
+
+    @property
+    def epoch_key(self) -> str:
+        return f"{self.prefix}:epoch"
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client_factory()
+
+    # -- reading (the refresher) --------------------------------------------
+
+    def read(self, rooms: list[RoomRef], since_ms: int) -> Batch:
+        if not rooms:
+            return Batch(now_ms=int(time.time() * 1000), epoch=self.epoch, rooms={})
+        with _unavailable_on_error("read", probe=True):
+            # One transaction: TIME and the stream reads see the same moment,
+            # so every entry stamped before ``now_ms`` is in this batch.
+            pipe = self.client.pipeline(transaction=True)
+            pipe.time()
+            pipe.get(self.epoch_key)
+            pipe.mget([self.room_key(room.slug) for room in rooms])
+            pipe.xread(
+                {self.stream_key(room.room_id): self._position(room.room_id, since_ms) for room in rooms},
+                count=STREAM_READ_COUNT,
+            )
+            now, epoch_raw, room_blobs, streams = pipe.execute()
+            batch = Batch(now_ms=_time_ms(now), epoch=self._epoch(epoch_raw), rooms={})
+            for raw in room_blobs:
+                if raw:
+                    row = json.loads(raw)
+                    batch.rooms[row["id"]] = row
+            for key, entries in streams or ():
+                room_id = int(_text(key).rsplit(":", 1)[1])
+                self._apply_entries(batch, room_id, entries)
+                if len(entries) >= STREAM_READ_COUNT:
+                    batch.partial[room_id] = int(self._positions[room_id].split("-", 1)[0])
+            return batch
+
+    def backfill(self, room: RoomRef, from_ms: int) -> Batch:
+        with _unavailable_on_error("backfill"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.time()
+            pipe.get(self.epoch_key)
+            pipe.xrange(self.stream_key(room.room_id), min=f"{max(from_ms, 0)}-0", max="+")
+            now, epoch_raw, entries = pipe.execute()
+            batch = Batch(now_ms=_time_ms(now), epoch=self._epoch(epoch_raw))
+            self._positions[room.room_id] = f"{max(from_ms, 0)}-0"
+            self._apply_entries(batch, room.room_id, entries)
+            return batch
+
+    def forget(self, room_id: int) -> None:
+        self._positions.pop(room_id, None)
+
+    def _position(self, room_id: int, since_ms: int) -> str:
+        position = self._positions.get(room_id)
+        return position if position is not None else f"{max(since_ms, 0)}-0"
+
+    def _apply_entries(self, batch: Batch, room_id: int, entries) -> None:
+        for entry_id, fields in entries:
+            entry_id = _text(entry_id)
+            self._positions[room_id] = entry_id
+            data = {_text(k): _text(v) for k, v in fields.items()}
+            if data.get("k") == "d":
+                batch.retracted[room_id].append(int(data["id"]))
+                continue
+            ts_ms = int(data["ts"]) if data.get("ts") else int(entry_id.split("-", 1)[0])
+            batch.items[room_id].append(
+                Item(
+                    id=int(data["id"]),
+                    ts_ms=ts_ms,
+                    color=int(data["c"]),
+                    mode=int(data["o"]),
+                    user=int(data["u"]),
+                    nick=data["n"],
+                    avatar=data["a"],
+                    text=data["t"],
+                )
+            )
+
+    def _epoch(self, raw) -> int:
+        """The store's epoch; a Redis that lost its data gets a new one."""
+        if raw is None:
+            candidate = random.randrange(1, 2**40)
+            self.client.set(self.epoch_key, candidate, nx=True)
+            raw = self.client.get(self.epoch_key)
+        epoch = int(raw)
+        if self.epoch and epoch != self.epoch:
+            logger.warning(
+                "store epoch changed (%s -> %s): Redis lost its data; old cursors read as gaps", self.epoch, epoch
+            )
+            self._positions.clear()
+        self.epoch = epoch
+        return epoch
+
+    # -- writing (the send path and the sweep) ------------------------------
+
+    def publish(self, danmaku: Danmaku, *, nick: str, avatar: str, original_ts: bool = False) -> int:
+        """Add the comment to its room's stream (once); returns its Redis time.
+
+        ``original_ts`` keeps the comment's own timestamp (a republish after
+        an outage), so rings that already showed it from the database know it.
+        """
+        fields = {
+            "k": "m",
+            "id": danmaku.id,
+            "u": danmaku.user_id,
+            "n": nick,
+            "a": avatar,
+            "c": danmaku.color,
+            "o": danmaku.mode,
+            "t": danmaku.text,
+        }
+        if original_ts:
+            fields["ts"] = danmaku.ts_ms
+        return abs(self._run_publish(danmaku.room_id, danmaku.id, fields))
+
+    def publish_retraction(self, *, room_id: int, danmaku_id: int) -> None:
+        self._run_publish(room_id, f"d{danmaku_id}", {"k": "d", "id": danmaku_id})
+
+    def publish_room(self, row: dict) -> None:
+        self.publish_rooms([row])
+
+    def publish_rooms(self, rows) -> None:
+        with _unavailable_on_error("publish_rooms"):
+            pipe = self.client.pipeline(transaction=False)
+            for row in rows:
+                payload = dict(row)
+                payload["updated_at"] = settings_version(row)
+                pipe.set(self.room_key(row["slug"]), json.dumps(payload))
+            pipe.execute()
+
+    def room_row(self, slug: str) -> dict | None:
+        """A room's settings as last published (used while the database is down)."""
+        with _unavailable_on_error("room_row"):
+            raw = self.client.get(self.room_key(slug))
+        return json.loads(raw) if raw else None
+
+    def now_ms(self) -> int:
+        """This host's clock; batches carry Redis time."""
+        return int(time.time() * 1000)
+
+    def _run_publish(self, room_id: int, member, fields: dict) -> int:
+        if self._publish is None:
+            self._publish = self.client.register_script(PUBLISH_LUA)
+        args = [member, PUBLISHED_MEMORY_MS, self.window_ms * STREAM_KEEP_WINDOWS]
+        for name, value in fields.items():
+            args.extend((name, value))
+        with _unavailable_on_error("publish"):
+            return int(
+                self._publish(
+                    keys=[self.stream_key(room_id), self.published_key(room_id)], args=args, client=self.client
+                )
+            )
+
+    def ping(self) -> bool:
+        with _unavailable_on_error("ping"):
+            return bool(self.client.ping())
+
+
+class _unavailable_on_error:
+    """Turn any Redis failure into ``StoreUnavailable``, and skip Redis at
+    once while the shared breaker is open (a recent call failed)."""
+
+    def __init__(self, what: str, *, probe: bool = False) -> None:
+        self.what = what
+        # A probe (the refresher's read) tries Redis even with the breaker open.
+        self.probe = probe
+
+    def __enter__(self):
+        if not self.probe and not breaker.allows():
+            raise StoreUnavailable(f"redis {self.what}: skipped, Redis failed moments ago")
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None:
+            breaker.succeeded()
+            return False
+        if isinstance(exc, redis.RedisError):
+            breaker.failed()
+            raise StoreUnavailable(f"redis {self.what}: {exc}") from exc
+        return False
+
+
+def _time_ms(value) -> int:
+    seconds, micros = value
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_database_store: DatabaseStore | None = None
+_redis_store: RedisStore | None = None
+
+
+def database_store() -> DatabaseStore:
+    global _database_store
+    if _database_store is None:
+        _database_store = DatabaseStore()
+    return _database_store
+
+
+def redis_store() -> RedisStore | None:
+    """The Redis store when REDIS_URL is configured, else None."""
+    global _redis_store
+    if not settings.REDIS_URL:
+        return None
+    if _redis_store is None:
+        from danmaku_site.redis import get_redis
+
+        _redis_store = RedisStore(
+            get_redis, prefix=settings.DANMAKU_REDIS_PREFIX, window_seconds=settings.DANMAKU_WINDOW_SECONDS
+        )
+    return _redis_store
+
+
+def reset_stores() -> None:
+    global _database_store, _redis_store
+    _database_store = None
+    _redis_store = None

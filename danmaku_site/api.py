@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from danmaku.api import router as danmaku_router
+from danmaku.api import pull_router, router, send_router
 from danmaku.errors import DanmakuError, RateLimited, Unavailable
 
 api = NinjaAPI(
@@ -17,7 +18,10 @@ api = NinjaAPI(
     urls_namespace="api-v1",
     description="Live bullet comments: short-poll pulls decided by the server, and sends.",
 )
-api.add_router("/", danmaku_router)
+# Only the operations this process's role serves (DANMAKU_ROLE): on a pull
+# node the POST answers 405, on a send node the GET does.
+ROLE_ROUTERS = {"all": router, "pull": pull_router, "send": send_router}
+api.add_router("/", ROLE_ROUTERS[settings.DANMAKU_ROLE])
 
 
 @api.exception_handler(DanmakuError)

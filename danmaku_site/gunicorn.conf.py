@@ -1,5 +1,6 @@
 """Gunicorn settings; every value can be overridden from the environment."""
 
+import glob
 import os
 
 bind = os.environ.get("DANMAKU_BIND", "127.0.0.1:8000")
@@ -29,3 +30,29 @@ if _control_socket == "off":
     control_socket_disable = True
 else:
     control_socket = _control_socket
+
+# Prometheus multiprocess mode: each worker writes its metrics to files in
+# this directory and /metrics adds them up, so a scrape (answered by any one
+# worker) sees the whole instance. prometheus-client picks its mode when it
+# is first imported; this file runs in the master before any worker exists,
+# and the workers import the app (and prometheus-client) only after the fork
+# (no preload_app), so setting the variable here is early enough. One
+# directory per gunicorn instance: on_starting empties it.
+PROMETHEUS_MULTIPROC_DIR = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(os.path.abspath(_var_dir), "prometheus")
+)
+os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
+
+
+def on_starting(server):
+    # Values left by a previous run would be added to this one's.
+    for path in glob.glob(os.path.join(PROMETHEUS_MULTIPROC_DIR, "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker):
+    # Drops the dead worker's live gauges (ring rooms and items); its
+    # counters stay, so totals never go backwards when a worker is recycled.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, PROMETHEUS_MULTIPROC_DIR)

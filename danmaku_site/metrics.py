@@ -28,7 +28,8 @@ REFRESH_SECONDS = Histogram(
 REFRESH_LAG = Gauge(
     "danmaku_refresher_lag_seconds",
     "Seconds between now and the newest sealed second's end, per process.",
-    multiprocess_mode="max",
+    # livemax: a dead worker's last value leaves the maximum with it.
+    multiprocess_mode="livemax",
 )
 RING_ROOMS = Gauge("danmaku_ring_rooms", "Rooms held in this process's rings.", multiprocess_mode="livesum")
 RING_ITEMS = Gauge("danmaku_ring_items", "Danmaku held in this process's rings.", multiprocess_mode="livesum")

@@ -10,6 +10,7 @@ the caller takes its fallback.
 from __future__ import annotations
 
 import threading
+import time
 
 import redis
 from django.conf import settings
@@ -61,3 +62,29 @@ def reset_clients() -> None:
         for client in _clients.values():
             client.connection_pool.disconnect()
         _clients.clear()
+
+
+class Breaker:
+    """After a Redis failure, skip Redis for a moment instead of waiting again.
+
+    During an outage every call would otherwise pay the full timeout; with
+    the breaker open, callers take their fallback at once, and one call per
+    ``open_seconds`` tries Redis again.
+    """
+
+    def __init__(self, *, open_seconds: float = 1.0, clock=time.monotonic) -> None:
+        self.open_seconds = open_seconds
+        self._clock = clock
+        self._open_until = 0.0
+
+    def allows(self) -> bool:
+        return self._clock() >= self._open_until
+
+    def failed(self) -> None:
+        self._open_until = self._clock() + self.open_seconds
+
+    def succeeded(self) -> None:
+        self._open_until = 0.0
+
+
+breaker = Breaker()

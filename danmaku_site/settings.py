@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
+from danmaku_site.broker import transport_options
 from danmaku_site.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -38,6 +40,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: counts every pull and send answer, whoever produced it.
+    "danmaku_site.ops.count_api_outcomes",
     "danmaku_site.middleware.served_by",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -147,15 +151,93 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "danmaku"}}
 
 # -- Celery -------------------------------------------------------------------
+# redis://host:6379/1 in production (amqp:// works too). Empty: no broker,
+# tasks run inline (eager) so the embedded default needs nothing.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
-# No broker configured: run tasks inline so the embedded default needs nothing.
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ACKS_LATE = True
+CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Tasks are idempotent, so a message is acknowledged only once its task has
+# run, and a worker killed mid-task gets it redelivered rather than lost.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A task that hit its time limit or raised is acknowledged: no poison loop.
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
+# With acks_late each worker process reserves just the message it runs: a
+# killed worker strands no more, and a slow task does not hoard the queue.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The avatar fetch has a 3 s deadline; anything near these limits is stuck.
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT_SECONDS", 20, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT_SECONDS", 30, minimum=2)
+# With acks_late a task cut off by a lost broker connection is redelivered
+# anyway; cancelling it avoids running it twice at once.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Workers wait for the broker at start and after an outage (their loop
+# reconnects); publishing never does (below).
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Publishing from a request must fail fast when the broker is stopped or
+# frozen (TCP accepts, nothing answers): one connect or read costs at most
+# this long, nothing is retried, and danmaku_site.tasks.enqueue gives up
+# after DANMAKU_PUBLISH_DEADLINE_MS whatever the client library does.
+DANMAKU_BROKER_TIMEOUT_MS = env_int("DANMAKU_BROKER_TIMEOUT_MS", 200, minimum=10)
+DANMAKU_PUBLISH_DEADLINE_MS = env_int("DANMAKU_PUBLISH_DEADLINE_MS", 500, minimum=10)
+# Redis broker: a message a worker took but never acknowledged (the worker
+# died) is delivered again after this long. It must exceed the hard time
+# limit, or a task still running would be handed to a second worker, and
+# any countdown/ETA (retry backoff), or the waiting message is duplicated.
+# kombu's default is an hour; 5 minutes bounds the delay after a crash.
+DANMAKU_BROKER_VISIBILITY_TIMEOUT_SECONDS = env_int("DANMAKU_BROKER_VISIBILITY_TIMEOUT_SECONDS", 300, minimum=1)
+# How often each worker looks for such messages (one ZRANGE).
+DANMAKU_BROKER_RESTORE_INTERVAL_SECONDS = env_int("DANMAKU_BROKER_RESTORE_INTERVAL_SECONDS", 10, minimum=1)
+if DANMAKU_BROKER_VISIBILITY_TIMEOUT_SECONDS <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "DANMAKU_BROKER_VISIBILITY_TIMEOUT_SECONDS must exceed CELERY_TASK_TIME_LIMIT_SECONDS, "
+        "or a running task is redelivered to a second worker"
+    )
+if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT_SECONDS must be below CELERY_TASK_TIME_LIMIT_SECONDS")
+
+_broker_timeout_s = DANMAKU_BROKER_TIMEOUT_MS / 1000
+CELERY_BROKER_CONNECTION_TIMEOUT = _broker_timeout_s
+CELERY_BROKER_POOL_ACQUIRE_TIMEOUT = _broker_timeout_s
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 0}
+CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(
+    CELERY_BROKER_URL,
+    timeout_s=_broker_timeout_s,
+    visibility_timeout_s=DANMAKU_BROKER_VISIBILITY_TIMEOUT_SECONDS,
+    restore_interval_s=DANMAKU_BROKER_RESTORE_INTERVAL_SECONDS,
+)
+
+# -- Media (avatar thumbnails) ----------------------------------------------
+MEDIA_ROOT = Path(env_str("DANMAKU_MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = env_str("DANMAKU_MEDIA_URL", "/media/")
+# The embedded default serves MEDIA_URL itself (Django's static serve view);
+# production turns this off and lets nginx or a CDN serve MEDIA_ROOT.
+DANMAKU_SERVE_MEDIA = env_bool("DANMAKU_SERVE_MEDIA", True)
+# One avatar download: whole-request deadline, body cap, source image cap.
+DANMAKU_AVATAR_TIMEOUT_MS = env_int("DANMAKU_AVATAR_TIMEOUT_MS", 3000, minimum=100)
+DANMAKU_AVATAR_MAX_BYTES = env_int("DANMAKU_AVATAR_MAX_BYTES", 2 * 1024 * 1024, minimum=1024)
+# 4096 x 4096: larger sources are refused before decoding (decompression bombs).
+DANMAKU_AVATAR_MAX_PIXELS = env_int("DANMAKU_AVATAR_MAX_PIXELS", 4096 * 4096, minimum=64 * 64)
+DANMAKU_AVATAR_SIZE_PX = env_int("DANMAKU_AVATAR_SIZE_PX", 64, minimum=8)
+# Avatar URLs come from users: by default they may not point at loopback,
+# private or link-local addresses (SSRF). The tests' local server needs this.
+DANMAKU_AVATAR_ALLOW_PRIVATE_HOSTS = env_bool("DANMAKU_AVATAR_ALLOW_PRIVATE_HOSTS", False)
 
 # -- Danmaku ------------------------------------------------------------------
+# What this process serves, so pulls and sends can be deployed apart: "pull"
+# (the viewers' GET only; no admin, no pages), "send" (the POST, admin and
+# pages) or "all". /healthz, /readyz and /metrics are served by every role.
+DANMAKU_ROLES = ("all", "pull", "send")
+DANMAKU_ROLE = env_str("DANMAKU_ROLE", "all").strip().lower()
+if DANMAKU_ROLE not in DANMAKU_ROLES:
+    raise ImproperlyConfigured(f"DANMAKU_ROLE must be one of {', '.join(DANMAKU_ROLES)}, got {DANMAKU_ROLE!r}")
+
 # Slots in each room's ring; one slot is one second of server time.
 DANMAKU_WINDOW_SECONDS = env_int("DANMAKU_WINDOW_SECONDS", 60, minimum=5)
 # How much recent history a client gets when it joins (or after a gap).
@@ -175,3 +257,8 @@ DANMAKU_DEGRADED_MULTIPLIER = env_float("DANMAKU_DEGRADED_MULTIPLIER", 2.0)
 DANMAKU_DEFAULT_AVATAR_URL = env_str("DANMAKU_DEFAULT_AVATAR_URL", "/static/danmaku/avatar-default.svg")
 # Adds X-Served-By (host:pid) to API answers; used by the multi-worker test.
 DANMAKU_SERVED_BY_HEADER = env_bool("DANMAKU_SERVED_BY_HEADER", False)
+
+# -- Moderation -----------------------------------------------------------------
+# What the full check does with a comment carrying a link: allow, mask, hold
+# or block (a published one is retracted unless "allow").
+MODERATION_LINK_ACTION = env_str("MODERATION_LINK_ACTION", "hold")

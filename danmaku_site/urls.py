@@ -1,12 +1,36 @@
+"""URLs, mounted per DANMAKU_ROLE (read once, when this module is imported).
+
+Every role: /healthz, /readyz, /metrics and the API (with only the role's
+operations; see danmaku_site.api). Admin and the HTML pages only on "send"
+and "all": pull nodes face the viewers' flood and serve nothing else.
+"""
+
+from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
+from django.views.static import serve
 
 from danmaku import views
+from danmaku_site import ops
 from danmaku_site.api import api
 
 urlpatterns = [
-    path("admin/", admin.site.urls),
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("metrics", ops.metrics, name="metrics"),
     path("api/v1/", api.urls),
-    path("rooms/<slug:slug>/", views.room_page, name="room-page"),
-    path("", views.index, name="index"),
 ]
+
+if settings.DANMAKU_ROLE in ("send", "all"):
+    urlpatterns += [
+        path("admin/", admin.site.urls),
+        path("rooms/<slug:slug>/", views.room_page, name="room-page"),
+        path("", views.index, name="index"),
+    ]
+
+# Avatar thumbnails (MEDIA_URL) in the embedded default; production sets
+# DANMAKU_SERVE_MEDIA=0 and lets nginx or a CDN serve MEDIA_ROOT.
+if settings.DANMAKU_SERVE_MEDIA and settings.MEDIA_URL.startswith("/"):
+    urlpatterns.append(
+        re_path(rf"^{settings.MEDIA_URL[1:]}(?P<path>.+)$", serve, {"document_root": settings.MEDIA_ROOT})
+    )

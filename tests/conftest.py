@@ -11,10 +11,14 @@ from danmaku.models import ApiToken, Room
 def _fresh_runtime(settings):
     """Each test gets its own rings and no background refresher thread;
     tests drive ``refresh_once()`` themselves."""
+    from moderation.services import matcher_cache
+
     settings.DANMAKU_REFRESHER_AUTOSTART = False
     runtime.reset()
+    matcher_cache.invalidate()
     yield
     runtime.reset()
+    matcher_cache.invalidate()
 
 
 @pytest.fixture
@@ -36,3 +40,44 @@ def token(user):
 @pytest.fixture
 def auth_headers(token):
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+@pytest.fixture
+def redis_mode(settings):
+    """Production mode against the shared Redis, with a key prefix of this
+    test's own (ids restart in every test database), cleaned up after."""
+    from uuid import uuid4
+
+    from danmaku_site.redis import breaker, get_redis, reset_clients
+    from harness.services import require_redis
+
+    settings.REDIS_URL = require_redis()
+    settings.DANMAKU_REDIS_PREFIX = prefix = f"test-{uuid4().hex}"
+    runtime.reset()
+    breaker.succeeded()
+    client = get_redis()
+    yield client
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    runtime.reset()
+    reset_clients()
+    breaker.succeeded()
+
+
+@pytest.fixture
+def private_redis_mode(settings):
+    """Production mode against a redis-server of this test's own, to stop or freeze."""
+    from danmaku_site.redis import breaker, reset_clients
+    from harness.services import private_redis
+
+    with private_redis() as server:
+        settings.REDIS_URL = server.url
+        settings.DANMAKU_REDIS_PREFIX = "dm"
+        runtime.reset()
+        reset_clients()
+        breaker.succeeded()
+        yield server
+        runtime.reset()
+        reset_clients()
+        breaker.succeeded()

@@ -578,6 +578,8 @@ class RingModel:
         self.window: list[tuple[int, list[tuple[int, int]], int, tuple[int, ...]]] = []
         # id -> the second it was placed in
         self.placed: dict[int, int] = {}
+        # id -> the second its retraction was recorded in (None: nothing open)
+        self.retracted: dict[int, int | None] = {}
 
     def is_live(self, item_id: int) -> bool:
         """Placed in a second still open or still in the window."""
@@ -591,7 +593,7 @@ class RingModel:
     def add(self, items: list[tuple[int, int]]) -> int:
         added = 0
         for item_id, ts in items:
-            if self.is_live(item_id):
+            if self.is_live(item_id) or item_id in self.retracted:
                 continue
             second = ts // 1000
             if self.window and second < self.window[0][0]:
@@ -620,9 +622,12 @@ class RingModel:
         self.pending = {s: v for s, v in self.pending.items() if s > second}
         self.pending_deleted = {s: v for s, v in self.pending_deleted.items() if s > second}
         self.sealed_through = second
+        oldest = self.window[0][0]
+        self.retracted = {i: s for i, s in self.retracted.items() if s is None or s >= oldest}
         return second - first + 1
 
     def retract(self, retracted: set[int]) -> None:
+        retracted = retracted - self.retracted.keys()
         if not retracted:
             return
         for items in self.pending.values():
@@ -637,6 +642,10 @@ class RingModel:
         elif self.pending:
             open_second = min(self.pending)
         else:
+            open_second = None
+        for item_id in retracted:
+            self.retracted[item_id] = open_second
+        if open_second is None:
             return
         self.pending.setdefault(open_second, {})
         self.pending_deleted.setdefault(open_second, []).extend(sorted(retracted))
@@ -738,3 +747,26 @@ RingMatchesModel.TestCase.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_ring_matches_reference_model = RingMatchesModel.TestCase
+
+
+def test_retraction_read_again_is_told_once():
+    ring = RoomRing(size=10)
+    ring.add([make_item(1, 100_000)])
+    ring.seal_through(100)
+
+    ring.retract([1])
+    ring.retract([1])
+    ring.seal_through(101)
+
+    assert ring.view.slots[-1].deleted == (1,)
+
+
+def test_item_retracted_before_it_arrives_is_never_placed():
+    ring = RoomRing(size=10)
+    ring.seal_through(100)
+    ring.retract([5])
+
+    assert ring.add([make_item(5, 101_000)]) == 0
+    ring.seal_through(101)
+
+    assert 5 not in ids(ring.view.slots)

@@ -365,7 +365,7 @@ def _send_concurrently(requests: list[tuple[dict, dict]]) -> list:
 
 def test_room_cap_is_exact_under_concurrent_sends(transactional_db, monkeypatch):
     # All sends share one server second, so exactly `cap` of them may pass.
-    monkeypatch.setattr(store_module, "_store", DatabaseStore(clock=FrozenClock(1_700_000_000.25)))
+    monkeypatch.setattr(store_module, "_database_store", DatabaseStore(clock=FrozenClock(1_700_000_000.25)))
     Room.objects.create(slug="live", title="Live", user_send_interval_ms=0, room_send_cap_per_second=3)
     senders = [bearer_for(f"crowd{n}") for n in range(8)]
 
@@ -377,7 +377,7 @@ def test_room_cap_is_exact_under_concurrent_sends(transactional_db, monkeypatch)
 
 
 def test_slow_mode_is_exact_under_concurrent_sends_from_one_user(transactional_db, monkeypatch):
-    monkeypatch.setattr(store_module, "_store", DatabaseStore(clock=FrozenClock(1_700_000_000.25)))
+    monkeypatch.setattr(store_module, "_database_store", DatabaseStore(clock=FrozenClock(1_700_000_000.25)))
     Room.objects.create(slug="live", title="Live", user_send_interval_ms=5000)
     headers = bearer_for("eager")
 

@@ -1,0 +1,279 @@
+"""Download an avatar and make its thumbnail. No Django: callers pass the limits.
+
+The URL comes from a user, so every step is bounded: http and https only
+(redirects too, at most MAX_REDIRECTS of them), by default no loopback,
+private or link-local address (checked on the address actually connected
+to, so DNS tricks do not help), one deadline for the whole download
+(enforced on every socket operation and by a watchdog that shuts the socket
+when it passes), a byte cap enforced while reading, an image/* content type,
+and Pillow decoding only PNG, JPEG, GIF and WebP, after checking the
+dimensions and verifying the file. Every refusal is an ``AvatarError``.
+
+Not bounded by the deadline: the DNS lookup (the Celery time limit is).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+from PIL import Image, ImageOps
+
+# Enough for a CDN or a URL shortener in front of the image.
+MAX_REDIRECTS = 3
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Formats Pillow may decode here: the ones browsers show as avatars. Leaving
+# out the rest keeps rarely used (and rarely hardened) decoders unreachable.
+FORMATS = ("PNG", "JPEG", "GIF", "WEBP")
+# Bytes asked of the socket per read.
+READ_CHUNK = 64 * 1024
+USER_AGENT = "danmaku-avatar-fetch/1"
+
+
+class AvatarError(Exception):
+    """The avatar could not be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    timeout_s: float = 3.0
+    max_bytes: int = 2 * 1024 * 1024
+    allow_private_hosts: bool = False
+
+
+class _Deadline:
+    def __init__(self, timeout_s: float, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.at = clock() + timeout_s
+
+    def remaining(self) -> float:
+        left = self.at - self._clock()
+        if left <= 0:
+            raise AvatarError("deadline passed")
+        return left
+
+
+class _Sockets:
+    """The sockets one download opened, so the watchdog can shut them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self.aborted = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.append(sock)
+            if not self.aborted:
+                return
+        self._shut(sock)
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            socks = list(self._open)
+        for sock in socks:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _address_allowed(ip: str) -> bool:
+    address = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def _connect(host: str, port: int, *, deadline: _Deadline, limits: FetchLimits, sockets: _Sockets) -> socket.socket:
+    """Resolve, vet every address, connect to the first allowed one that answers."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise AvatarError(f"cannot resolve {host!r}: {exc}") from exc
+    allowed = [info for info in infos if limits.allow_private_hosts or _address_allowed(info[4][0])]
+    if not allowed:
+        raise AvatarError(f"{host!r} resolves only to non-public addresses")
+    last: OSError | None = None
+    for family, socktype, proto, _, address in allowed:
+        sock = socket.socket(family, socktype, proto)
+        sockets.add(sock)
+        try:
+            sock.settimeout(deadline.remaining())
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    raise AvatarError(f"cannot connect to {host!r}: {last}")
+
+
+class _GuardedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int | None, *, deadline: _Deadline, limits: FetchLimits, sockets: _Sockets):
+        super().__init__(host, port, timeout=deadline.remaining())
+        self._guard = (deadline, limits, sockets)
+
+    def connect(self) -> None:
+        deadline, limits, sockets = self._guard
+        self.sock = _connect(self.host, self.port, deadline=deadline, limits=limits, sockets=sockets)
+
+
+class _GuardedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int | None, *, deadline: _Deadline, limits: FetchLimits, sockets: _Sockets):
+        super().__init__(host, port, timeout=deadline.remaining(), context=ssl.create_default_context())
+        self._guard = (deadline, limits, sockets)
+
+    def connect(self) -> None:
+        deadline, limits, sockets = self._guard
+        raw = _connect(self.host, self.port, deadline=deadline, limits=limits, sockets=sockets)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
+        sockets.add(self.sock)
+
+
+def download(url: str, *, limits: FetchLimits, clock: Callable[[], float] = time.monotonic) -> tuple[bytes, str]:
+    """The body and content type of ``url``, within ``limits``."""
+    deadline = _Deadline(limits.timeout_s, clock)
+    sockets = _Sockets()
+    watchdog = threading.Timer(limits.timeout_s, sockets.abort)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        for _ in range(MAX_REDIRECTS + 1):
+            result = _get_once(url, deadline=deadline, limits=limits, sockets=sockets)
+            if isinstance(result, tuple):
+                return result
+            url = result
+        raise AvatarError(f"more than {MAX_REDIRECTS} redirects")
+    except (OSError, http.client.HTTPException) as exc:
+        if sockets.aborted:
+            raise AvatarError(f"deadline of {limits.timeout_s:.1f} s passed") from exc
+        raise AvatarError(f"download failed: {exc!r}") from exc
+    finally:
+        watchdog.cancel()
+
+
+def _get_once(url: str, *, deadline: _Deadline, limits: FetchLimits, sockets: _Sockets) -> tuple[bytes, str] | str:
+    """Fetch ``url``: (body, content type), or the URL a redirect points to."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise AvatarError(f"scheme {parts.scheme!r} is not http or https")
+    if not parts.hostname:
+        raise AvatarError("URL has no host")
+    if parts.username or parts.password:
+        raise AvatarError("URL carries credentials")
+    connection_class = _GuardedHTTPSConnection if parts.scheme == "https" else _GuardedHTTPConnection
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise AvatarError(f"bad port in URL: {exc}") from exc
+    conn = connection_class(parts.hostname, port, deadline=deadline, limits=limits, sockets=sockets)
+    response: http.client.HTTPResponse | None = None
+    try:
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        conn.request(
+            "GET", path, headers={"User-Agent": USER_AGENT, "Accept": "image/*", "Accept-Encoding": "identity"}
+        )
+        # getresponse() closes the connection when the server says so; the
+        # socket lives on in the response, so keep a handle for the timeouts.
+        sock = conn.sock
+        sock.settimeout(deadline.remaining())
+        response = conn.getresponse()
+        if response.status in REDIRECT_STATUSES:
+            location = response.getheader("Location")
+            if not location:
+                raise AvatarError(f"HTTP {response.status} without a Location")
+            return urljoin(url, location)
+        if response.status != 200:
+            raise AvatarError(f"HTTP {response.status}")
+        content_type = (response.getheader("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if not content_type.startswith("image/") or content_type == "image/svg+xml":
+            raise AvatarError(f"content type {content_type!r} is not a raster image")
+        declared = response.getheader("Content-Length")
+        if declared and declared.isdigit() and int(declared) > limits.max_bytes:
+            raise AvatarError(f"declared size {declared} bytes is over the {limits.max_bytes} byte cap")
+        return _read_capped(response, sock, deadline=deadline, max_bytes=limits.max_bytes), content_type
+    finally:
+        if response is not None:
+            response.close()
+        conn.close()
+
+
+def _read_capped(
+    response: http.client.HTTPResponse, sock: socket.socket, *, deadline: _Deadline, max_bytes: int
+) -> bytes:
+    body = bytearray()
+    while True:
+        sock.settimeout(deadline.remaining())
+        # read1: at most one read from the socket, so a server dripping a
+        # byte at a time still meets the deadline check between reads.
+        chunk = response.read1(READ_CHUNK)
+        if not chunk:
+            # The watchdog's shutdown also reads as the end: tell them apart.
+            deadline.remaining()
+            return bytes(body)
+        body += chunk
+        if len(body) > max_bytes:
+            raise AvatarError(f"body is over the {max_bytes} byte cap")
+
+
+def thumbnail(data: bytes, *, size_px: int = 64, max_pixels: int = 4096 * 4096) -> bytes:
+    """A ``size_px`` square PNG cut from the middle of the image in ``data``."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns for sources over its own limit; refuse them.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=FORMATS) as probe:
+                _check_dimensions(probe, max_pixels)
+                probe.verify()
+            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+                _check_dimensions(image, max_pixels)
+                # JPEG can decode at a fraction of its size: far less work.
+                image.draft("RGB", (size_px * 2, size_px * 2))
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+                has_alpha = upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info
+                converted = upright.convert("RGBA" if has_alpha else "RGB")
+                thumb = ImageOps.fit(converted, (size_px, size_px), method=Image.Resampling.LANCZOS)
+                out = io.BytesIO()
+                thumb.save(out, format="PNG", optimize=True)
+                return out.getvalue()
+    except AvatarError:
+        raise
+    except Exception as exc:
+        # Untrusted bytes: whatever a decoder raises on them (OSError,
+        # SyntaxError, struct.error, DecompressionBomb*, ...) means the same.
+        raise AvatarError(f"not a usable image: {exc!r}") from exc
+
+
+def _check_dimensions(image: Image.Image, max_pixels: int) -> None:
+    width, height = image.size
+    if width < 1 or height < 1 or width * height > max_pixels:
+        raise AvatarError(f"image is {width}x{height}, over the {max_pixels} pixel cap")
+
+
+def fetch_thumbnail(
+    url: str,
+    *,
+    limits: FetchLimits,
+    size_px: int = 64,
+    max_pixels: int = 4096 * 4096,
+    clock: Callable[[], float] = time.monotonic,
+) -> bytes:
+    """Download ``url`` and return its thumbnail as PNG bytes."""
+    body, _ = download(url, limits=limits, clock=clock)
+    return thumbnail(body, size_px=size_px, max_pixels=max_pixels)

@@ -1,0 +1,24 @@
+"""Celery tasks of the danmaku app: thin, JSON arguments (ids), idempotent.
+
+Start them through ``danmaku_site.tasks.enqueue`` / ``enqueue_on_commit``.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import OperationalError
+
+from danmaku.services_avatar import profile_avatar_fetch
+
+
+# Only a database that is briefly away is worth another try; a bad avatar is
+# handled (default avatar, a warning) inside the service.
+@shared_task(
+    name="danmaku.fetch_avatar",
+    autoretry_for=(OperationalError,),
+    max_retries=3,
+    retry_backoff=2,
+    retry_jitter=True,
+)
+def fetch_avatar_task(profile_id: int) -> None:
+    profile_avatar_fetch(profile_id=profile_id)

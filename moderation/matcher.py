@@ -1,0 +1,372 @@
+"""Blocked-term matching. Pure: no Django import.
+
+A ``TermMatcher`` is built once from the active rules and then only read.
+
+- exact: the term's match form (``normalize.match_form``) anywhere in the
+  text's match form. Substring semantics, like most chat filters: "ass"
+  also catches "assassin". Letters may be stretched: the Aho-Corasick
+  automaton runs over the text with runs of one letter collapsed ("baaaad"
+  reads "bad"), then each hit checks the runs are at least as long as the
+  term's, so "bad" catches "baaaad" while "ass" does not catch "was".
+- wildcard: "*" stands for any run (possibly empty) of non-space
+  characters, "f*ck". The longest literal fragment goes into the same
+  automaton; only when it is found does the term's compiled pattern run.
+- regex: only in ``match_full`` (the Celery task), on the light form
+  (``normalize.fold_mapped``: case, width and zero-width folded, nothing
+  else), input capped at ``MAX_INPUT_CHARS``. Patterns are vetted at save
+  time by ``regex_problem``; a pattern that still runs over budget is
+  logged and switched off in this matcher.
+
+Every match carries the span of the original text it covers, for ``mask``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import ahocorasick
+
+from moderation.normalize import WILDCARD_MARK, Mapped, fold_mapped, match_form, match_form_mapped
+
+try:  # Python 3.11+
+    from re import _constants as sre_constants
+    from re import _parser as sre_parse
+except ImportError:  # pragma: no cover - older Pythons
+    import sre_constants  # type: ignore[no-redef]
+    import sre_parse  # type: ignore[no-redef]
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("exact", "wildcard", "regex")
+ACTIONS = ("block", "hold", "mask")
+# Most severe first wins: a comment matching a block term and a mask term is blocked.
+SEVERITY = {"mask": 1, "hold": 2, "block": 3}
+
+MAX_TERM_CHARS = 200
+# Long enough for any sensible pattern, short enough to read in the admin.
+MAX_REGEX_CHARS = 200
+# The longest comment (danmaku.textrules.ABSOLUTE_MAX_CODE_POINTS): regex
+# rules never see more, which bounds what a polynomial pattern can cost.
+MAX_INPUT_CHARS = 500
+# Largest {m,n} bound a regex may use; bigger bounds multiply backtracking.
+MAX_REGEX_REPEAT = 100
+# One pattern on one comment. Far above what a vetted pattern takes (tens
+# of microseconds); a pattern over it is switched off for this process.
+REGEX_BUDGET_SECONDS = 0.05
+# Save-time probe: a pattern slower than this on any probe text is refused.
+PROBE_BUDGET_SECONDS = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    term: str
+    kind: str = "exact"
+    action: str = "block"
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """``rule`` matched the original text's characters [start, end)."""
+
+    rule: Rule
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    matches: tuple[Match, ...] = ()
+
+    @property
+    def action(self) -> str | None:
+        """The most severe action among the matches, or None."""
+        return most_severe(m.rule.action for m in self.matches)
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The matched rules' terms, each once, in order of appearance."""
+        return tuple(dict.fromkeys(m.rule.term for m in sorted(self.matches, key=lambda m: m.start)))
+
+    def __bool__(self) -> bool:
+        return bool(self.matches)
+
+
+def most_severe(actions: Iterable[str]) -> str | None:
+    return max(actions, key=SEVERITY.__getitem__, default=None)
+
+
+def mask(text: str, matches: Iterable[Match]) -> str:
+    """``text`` with every matched character replaced by "*".
+
+    Whitespace inside a match stays, so the result has the same length and
+    the same word breaks; characters outside every match are untouched.
+    """
+    chars = list(text)
+    for match in matches:
+        for i in range(match.start, min(match.end, len(chars))):
+            if not chars[i].isspace():
+                chars[i] = "*"
+    return "".join(chars)
+
+
+# -- Validation ---------------------------------------------------------------------
+
+
+def rule_problem(term: str, kind: str, *, probe: bool = True) -> str | None:
+    """Why ``term`` cannot be a rule of ``kind``, or None. Run before saving one.
+
+    ``probe=False`` skips the timed regex probe (milliseconds per pattern):
+    for rules already vetted when they were saved.
+    """
+    if kind not in KINDS:
+        return f"kind must be one of {', '.join(KINDS)}"
+    if not term.strip():
+        return "must not be empty"
+    if kind == "regex":
+        return regex_problem(term, probe=probe)
+    if len(term) > MAX_TERM_CHARS:
+        return f"must be at most {MAX_TERM_CHARS} characters"
+    if kind == "exact":
+        if not match_form(term):
+            return "has nothing left to match once punctuation and invisible characters are removed"
+        return None
+    form = match_form(term, wildcard=True)
+    if WILDCARD_MARK not in form:
+        return 'a wildcard term needs a "*" inside or next to a word; use an exact term instead'
+    literal = sum(len(_runs(fragment)[0]) for fragment in form.split(WILDCARD_MARK))
+    if literal < 2:
+        return "a wildcard term needs at least two letters besides the *"
+    return None
+
+
+def regex_problem(pattern: str, *, probe: bool = True) -> str | None:
+    """Why ``pattern`` is unsafe or invalid as a regex rule, or None.
+
+    Python's ``re`` cannot be interrupted, so the guard is up front: a
+    length limit, no backreferences, no variable repetition or alternation
+    inside a repetition (the shapes of catastrophic backtracking, "(a+)+",
+    "(a|ab)*"), bounded {m,n}, and a timed run on probe texts of growing
+    length up to the longest comment.
+    """
+    if len(pattern) > MAX_REGEX_CHARS:
+        return f"must be at most {MAX_REGEX_CHARS} characters"
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE)
+        parsed = sre_parse.parse(pattern, re.IGNORECASE)
+    except re.error as exc:
+        return f"is not a valid regular expression: {exc}"
+    except RecursionError:
+        return "is nested too deeply"
+    problem = _structure_problem(parsed, in_repeat=False)
+    if problem:
+        return problem
+    if compiled.search(""):
+        return "matches empty text, so it would match every comment"
+    return _probe_problem(compiled, _literals(parsed)) if probe else None
+
+
+_REPEATS = (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None))
+
+
+def _structure_problem(items, *, in_repeat: bool) -> str | None:
+    for op, av in items:
+        if op in _REPEATS:
+            low, high, sub = av
+            unbounded = high == sre_constants.MAXREPEAT
+            if not unbounded and high > MAX_REGEX_REPEAT:
+                return f"repetition bounds above {MAX_REGEX_REPEAT} are not allowed"
+            if in_repeat and low != high:
+                return "a variable repetition inside another repetition, like (a+)+, can take exponential time"
+            problem = _structure_problem(sub, in_repeat=in_repeat or high > 1)
+        elif op in (sre_constants.GROUPREF, sre_constants.GROUPREF_EXISTS):
+            return "backreferences are not allowed"
+        elif op is sre_constants.BRANCH:
+            if in_repeat:
+                return "alternation inside a repetition, like (a|ab)*, can take exponential time"
+            problem = next((p for b in av[1] if (p := _structure_problem(b, in_repeat=in_repeat))), None)
+        elif op is sre_constants.SUBPATTERN:
+            problem = _structure_problem(av[-1], in_repeat=in_repeat)
+        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+            problem = _structure_problem(av[1], in_repeat=in_repeat)
+        elif op is getattr(sre_constants, "ATOMIC_GROUP", None):
+            problem = _structure_problem(av, in_repeat=in_repeat)
+        else:
+            problem = None
+        if problem:
+            return problem
+    return None
+
+
+def _literals(items) -> str:
+    found: list[str] = []
+
+    def walk(items) -> None:
+        for op, av in items:
+            if op is sre_constants.LITERAL:
+                found.append(chr(av))
+            elif op in _REPEATS:
+                walk(av[2])
+            elif op is sre_constants.SUBPATTERN:
+                walk(av[-1])
+            elif op is sre_constants.BRANCH:
+                for branch in av[1]:
+                    walk(branch)
+
+    walk(items)
+    return "".join(found)
+
+
+def _probe_problem(compiled: re.Pattern[str], literals: str) -> str | None:
+    # Text made of what the pattern looks for (and never quite finds) is
+    # what makes a backtracking engine try every split. Growing lengths let
+    # a bad pattern show itself before a probe gets long enough to hang.
+    alphabet = [*list(dict.fromkeys(literals.lower()))[:8], "a", "0", " "]
+    seeds = [*alphabet, literals.lower() or "a", "".join(alphabet)]
+    length = 8
+    while True:
+        for seed in seeds:
+            probe = (seed * (length // len(seed) + 1))[:length] + "\x00"
+            started = time.perf_counter()
+            compiled.search(probe)
+            elapsed = time.perf_counter() - started
+            if elapsed > PROBE_BUDGET_SECONDS:
+                return f"is too slow: {elapsed * 1000:.0f} ms on a {length}-character probe text"
+        if length >= MAX_INPUT_CHARS:
+            return None
+        length = min(MAX_INPUT_CHARS, length * 3 // 2)
+
+
+# -- Matching ---------------------------------------------------------------------------
+
+
+def _runs(text: str) -> tuple[str, list[int], list[int]]:
+    """Collapse runs of one character: (one char per run, run lengths, index of each run's start)."""
+    key: list[str] = []
+    counts: list[int] = []
+    firsts: list[int] = []
+    previous = None
+    for i, char in enumerate(text):
+        if char == previous:
+            counts[-1] += 1
+        else:
+            key.append(char)
+            counts.append(1)
+            firsts.append(i)
+            previous = char
+    return "".join(key), counts, firsts
+
+
+def _fragment_pattern(fragment: str) -> str:
+    key, counts, _ = _runs(fragment)
+    return "".join(re.escape(c) + ("+" if n == 1 else f"{{{n},}}") for c, n in zip(key, counts, strict=True))
+
+
+class TermMatcher:
+    """Matches text against a fixed list of rules. Safe to share between threads."""
+
+    def __init__(
+        self,
+        rules: Iterable[Rule | tuple[str, str, str]],
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._clock = clock
+        self.rules: list[Rule] = []
+        # Rules that failed validation, with the reason, skipped.
+        self.rejected: list[tuple[Rule, str]] = []
+        # Automaton key -> entries: (rule index, run lengths) for an exact
+        # term, (rule index, None) for a wildcard's gate fragment.
+        entries: dict[str, list[tuple[int, tuple[int, ...] | None]]] = {}
+        self._wildcards: dict[int, re.Pattern[str]] = {}
+        self._regexes: list[tuple[Rule, re.Pattern[str]]] = []
+        self._disabled: set[Rule] = set()
+
+        for raw in rules:
+            rule = raw if isinstance(raw, Rule) else Rule(*raw)
+            problem = rule_problem(rule.term, rule.kind, probe=False) if rule.action in ACTIONS else "unknown action"
+            if problem:
+                self.rejected.append((rule, problem))
+                continue
+            index = len(self.rules)
+            self.rules.append(rule)
+            if rule.kind == "exact":
+                key, counts, _ = _runs(match_form(rule.term))
+                entries.setdefault(key, []).append((index, tuple(counts)))
+            elif rule.kind == "wildcard":
+                fragments = match_form(rule.term, wildcard=True).split(WILDCARD_MARK)
+                gate = max((_runs(f)[0] for f in fragments), key=len)
+                entries.setdefault(gate, []).append((index, None))
+                self._wildcards[index] = re.compile("[^ ]*".join(_fragment_pattern(f) for f in fragments))
+            else:
+                self._regexes.append((rule, re.compile(rule.term, re.IGNORECASE)))
+
+        self._automaton: ahocorasick.Automaton | None = None
+        if entries:
+            automaton = ahocorasick.Automaton()
+            for key, values in entries.items():
+                automaton.add_word(key, tuple(values))
+            automaton.make_automaton()
+            self._automaton = automaton
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def match_fast(self, text: str) -> MatchResult:
+        """Exact and wildcard terms: what the send path runs."""
+        if self._automaton is None:
+            return MatchResult()
+        return MatchResult(tuple(self._fast(match_form_mapped(text))))
+
+    def match_full(self, text: str) -> MatchResult:
+        """Every rule, regexes included: what the moderation task runs."""
+        matches = self._fast(match_form_mapped(text)) if self._automaton is not None else []
+        if self._regexes:
+            matches.extend(self._regex(fold_mapped(text)))
+        return MatchResult(tuple(matches))
+
+    def _fast(self, form: Mapped) -> list[Match]:
+        key, counts, firsts = _runs(form.text)
+        matches: list[Match] = []
+        gated: set[int] = set()
+        for last, values in self._automaton.iter(key):
+            for index, wanted in values:
+                if wanted is None:
+                    gated.add(index)
+                    continue
+                first = last - len(wanted) + 1
+                if all(counts[first + k] >= n for k, n in enumerate(wanted)):
+                    end_char = firsts[last] + counts[last] - 1
+                    start, end = form.span(firsts[first], end_char)
+                    matches.append(Match(self.rules[index], start, end))
+        for index in sorted(gated):
+            for found in self._wildcards[index].finditer(form.text):
+                if found.end() > found.start():
+                    start, end = form.span(found.start(), found.end() - 1)
+                    matches.append(Match(self.rules[index], start, end))
+        return matches
+
+    def _regex(self, form: Mapped) -> list[Match]:
+        text = form.text[:MAX_INPUT_CHARS]
+        matches: list[Match] = []
+        for rule, pattern in self._regexes:
+            if rule in self._disabled:
+                continue
+            started = self._clock()
+            found = [m.span() for m in pattern.finditer(text) if m.end() > m.start()]
+            elapsed = self._clock() - started
+            if elapsed > REGEX_BUDGET_SECONDS:
+                self._disabled.add(rule)
+                logger.warning(
+                    "regex rule %r took %.0f ms on %d characters; switched off until the rules reload",
+                    rule.term,
+                    elapsed * 1000,
+                    len(text),
+                )
+            for begin, end in found:
+                start, stop = form.span(begin, end - 1)
+                matches.append(Match(rule, start, stop))
+        return matches

@@ -1,0 +1,303 @@
+"""Moderation writes and verdicts.
+
+- ``filter_fast``: the send path's inline check (exact and wildcard terms).
+- ``moderate_decision``: the full verdict on a stored comment (every term
+  kind, links, repeated-message spam); pure decision, writes nothing.
+- ``moderate_full`` / ``moderate_fast``: decide and retract a published
+  comment the verdict does not allow; the Celery task and its fallback.
+- ``blocked_term_save`` / ``blocked_term_create`` / ``blocked_term_delete``.
+
+Each process keeps one ``TermMatcher``; a change to the terms reaches every
+process within ``TERMS_RELOAD_SECONDS`` (see ``MatcherCache``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError
+from django.db.models import Count, Max
+
+from danmaku.models import Danmaku
+from moderation.matcher import ACTIONS, Match, Rule, TermMatcher, mask, most_severe, rule_problem
+from moderation.models import BlockedTerm
+from moderation.normalize import fold_mapped, match_form, normalize
+
+logger = logging.getLogger(__name__)
+
+ALLOW = "allow"
+# What MODERATION_LINK_ACTION may say; "allow" turns link checks off.
+LINK_ACTIONS = (ALLOW, "mask", "hold", "block")
+DEFAULT_LINK_ACTION = "hold"
+# How stale a process's term list may get: at most this often each process
+# asks the database for the terms' version (one indexed aggregate), so a
+# saved term reaches every process within about 2 s and no restart.
+TERMS_RELOAD_SECONDS = 2.0
+# Repeated-message spam: this many comments with the same match form
+# from one user in one room within the window (the comment itself included)
+# gets the latest one blocked. Three, so saying something twice is fine.
+REPEAT_LIMIT = 3
+REPEAT_WINDOW_MS = 60_000
+# Earlier comments read for the repeat check; far more than any slow mode
+# lets one user send in the window.
+REPEAT_SCAN_LIMIT = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What to do with a comment.
+
+    ``action``: "allow", "mask", "hold" or "block" (the most severe finding).
+    ``text``: the text to store and show: the original with every span a
+    mask rule matched replaced by "*" (same length), else the original.
+    ``terms``: the blocked terms that matched, in order of appearance.
+    ``reason``: a short human account of the findings, "" when allowed.
+    """
+
+    action: str
+    text: str
+    terms: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.action == ALLOW
+
+
+# -- The per-process matcher ------------------------------------------------------------
+
+
+class MatcherCache:
+    """One ``TermMatcher`` per process, rebuilt when the terms change.
+
+    At most every ``interval_seconds`` one caller reads the terms' version
+    (row count and newest ``updated_at``); other threads keep using the
+    current matcher meanwhile. ``invalidate`` makes the next call check,
+    which the term services do so their own process sees a change at once.
+    """
+
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, interval_seconds: float = TERMS_RELOAD_SECONDS
+    ) -> None:
+        self._clock = clock
+        self._interval = interval_seconds
+        self._lock = threading.Lock()
+        self._matcher: TermMatcher | None = None
+        self._version: tuple | None = None
+        self._checked_at = float("-inf")
+
+    def get(self) -> TermMatcher:
+        matcher = self._matcher
+        if matcher is not None and self._clock() - self._checked_at < self._interval:
+            return matcher
+        if matcher is None:
+            with self._lock:
+                return self._refresh()
+        if not self._lock.acquire(blocking=False):
+            return matcher  # another thread is checking; this one is fresh enough
+        try:
+            return self._refresh()
+        finally:
+            self._lock.release()
+
+    def invalidate(self) -> None:
+        self._checked_at = float("-inf")
+
+    def _refresh(self) -> TermMatcher:
+        now = self._clock()
+        if self._matcher is not None and now - self._checked_at < self._interval:
+            return self._matcher
+        try:
+            version = _terms_version()
+            if self._matcher is None or version != self._version:
+                self._matcher = _build_matcher()
+                self._version = version
+        except DatabaseError as exc:
+            if self._matcher is None:
+                raise
+            logger.warning("blocked terms not reloaded, database unavailable; keeping the current list: %s", exc)
+        self._checked_at = now
+        return self._matcher
+
+
+def _terms_version() -> tuple:
+    found = BlockedTerm.objects.aggregate(count=Count("id"), latest=Max("updated_at"))
+    return found["count"], found["latest"]
+
+
+def _build_matcher() -> TermMatcher:
+    rows = BlockedTerm.objects.filter(is_active=True).values_list("term", "kind", "action")
+    matcher = TermMatcher(Rule(term, kind, action) for term, kind, action in rows)
+    for rule, problem in matcher.rejected:
+        logger.warning("blocked term %r (%s) skipped: %s", rule.term, rule.kind, problem)
+    return matcher
+
+
+matcher_cache = MatcherCache()
+
+
+# -- Verdicts -------------------------------------------------------------------------------
+
+# Links: explicit URLs, bare domains under common TLDs, IPv4 addresses.
+# Runs on the light form, so full-width letters and zero-width tricks
+# are folded first; "。" counts as a dot.
+_TLDS = (
+    "com|net|org|info|biz|io|co|cn|me|tv|cc|xyz|top|gg|ru|de|uk|jp|kr|tw|hk|us|in|be|to|ly|gl"
+    "|app|dev|link|site|online|club|vip|shop|live|fun|icu|wang|ink|pw|tk|ml|ga|cf"
+)
+LINK_PATTERN = re.compile(
+    r"(?:https?://|www[.。])\S+"
+    rf"|(?<![\w-])(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?[.。])+(?:{_TLDS})(?![a-z0-9-])(?:/\S*)?"
+    r"|(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])",
+    re.ASCII,
+)
+
+
+def filter_fast(*, text: str) -> Verdict:
+    """The send path's check: exact and wildcard terms, no database query
+    while the matcher is fresh."""
+    matcher = matcher_cache.get()
+    if not len(matcher):
+        return Verdict(ALLOW, text)
+    return _decide(text, matcher.match_fast(text).matches)
+
+
+def moderate_decision(*, danmaku: Danmaku) -> Verdict:
+    """The full verdict on a stored comment: every term kind, links and
+    repeated-message spam. Reads only; the same comment always gets the same
+    verdict (later comments do not count towards its repeats)."""
+    text = danmaku.text
+    matches = list(matcher_cache.get().match_full(text).matches)
+    link_action = _link_action()
+    if link_action != ALLOW:
+        matches.extend(find_links(text, action=link_action))
+    flags: list[tuple[str, str]] = []
+    repeats = _repeat_count(danmaku)
+    if repeats >= REPEAT_LIMIT:
+        flags.append(("block", f"repeated message ({repeats} times in {REPEAT_WINDOW_MS // 1000} s)"))
+    return _decide(text, matches, flags)
+
+
+def moderate_full(*, danmaku_id: int) -> Verdict:
+    """Decide on a stored comment and retract it if it is published and not allowed."""
+    danmaku = Danmaku.objects.filter(pk=danmaku_id).first()
+    if danmaku is None:
+        return Verdict(ALLOW, "")
+    verdict = moderate_decision(danmaku=danmaku)
+    _retract_if_needed(danmaku, verdict)
+    return verdict
+
+
+def moderate_fast(*, danmaku_id: int) -> Verdict:
+    """``moderate_full`` with only the send-time filter: the fallback when the
+    task cannot be queued. The terms may have changed since the send."""
+    danmaku = Danmaku.objects.filter(pk=danmaku_id).first()
+    if danmaku is None:
+        return Verdict(ALLOW, "")
+    verdict = filter_fast(text=danmaku.text)
+    _retract_if_needed(danmaku, verdict)
+    return verdict
+
+
+def find_links(text: str, *, action: str = DEFAULT_LINK_ACTION) -> list[Match]:
+    """Links in ``text``, as matches of a rule with ``action`` (spans in ``text``)."""
+    form = fold_mapped(text)
+    rule = Rule("link", "link", action)
+    matches = []
+    for found in LINK_PATTERN.finditer(form.text):
+        start, end = form.span(found.start(), found.end() - 1)
+        matches.append(Match(rule, start, end))
+    return matches
+
+
+def _retract_if_needed(danmaku: Danmaku, verdict: Verdict) -> None:
+    # A published comment cannot be edited in place, so any finding (mask
+    # and hold included) takes it down; held or hidden ones stay as they are.
+    if verdict.allowed or danmaku.status != Danmaku.Status.PUBLISHED:
+        return
+    from danmaku.services import danmaku_retract
+
+    danmaku_retract(danmaku_id=danmaku.pk, reason=f"moderation: {verdict.reason}")
+
+
+def _decide(text: str, matches: Sequence[Match], flags: Sequence[tuple[str, str]] = ()) -> Verdict:
+    """Combine span findings (``matches``) and whole-comment ones (``flags``: action, reason)."""
+    action = most_severe([m.rule.action for m in matches] + [a for a, _ in flags])
+    if action is None:
+        return Verdict(ALLOW, text)
+    ordered = sorted(matches, key=lambda m: (m.start, m.end))
+    terms = tuple(dict.fromkeys(m.rule.term for m in ordered if m.rule.kind != "link"))
+    reasons = []
+    if terms:
+        reasons.append("blocked term " + ", ".join(terms))
+    if any(m.rule.kind == "link" for m in ordered):
+        reasons.append("link")
+    reasons.extend(reason for _, reason in flags)
+    masked = mask(text, [m for m in ordered if m.rule.action == "mask"])
+    return Verdict(action, masked, terms, "; ".join(reasons))
+
+
+def _repeat_key(text: str) -> str:
+    # The match form ignores the punctuation spammers vary ("buy now!",
+    # "buy now!!"); text that is only punctuation keeps it.
+    return match_form(text) or normalize(text)
+
+
+def _repeat_count(danmaku: Danmaku) -> int:
+    key = _repeat_key(danmaku.text)
+    earlier = (
+        Danmaku.objects.filter(
+            room_id=danmaku.room_id,
+            user_id=danmaku.user_id,
+            ts_ms__gt=danmaku.ts_ms - REPEAT_WINDOW_MS,
+            ts_ms__lte=danmaku.ts_ms,
+            pk__lt=danmaku.pk,
+        )
+        .order_by("-ts_ms")
+        .values_list("text", flat=True)[:REPEAT_SCAN_LIMIT]
+    )
+    return 1 + sum(1 for text in earlier if _repeat_key(text) == key)
+
+
+def _link_action() -> str:
+    value = getattr(settings, "MODERATION_LINK_ACTION", DEFAULT_LINK_ACTION)
+    if value not in LINK_ACTIONS:  # moderation.checks refuses this at start
+        raise ValueError(f"MODERATION_LINK_ACTION must be one of {', '.join(LINK_ACTIONS)}, got {value!r}")
+    return value
+
+
+# -- Blocked terms ------------------------------------------------------------------------
+
+
+def blocked_term_save(*, term: BlockedTerm, actor=None) -> BlockedTerm:
+    """Validate and save a new or edited term; this process sees it at once, others within ~2 s."""
+    term.term = term.term.strip()
+    problem = rule_problem(term.term, term.kind)
+    if problem:
+        raise ValidationError({"term": problem})
+    if term.action not in ACTIONS:
+        raise ValidationError({"action": f"must be one of {', '.join(ACTIONS)}"})
+    if term.pk is None and term.created_by_id is None and getattr(actor, "is_authenticated", False):
+        term.created_by = actor
+    term.full_clean()
+    term.save()
+    matcher_cache.invalidate()
+    return term
+
+
+def blocked_term_create(
+    *, term: str, kind: str = "exact", action: str = "block", note: str = "", actor=None
+) -> BlockedTerm:
+    return blocked_term_save(term=BlockedTerm(term=term, kind=kind, action=action, note=note), actor=actor)
+
+
+def blocked_term_delete(*, term: BlockedTerm, actor=None) -> None:
+    term.delete()
+    matcher_cache.invalidate()

@@ -1,0 +1,236 @@
+"""Production mode in one process: sends go to Redis streams, the refresher
+reads them back, and a Redis that is frozen, stopped or restarted empty
+never costs an accepted comment.
+
+Against the real shared Redis (own key prefix) or a private redis-server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from django.test import Client
+from prometheus_client import REGISTRY
+
+from danmaku import runtime
+from danmaku.models import Danmaku, Room
+from danmaku.pullcache import PullCache, PullConfig
+from danmaku.refresher import Refresher
+from danmaku.services import danmaku_retract, room_save
+from danmaku.store import DatabaseStore, RedisStore
+from danmaku_site.redis import get_redis
+
+URL = "/api/v1/rooms/live/danmaku"
+SEAL_LAG_MS = 400
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def send(client: Client, headers: dict, text: str, **fields):
+    body = json.dumps({"text": text, **fields})
+    return client.post(URL, body, content_type="application/json", **headers)
+
+
+def pull(client: Client, after: str | None = None) -> dict:
+    response = client.get(URL, {"after": after} if after else {})
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def wait_until_sealable(redis_client) -> None:
+    """Sleep until the current Redis second can be sealed."""
+    seconds, micros = redis_client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    target = (now_ms // 1000 + 1) * 1000 + SEAL_LAG_MS + 30
+    time.sleep((target - now_ms) / 1000)
+
+
+def refresh() -> None:
+    runtime.refresher().refresh_once()
+
+
+def stream_ids(redis_client, prefix: str, room_id: int) -> list[int]:
+    entries = redis_client.xrange(f"{prefix}:s:{room_id}")
+    return [int(fields[b"id"]) for _, fields in entries if fields[b"k"] == b"m"]
+
+
+def fallbacks(where: str) -> float:
+    return REGISTRY.get_sample_value("danmaku_fallbacks_total", {"dependency": "redis", "where": where}) or 0.0
+
+
+def test_runtime_uses_the_redis_store_with_the_database_as_fallback(redis_mode, room):
+    refresher = runtime.refresher()
+
+    assert isinstance(refresher.store, RedisStore)
+    assert isinstance(refresher.fallback, DatabaseStore)
+
+
+def test_sent_comment_goes_through_the_stream_to_a_pull(redis_mode, client, room, auth_headers, settings):
+    joined = pull(client)
+
+    response = send(client, auth_headers, "hello redis")
+    assert response.status_code == 201
+    danmaku = Danmaku.objects.get(pk=response.json()["id"])
+    wait_until_sealable(redis_mode)
+    refresh()
+    body = pull(client, joined["cursor"])
+
+    assert body["items"]["text"] == ["hello redis"]
+    assert body["reason"] in ("normal", "quiet")
+    assert stream_ids(redis_mode, settings.DANMAKU_REDIS_PREFIX, room.id) == [danmaku.id]
+    # The record follows Redis time, which decided the slot.
+    entry_id = redis_mode.xrange(f"{settings.DANMAKU_REDIS_PREFIX}:s:{room.id}")[0][0]
+    assert danmaku.in_stream is True
+    assert danmaku.ts_ms == int(entry_id.split(b"-")[0])
+
+
+def test_publishing_the_same_comment_twice_adds_it_once(redis_mode, room, user, settings):
+    danmaku = Danmaku.objects.create(room=room, user=user, text="once", ts_ms=int(time.time() * 1000))
+    store = runtime.refresher().store
+
+    first = store.publish(danmaku, nick="n", avatar="a")
+    second = store.publish(danmaku, nick="n", avatar="a", original_ts=True)
+
+    assert first == second
+    assert stream_ids(redis_mode, settings.DANMAKU_REDIS_PREFIX, room.id) == [danmaku.id]
+
+
+def test_retraction_reaches_cursor_pulls_and_hides_it_from_joiners(redis_mode, client, room, auth_headers):
+    joined = pull(client)
+    danmaku_id = send(client, auth_headers, "regrettable").json()["id"]
+    wait_until_sealable(redis_mode)
+    refresh()
+    seen = pull(client, joined["cursor"])
+    assert seen["items"]["id"] == [danmaku_id]
+
+    assert danmaku_retract(danmaku_id=danmaku_id, reason="test") is True
+    assert danmaku_retract(danmaku_id=danmaku_id, reason="test again") is False
+    wait_until_sealable(redis_mode)
+    refresh()
+
+    assert pull(client, seen["cursor"])["deleted"] == [danmaku_id]
+    assert danmaku_id not in pull(client)["items"]["id"]
+    assert Danmaku.objects.get(pk=danmaku_id).retraction_in_stream is True
+
+
+def test_room_settings_saved_by_staff_reach_pulls_through_redis(redis_mode, client, room, settings):
+    pull(client)
+    room.poll_interval_ms = 7000
+    room_save(room=room)
+    # Change the database behind Redis's back: the refresher must be reading
+    # the settings Redis carries, not querying the table.
+    Room.objects.filter(pk=room.pk).update(poll_interval_ms=9000)
+    refresh()
+
+    entry = runtime.pull_cache().rooms["live"]
+    assert entry.settings.poll_interval_ms == 7000
+
+
+def test_two_processes_give_identical_answers_for_the_same_cursor(redis_mode, client, room, auth_headers, settings):
+    joined = pull(client)
+    for text in ("a", "b", "c"):
+        assert send(client, auth_headers, text).status_code == 201
+    # A second process: its own rings and refresher over the same Redis.
+    other_cache = PullCache(PullConfig(epoch=0, window_seconds=60))
+    other_store = RedisStore(get_redis, prefix=settings.DANMAKU_REDIS_PREFIX, window_seconds=60)
+    other = Refresher(cache=other_cache, store=other_store, fallback=DatabaseStore(), seal_lag_ms=SEAL_LAG_MS)
+    other_cache.set_activator(other.activate)
+    other_cache.pull("live", None)
+    wait_until_sealable(redis_mode)
+    refresh()
+    other.refresh_once()
+
+    here = runtime.pull_cache().pull("live", joined["cursor"])
+    there = other_cache.pull("live", joined["cursor"])
+
+    assert json.loads(here.body)["items"]["text"] == ["a", "b", "c"]
+    # Same cursor, same moment: the same bytes, jitter and ETag included.
+    assert here.body == there.body
+    assert here.etag == there.etag
+
+
+def test_redis_restarted_empty_turns_old_cursors_into_gaps(private_redis_mode, client, room, auth_headers):
+    joined = pull(client)
+    assert send(client, auth_headers, "before the restart").status_code == 201
+    wait_until_sealable(get_redis())
+    refresh()
+    before = pull(client, joined["cursor"])
+    assert before["items"]["text"] == ["before the restart"]
+
+    private_redis_mode.stop()
+    private_redis_mode.start()
+    time.sleep(1.1)  # past the breaker
+    refresh()
+    after = pull(client, before["cursor"])
+
+    assert after["gap"] is True
+    assert after["cursor"].split("-")[0] != before["cursor"].split("-")[0]
+    # The new cursor works normally from then on.
+    assert pull(client, after["cursor"])["gap"] is False
+
+
+def test_frozen_redis_degrades_pulls_keeps_sends_and_republishes_once(private_redis_mode, client, room, auth_headers):
+    joined = pull(client)
+    accepted = [send(client, auth_headers, "before").json()["id"]]
+    redis_client = get_redis()
+    published_before = fallbacks("send")
+
+    private_redis_mode.freeze()
+    try:
+        started = time.monotonic()
+        response = send(client, auth_headers, "while frozen")
+        elapsed = time.monotonic() - started
+        assert response.status_code == 201
+        assert elapsed < 1.0
+        accepted.append(response.json()["id"])
+        assert Danmaku.objects.get(pk=accepted[-1]).in_stream is False
+        assert fallbacks("send") == published_before + 1
+
+        time.sleep(1.5)
+        started = time.monotonic()
+        refresh()  # reads the database instead
+        assert time.monotonic() - started < 1.0
+        during = pull(client, joined["cursor"])
+        assert during["reason"] == "degraded"
+        assert during["items"]["id"] == accepted
+    finally:
+        private_redis_mode.thaw()
+
+    # The sweep leaves rows younger than its grace to the sends publishing them.
+    time.sleep(2.1)
+    runtime.refresher()._next_sweep = 0.0
+    refresh()
+    wait_until_sealable(redis_client)
+    refresh()
+    after = pull(client, during["cursor"])
+
+    assert after["reason"] != "degraded"
+    assert after["items"]["id"] == []  # already shown: never twice
+    assert sorted(stream_ids(redis_client, "dm", room.id)) == sorted(accepted)
+    assert Danmaku.objects.filter(pk__in=accepted, in_stream=False).count() == 0
+
+
+def test_stopped_redis_costs_a_send_no_time_and_loses_nothing(private_redis_mode, client, room, auth_headers):
+    joined = pull(client)
+    private_redis_mode.stop()
+
+    durations = []
+    ids = []
+    for n in range(5):
+        started = time.monotonic()
+        response = send(client, auth_headers, f"while stopped {n}")
+        durations.append(time.monotonic() - started)
+        assert response.status_code == 201
+        ids.append(response.json()["id"])
+    time.sleep(1.5)
+    refresh()
+    during = pull(client, joined["cursor"])
+
+    assert max(durations) < 1.0
+    assert during["reason"] == "degraded"
+    assert during["items"]["id"] == ids

@@ -1,0 +1,197 @@
+# ruff: noqa: RUF001  (look-alike and full-width characters are the test cases)
+"""The term matcher alone: kinds, actions, masking, the regex guard, speed."""
+
+from __future__ import annotations
+
+import random
+import string
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from moderation.matcher import REGEX_BUDGET_SECONDS, Rule, TermMatcher, mask, regex_problem, rule_problem
+
+
+def terms_found(matcher: TermMatcher, text: str, *, full: bool = False) -> set[str]:
+    result = matcher.match_full(text) if full else matcher.match_fast(text)
+    return {m.rule.term for m in result.matches}
+
+
+@pytest.mark.parametrize(
+    ("term", "text", "found"),
+    [
+        pytest.param("bad", "so bad", True, id="plain"),
+        pytest.param("bad", "SO BAD!", True, id="case"),
+        pytest.param("bad", "so baaaad", True, id="stretched"),
+        pytest.param("bad", "b a d", True, id="spelled-out"),
+        pytest.param("bad", "b\u200ba\u200dd", True, id="zero-width"),
+        pytest.param("bad", "b\u0430d", True, id="cyrillic-lookalike"),
+        pytest.param("bad", "b4d", True, id="leet"),
+        pytest.param("bad", "ｂａｄ", True, id="fullwidth"),
+        pytest.param("bad", "badge", True, id="substring"),
+        pytest.param("bad", "bd", False, id="missing-letter"),
+        pytest.param("ass", "was", False, id="doubled-letter-is-not-optional"),
+        pytest.param("ass", "a55", True, id="doubled-letter-leet"),
+        pytest.param("ass", "aaassss", True, id="doubled-letter-stretched"),
+        pytest.param("kill", "KI11", True, id="one-is-l"),
+        pytest.param("go die", "go  DIE", True, id="phrase"),
+        pytest.param("go die", "godie", False, id="phrase-needs-its-space"),
+        pytest.param("傻逼", "你是傻 逼", True, id="cjk-spaced"),
+        pytest.param("🖕", "🖕🏿 you", True, id="emoji"),
+    ],
+)
+def test_exact_term(term, text, found):
+    assert terms_found(TermMatcher([Rule(term)]), text) == ({term} if found else set())
+
+
+@pytest.mark.parametrize(
+    ("term", "text", "found"),
+    [
+        pytest.param("f*ck", "fuck", True, id="one-letter"),
+        pytest.param("f*ck", "fck", True, id="nothing"),
+        pytest.param("f*ck", "FxxXck off", True, id="several"),
+        pytest.param("f*ck", "fuuuuck", True, id="stretched"),
+        pytest.param("f*ck", "f ck", False, id="not-across-a-space"),
+        pytest.param("f*ck", "from the deck", False, id="not-across-words"),
+        pytest.param("*hole", "a55hole", True, id="leading"),
+        pytest.param("idiot*", "IDI0TS", True, id="trailing"),
+    ],
+)
+def test_wildcard_term(term, text, found):
+    assert terms_found(TermMatcher([Rule(term, "wildcard")]), text) == ({term} if found else set())
+
+
+def test_regex_rules_run_only_in_full():
+    matcher = TermMatcher([Rule(r"qq\s*\d{5,}", "regex", "hold"), Rule("bad")])
+    assert terms_found(matcher, "add my ＱＱ 123456 bad") == {"bad"}
+    assert terms_found(matcher, "add my ＱＱ 123456 bad", full=True) == {"bad", r"qq\s*\d{5,}"}
+
+
+@pytest.mark.parametrize(
+    ("actions", "expected"),
+    [
+        pytest.param(["mask"], "mask", id="mask"),
+        pytest.param(["mask", "hold"], "hold", id="hold-over-mask"),
+        pytest.param(["mask", "block", "hold"], "block", id="block-over-all"),
+        pytest.param([], None, id="nothing"),
+    ],
+)
+def test_most_severe_action_wins(actions, expected):
+    words = ["alpha", "bravo", "charlie"]
+    matcher = TermMatcher([Rule(word, "exact", action) for word, action in zip(words, actions, strict=False)])
+    assert matcher.match_fast("alpha bravo charlie").action == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        pytest.param("so bad!", "so ***!", id="plain"),
+        pytest.param("so b\u0430d", "so ***", id="lookalike"),
+        pytest.param("b4d b4d", "*** ***", id="leet-twice"),
+        pytest.param("b\u200bad.", "****.", id="zero-width-inside"),
+        pytest.param("a b a d guy", "a * * * guy", id="spelled-out-keeps-spaces"),
+        pytest.param("baaaad", "******", id="stretched"),
+        pytest.param("ｂａｄ", "***", id="fullwidth"),
+        pytest.param("ba\u0301d", "****", id="combining-mark"),
+        pytest.param("ok", "ok", id="nothing"),
+    ],
+)
+def test_mask_replaces_exactly_the_matched_original_characters(text, masked):
+    matcher = TermMatcher([Rule("bad", "exact", "mask")])
+    assert mask(text, matcher.match_fast(text).matches) == masked
+
+
+def test_mask_wildcard_and_regex_spans():
+    matcher = TermMatcher([Rule("f*ck", "wildcard", "mask"), Rule(r"\d{5,}", "regex", "mask")])
+    text = "fuuck, call 12345"
+    assert mask(text, matcher.match_full(text).matches) == "*****, call *****"
+
+
+MASK_RULES = [Rule("bad", "exact", "mask"), Rule("f*ck", "wildcard", "mask"), Rule("ass", "exact", "mask")]
+MASK_PIECES = ["bad", "b a d", "b\u0430d", "b4d", "f u c k", "fuuck", "a55", "was", " ", "!", "\u200b", "x", "é"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(MASK_PIECES), st.text(max_size=3)), max_size=12).map("".join))
+def test_mask_keeps_length_and_touches_only_matched_characters(text):
+    matches = TermMatcher(MASK_RULES).match_full(text).matches
+    masked = mask(text, matches)
+    assert len(masked) == len(text)
+    inside = {i for m in matches for i in range(m.start, m.end)}
+    for i, (before, after) in enumerate(zip(text, masked, strict=True)):
+        if i in inside and not before.isspace():
+            assert after == "*"
+        else:
+            assert after == before
+
+
+@pytest.mark.parametrize(
+    ("term", "kind", "problem"),
+    [
+        pytest.param("", "exact", "must not be empty", id="empty"),
+        pytest.param("...", "exact", "nothing left to match", id="only-punctuation"),
+        pytest.param("bad", "fuzzy", "kind must be", id="unknown-kind"),
+        pytest.param("bad", "wildcard", "needs a", id="wildcard-without-star"),
+        pytest.param("a*", "wildcard", "at least two letters", id="wildcard-too-short"),
+        pytest.param("(a+)+$", "regex", "exponential", id="nested-quantifier"),
+        pytest.param("(a|ab)*c", "regex", "exponential", id="alternation-in-repeat"),
+        pytest.param(r"(\w)\1", "regex", "backreferences", id="backreference"),
+        pytest.param("a{1,5000}", "regex", "bounds above", id="huge-bound"),
+        pytest.param(".*.*.*.*x", "regex", "too slow", id="polynomial-backtracking"),
+        pytest.param("x?", "regex", "matches empty text", id="matches-empty"),
+        pytest.param("(", "regex", "not a valid regular expression", id="invalid"),
+        pytest.param("a" * 201, "regex", "at most 200", id="too-long"),
+    ],
+)
+def test_rule_problem(term, kind, problem):
+    assert problem in (rule_problem(term, kind) or "")
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"qq\s*\d{5,}", r"\bkill\b", r"(?:ha){3,}", r"v[x×]\s*[:：]?\s*\w{6,}", r"(?i)free\s+gift"]
+)
+def test_reasonable_regexes_pass(pattern):
+    assert regex_problem(pattern) is None
+
+
+def test_invalid_rules_are_skipped_not_fatal():
+    matcher = TermMatcher([Rule("(a+)+", "regex"), Rule("bad", "exact", "explode"), Rule("bad")])
+    assert len(matcher) == 1
+    assert [problem for _, problem in matcher.rejected] == [
+        "a variable repetition inside another repetition, like (a+)+, can take exponential time",
+        "unknown action",
+    ]
+
+
+def test_regex_over_budget_is_switched_off():
+    ticks = iter(range(100))
+    matcher = TermMatcher([Rule("bad", "regex")], clock=lambda: next(ticks) * REGEX_BUDGET_SECONDS * 2)
+    assert terms_found(matcher, "bad", full=True) == {"bad"}
+    assert terms_found(matcher, "bad", full=True) == set()
+
+
+def test_ten_thousand_terms_match_a_comment_in_well_under_a_millisecond():
+    rng = random.Random(7)
+
+    def word(low: int, high: int) -> str:
+        return "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(low, high)))
+
+    terms = [word(4, 10) for _ in range(10_000)]
+    rules = [Rule(t, "exact", rng.choice(["block", "hold", "mask"])) for t in terms[:9_500]]
+    rules += [Rule(t[:2] + "*" + t[2:], "wildcard", "mask") for t in terms[9_500:]]
+    matcher = TermMatcher(rules)
+    texts = []
+    for _ in range(200):
+        words = [rng.choice(terms) if rng.random() < 0.1 else word(1, 8) for _ in range(25)]
+        texts.append(" ".join(words)[:100])
+    matcher.match_fast(texts[0])  # warm the normalizer's caches
+
+    started = time.perf_counter()
+    found = sum(len(matcher.match_fast(text).matches) for text in texts)
+    average = (time.perf_counter() - started) / len(texts)
+
+    assert found > 0
+    # Typically ~0.2 ms; the bound only catches a pathology.
+    assert average < 0.005
