@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from django.core.exceptions import ImproperlyConfigured
 
 from danmaku_site.broker import transport_options
@@ -142,7 +144,12 @@ if REDIS_URL:
                 "SOCKET_TIMEOUT": REDIS_TIMEOUT_MS / 1000,
                 # A cache miss, not an error page, while Redis is down.
                 "IGNORE_EXCEPTIONS": True,
-                "CONNECTION_POOL_KWARGS": {"retry_on_timeout": False, "max_connections": REDIS_MAX_CONNECTIONS},
+                "CONNECTION_POOL_KWARGS": {
+                    "retry_on_timeout": False,
+                    # redis-py retries 3 times with backoff by default.
+                    "retry": Retry(NoBackoff(), 0),
+                    "max_connections": REDIS_MAX_CONNECTIONS,
+                },
             },
         }
     }

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,3 +156,101 @@ def stop(process: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=5)
+
+
+# -- Celery workers ----------------------------------------------------------------
+
+# Longest wait for a worker to say it is ready (it imports Django and connects
+# to the broker first).
+WORKER_START_TIMEOUT_SECONDS = 30
+
+
+class CeleryWorker:
+    """``celery -A danmaku_site worker`` leading its own process group.
+
+    Its output goes to ``log_path``; ``name`` is unique, so ``processes_named``
+    can check that nothing of it is left after ``stop()``.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, concurrency: int = 1) -> None:
+        self.name = f"danmaku-test-{uuid.uuid4().hex[:8]}"
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(BIN_DIR / "celery"), "-A", "danmaku_site", "worker",
+                    "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "INFO",
+                    "--without-gossip", "--without-mingle", "--without-heartbeat",
+                    "-n", f"{self.name}@%h",
+                ],
+                cwd=BASE_DIR,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def wait_ready(self, timeout: float = WORKER_START_TIMEOUT_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise LocalServerError(f"celery worker exited with {self.process.returncode}:\n{self.log()}")
+            if " ready." in self.log():
+                return
+            time.sleep(0.1)
+        raise LocalServerError(f"celery worker {self.name} not ready within {timeout} s:\n{self.log()}")
+
+    def log(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def pool_children(self) -> list[int]:
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker: no chance to acknowledge or requeue."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Warm shutdown (TERM), then KILL for anything left in its group."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+        # Pool children outliving the main process, or a hung shutdown.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def celery_worker(
+    env: dict[str, str], *, log_path: Path | str, concurrency: int = 1, wait_ready: bool = True
+) -> Iterator[CeleryWorker]:
+    """Run a Celery worker with ``env`` (see ``environment``) until the block exits.
+
+    ``env`` must name the broker (CELERY_BROKER_URL) and the same database
+    as the processes that publish to it.
+    """
+    worker = CeleryWorker(env, Path(log_path), concurrency=concurrency)
+    try:
+        if wait_ready:
+            worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()
+
+
+def processes_named(fragment: str) -> list[str]:
+    """Every running process whose command line contains ``fragment`` ("pid: cmdline")."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if fragment in cmdline:
+                    found.append(f"{entry.name}: {cmdline}")
+    return found

@@ -12,11 +12,9 @@ import logging
 import os
 import signal
 import sqlite3
-import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,7 +31,7 @@ from danmaku_site.broker import transport_options
 from danmaku_site.celery import app
 from danmaku_site.ratelimitlog import RateLimitedLog
 from danmaku_site.tasks import enqueue
-from harness.local import BASE_DIR, BIN_DIR, environment, manage
+from harness.local import CeleryWorker, celery_worker, environment, manage, processes_named
 from harness.services import private_redis
 
 # What "fails fast" means here, per publish, with the broker stopped or frozen.
@@ -287,56 +285,6 @@ class ImageServer:
         self.thread.join(timeout=5)
 
 
-class Worker:
-    """``celery -A danmaku_site worker`` leading its own process group."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.name = f"danmaku-test-{uuid.uuid4().hex[:8]}"
-        self.log_path = log_path
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(BIN_DIR / "celery"), "-A", "danmaku_site", "worker",
-                    "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
-                    "--without-gossip", "--without-mingle", "--without-heartbeat",
-                    "-n", f"{self.name}@%h",
-                ],
-                cwd=BASE_DIR,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-
-    def wait_ready(self) -> None:
-        wait_for(lambda: " ready." in self.log(), what=f"worker {self.name} to start", on_timeout=self.log)
-        assert self.process.poll() is None, self.log()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def pool_children(self) -> list[int]:
-        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(pid) for pid in path.read_text().split()]
-
-    def kill(self) -> None:
-        """SIGKILL the whole worker: no chance to acknowledge or requeue."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=10)
-        # Pool children outliving the main process, or a hung shutdown.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=5)
-
-
 def wait_for(condition, *, what: str, timeout: float = WORKER_WAIT_S, on_timeout=lambda: ""):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -345,17 +293,6 @@ def wait_for(condition, *, what: str, timeout: float = WORKER_WAIT_S, on_timeout
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{on_timeout()}")
-
-
-def processes_named(fragment: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                if fragment in cmdline:
-                    found.append(f"{entry.name}: {cmdline}")
-    return found
 
 
 @pytest.fixture
@@ -375,7 +312,8 @@ def worker_site():
             DANMAKU_BROKER_RESTORE_INTERVAL_SECONDS="1",
         )
         manage(env, "migrate", "--noinput")
-        workers: list[Worker] = []
+        workers: list[CeleryWorker] = []
+        stack = contextlib.ExitStack()
 
         class Site:
             def __init__(self) -> None:
@@ -383,10 +321,10 @@ def worker_site():
                 self.env = env
                 self.var_dir = Path(var_dir)
 
-            def start(self) -> Worker:
-                worker = Worker(env, self.var_dir / f"worker-{len(workers)}.log")
+            def start(self) -> CeleryWorker:
+                log_path = self.var_dir / f"worker-{len(workers)}.log"
+                worker = stack.enter_context(celery_worker(env, log_path=log_path))
                 workers.append(worker)
-                worker.wait_ready()
                 return worker
 
             def set_avatar(self, url: str) -> int:
@@ -410,13 +348,10 @@ def worker_site():
                 root = self.var_dir / "media" / "avatars"
                 return sorted(root.iterdir()) if root.exists() else []
 
-        try:
+        with stack:
             yield Site()
-        finally:
-            for worker in workers:
-                worker.stop()
-            leftovers = [p for w in workers for p in processes_named(w.name)]
-            assert leftovers == [], leftovers
+        leftovers = [p for w in workers for p in processes_named(w.name)]
+        assert leftovers == [], leftovers
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from danmaku import runtime
 from danmaku import store as store_module
-from danmaku.models import ApiToken, Danmaku, Room
+from danmaku.models import ApiToken, Danmaku, Room, ViewerProfile
 from danmaku.store import DatabaseStore
 from danmaku.wire import decode_cursor, encode_cursor
 
@@ -482,3 +482,16 @@ def test_refresher_thread_delivers_a_sent_comment_and_stops_cleanly(client, tran
 
     assert received == [sent.json()["id"]]
     assert refresher_threads() == []
+
+
+def test_pull_carries_each_senders_avatar_thumbnail_or_the_default(client, room, user, settings):
+    other = get_user_model().objects.create_user("no-avatar")
+    ViewerProfile.objects.create(user=user, nickname="Nick", avatar_thumb="avatars/abc.png")
+    add(room, user, now_ms() - 2000, "with avatar")
+    add(room, other, now_ms() - 1900, "without")
+
+    items = pull(client).json()["items"]
+
+    assert items["text"] == ["with avatar", "without"]
+    assert items["nick"] == ["Nick", "no-avatar"]
+    assert items["avatar"] == [settings.MEDIA_URL + "avatars/abc.png", settings.DANMAKU_DEFAULT_AVATAR_URL]

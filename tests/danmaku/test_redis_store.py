@@ -15,7 +15,7 @@ from django.test import Client
 from prometheus_client import REGISTRY
 
 from danmaku import runtime
-from danmaku.models import Danmaku, Room
+from danmaku.models import Danmaku, Room, ViewerProfile
 from danmaku.pullcache import PullCache, PullConfig
 from danmaku.refresher import Refresher
 from danmaku.services import danmaku_retract, room_save
@@ -234,3 +234,16 @@ def test_stopped_redis_costs_a_send_no_time_and_loses_nothing(private_redis_mode
     assert max(durations) < 1.0
     assert during["reason"] == "degraded"
     assert during["items"]["id"] == ids
+
+
+def test_stream_entries_carry_the_senders_nick_and_avatar_thumbnail(redis_mode, client, room, user, auth_headers):
+    ViewerProfile.objects.create(user=user, nickname="Streamer", avatar_thumb="avatars/s.png")
+    joined = pull(client)
+    assert send(client, auth_headers, "with a face").status_code == 201
+    wait_until_sealable(redis_mode)
+    refresh()
+
+    items = pull(client, joined["cursor"])["items"]
+
+    assert items["nick"] == ["Streamer"]
+    assert items["avatar"] == ["/media/avatars/s.png"]
