@@ -71,6 +71,9 @@ class RoomEntry:
     last_pulled: float = 0.0
     # Set by the refresher when its last read of the store failed.
     degraded: bool = False
+    # Store epochs this ring has held continuously: a cursor from one of them
+    # can be continued exactly even after the epoch changed.
+    epochs: tuple[int, ...] = ()
     # ((view, settings, degraded, epoch), responses by cursor key): an answer
     # depends on all four, so a change to any of them starts a new memo.
     memo: tuple[tuple | None, dict] = field(default_factory=lambda: (None, {}))
@@ -119,14 +122,20 @@ class PullCache:
             return self._error(404, "room not found")
         entry.last_pulled = self.clock()
         after_second: int | None = None
+        stale = False
         if after is not None:
             try:
                 epoch, after_second = wire.decode_cursor(after)
             except wire.CursorError as exc:
                 return self._error(400, f"after: {exc}")
             if epoch != self.epoch:
-                # A cursor from before the store was reset: start over, say so.
-                after_second = -1
+                # A cursor from before the store lost its history. The answer
+                # says so (gap), but if this ring lived through the change it
+                # still holds every second after the cursor, so it continues
+                # from there instead of skipping or repeating anything.
+                stale = True
+                if epoch not in entry.epochs:
+                    after_second = -1
         view = entry.ring.view
         stamp = (view, entry.settings, entry.degraded, self.epoch)
         memo_stamp, memo = entry.memo
@@ -134,9 +143,11 @@ class PullCache:
             memo = {}
             entry.memo = (stamp, memo)
         key = self._memo_key(view, after_second)
+        if stale:
+            key = ("stale", key)
         answer = memo.get(key)
         if answer is None:
-            answer = self._build(entry, view, after_second)
+            answer = self._build(entry, view, after_second, force_gap=stale)
             memo[key] = answer
         return answer
 
@@ -168,17 +179,18 @@ class PullCache:
             self._missing[slug] = now + MISSING_TTL_SECONDS
         return entry
 
-    def _build(self, entry: RoomEntry, view: RingView, after: int | None) -> PullAnswer:
+    def _build(self, entry: RoomEntry, view: RingView, after: int | None, *, force_gap: bool = False) -> PullAnswer:
         settings = entry.settings
         read = view.read(after, self.config.join_seconds, MAX_AHEAD_SECONDS)
+        gap = read.gap or force_gap
         # An empty ring (room activated this instant) hands back what it got.
         cursor_second = read.newest if read.newest is not None else max(after or 0, 0)
         cursor = wire.encode_cursor(self.epoch, cursor_second)
         next_ms, reason = self._next_ms(entry, view)
-        key = f"{settings.slug}|{after}|{view.newest}|{settings.version}|{self.epoch}|{entry.degraded:d}"
+        key = f"{settings.slug}|{after}|{view.newest}|{settings.version}|{self.epoch}|{entry.degraded:d}|{gap:d}"
         digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
         next_ms = _jitter(next_ms, digest)
-        body = wire.encode_pull(cursor=cursor, next_ms=next_ms, reason=reason, gap=read.gap, slots=read.slots)
+        body = wire.encode_pull(cursor=cursor, next_ms=next_ms, reason=reason, gap=gap, slots=read.slots)
         gzipped = gzip.compress(body, 6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None
         return PullAnswer(
             status=200,
@@ -214,8 +226,14 @@ class PullCache:
     def install(self, settings: RoomSettings) -> RoomEntry:
         """Create the entry for a room; the caller fills its ring first."""
         ring = RoomRing(size=self.config.window_seconds, display_cap=settings.display_cap_per_second)
-        entry = RoomEntry(settings=settings, ring=ring, last_pulled=self.clock())
-        return entry
+        return RoomEntry(settings=settings, ring=ring, last_pulled=self.clock())
+
+    def change_epoch(self, epoch: int) -> None:
+        """The store lost its history: new cursors carry ``epoch``; every ring
+        alive now keeps answering cursors of the epochs it has lived through."""
+        for entry in self.rooms.values():
+            entry.epochs = (*entry.epochs, epoch)[-4:]
+        self.epoch = epoch
 
     def publish(self, entry: RoomEntry) -> None:
         self.rooms[entry.settings.slug] = entry

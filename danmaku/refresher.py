@@ -125,7 +125,7 @@ class Refresher:
 
     def _apply(self, batch: Batch, degraded: bool) -> None:
         if not degraded and batch.epoch != self.cache.epoch:
-            self.cache.epoch = batch.epoch
+            self.cache.change_epoch(batch.epoch)
         entries = list(self.cache.rooms.values())
         if batch.rooms is not None:
             self._apply_settings(entries, batch, degraded)
@@ -183,7 +183,8 @@ class Refresher:
                 batch = self._backfill(self.fallback, entry, ref)
                 degraded = True
             if not degraded and batch.epoch != self.cache.epoch:
-                self.cache.epoch = batch.epoch
+                self.cache.change_epoch(batch.epoch)
+            entry.epochs = (self.cache.epoch,)
             entry.ring.add(batch.items.get(ref.room_id, ()))
             entry.ring.retract(batch.retracted.get(ref.room_id, ()))
             entry.ring.seal_through(self.sealable_second(batch.now_ms))

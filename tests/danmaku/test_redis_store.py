@@ -170,8 +170,24 @@ def test_redis_restarted_empty_turns_old_cursors_into_gaps(private_redis_mode, c
 
     assert after["gap"] is True
     assert after["cursor"].split("-")[0] != before["cursor"].split("-")[0]
+    # This process's ring lived through the restart: it continues exactly
+    # after the old cursor instead of replaying the join window.
+    assert "before the restart" not in after["items"]["text"]
     # The new cursor works normally from then on.
     assert pull(client, after["cursor"])["gap"] is False
+
+
+def test_a_process_started_after_the_restart_cannot_continue_old_cursors(private_redis_mode, client, room):
+    old = pull(client)["cursor"]
+    private_redis_mode.stop()
+    private_redis_mode.start()
+    time.sleep(1.1)  # past the breaker
+    runtime.reset()  # a fresh process: its ring never saw the old epoch
+
+    answer = pull(client, old)
+
+    assert answer["gap"] is True
+    assert answer["cursor"].split("-")[0] != old.split("-")[0]
 
 
 def test_frozen_redis_degrades_pulls_keeps_sends_and_republishes_once(private_redis_mode, client, room, auth_headers):
