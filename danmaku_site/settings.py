@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from django.core.exceptions import ImproperlyConfigured
 
 from danmaku_site.broker import transport_options
 from danmaku_site.env import env_bool, env_float, env_int, env_list, env_str
