@@ -34,7 +34,13 @@ fallback_log = RateLimitedLog(logger, every_seconds=10)
 # Wake this long after a second becomes sealable, so it is sealed promptly.
 TICK_SLACK_MS = 20
 # How often (per process) the sweep republishes what an outage held back.
-SWEEP_INTERVAL_SECONDS = 5.0
+SWEEP_INTERVAL_SECONDS = 2.0
+# For this long after the store came back the refresher reads the database
+# too. Sends that committed after its last database read may not be in the
+# store: their publish failed or was skipped (the breaker skips Redis for a
+# second after a failure). Without this they would show only once the sweep
+# publishes them, 2-7 s late; the ring drops the ids it already has.
+RECOVERY_DATABASE_READ_SECONDS = 3.0
 
 
 def settings_from_row(row: dict) -> RoomSettings:
@@ -74,6 +80,7 @@ class Refresher:
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._next_sweep = 0.0
+        self._read_database_until = 0.0
         self.last_success_ms: int | None = None
         self.store_degraded = False
         self.errors = 0
@@ -109,7 +116,11 @@ class Refresher:
         try:
             try:
                 batch = self.store.read(refs, since_ms)
+                if self.store_degraded:
+                    self._read_database_until = time.monotonic() + RECOVERY_DATABASE_READ_SECONDS
                 self.store_degraded = False
+                if self.fallback is not None and time.monotonic() < self._read_database_until:
+                    self._add_database_rows(batch, refs, since_ms)
                 return batch, False
             except StoreUnavailable as exc:
                 if self.fallback is None:
@@ -122,6 +133,18 @@ class Refresher:
             for entry in entries:
                 entry.degraded = True
             raise
+
+    def _add_database_rows(self, batch: Batch, refs: list[RoomRef], since_ms: int) -> None:
+        """Add what the database holds since ``since_ms`` to a store batch."""
+        try:
+            rows = self.fallback.read(refs, since_ms)
+        except DatabaseError as exc:
+            fallback_log.warning("database read after the store's outage failed: %s", exc)
+            return
+        for room_id, items in rows.items.items():
+            batch.items[room_id].extend(items)
+        for room_id, ids in rows.retracted.items():
+            batch.retracted[room_id].extend(ids)
 
     def _apply(self, batch: Batch, degraded: bool) -> None:
         if not degraded and batch.epoch != self.cache.epoch:

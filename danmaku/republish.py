@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 # more: nobody is watching that moment (they stay in the durable record).
 HORIZON_MS = 60 * 60 * 1000
 # Leave fresh rows to the send that is publishing them right now.
-GRACE_MS = 2000
+GRACE_MS = 1000
 BATCH = 500
 
 

@@ -101,6 +101,9 @@ class PrivateRedis:
     port: int
     workdir: Path
     process: subprocess.Popen | None = None
+    # Keep every write in an append-only file (fsynced per write), so a
+    # restart, even after SIGKILL, comes back with its data; off by default.
+    persistent: bool = False
 
     @property
     def url(self) -> str:
@@ -114,8 +117,8 @@ class PrivateRedis:
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--save", "",
-                "--appendonly", "no",
                 "--dir", str(self.workdir),
+                *(("--appendonly", "yes", "--appendfsync", "always") if self.persistent else ("--appendonly", "no")),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -131,7 +134,7 @@ class PrivateRedis:
         raise RuntimeError(f"redis-server did not listen on {self.port} within {START_TIMEOUT_SECONDS} s")
 
     def stop(self) -> None:
-        """Stop it for good (it keeps nothing: a restart comes back empty)."""
+        """Kill it (unless ``persistent`` it keeps nothing: a restart comes back empty)."""
         if self.process is None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -150,10 +153,10 @@ class PrivateRedis:
 
 
 @contextlib.contextmanager
-def private_redis() -> Iterator[PrivateRedis]:
+def private_redis(*, persistent: bool = False) -> Iterator[PrivateRedis]:
     binary = require_redis_server_binary()
     with tempfile.TemporaryDirectory(prefix="danmaku-redis-") as workdir:
-        server = PrivateRedis(binary=binary, port=free_port(), workdir=Path(workdir))
+        server = PrivateRedis(binary=binary, port=free_port(), workdir=Path(workdir), persistent=persistent)
         server.start()
         try:
             yield server
