@@ -263,3 +263,26 @@ def test_stream_entries_carry_the_senders_nick_and_avatar_thumbnail(redis_mode, 
 
     assert items["nick"] == ["Streamer"]
     assert items["avatar"] == ["/media/avatars/s.png"]
+
+
+def test_comment_committed_after_the_last_database_read_shows_on_the_first_tick_after_redis_returns(
+    private_redis_mode, client, room, auth_headers
+):
+    joined = pull(client)
+    private_redis_mode.stop()
+    time.sleep(1.1)
+    refresh()  # degraded: reads the database
+    response = send(client, auth_headers, "sent after the last database read")
+    assert response.status_code == 201
+    assert Danmaku.objects.get(pk=response.json()["id"]).in_stream is False
+
+    private_redis_mode.start()
+    time.sleep(1.1)  # past the breaker
+    refresher = runtime.refresher()
+    refresher._next_sweep = time.monotonic() + 60  # no sweep: the recovery read must carry it
+    wait_until_sealable(get_redis())
+    refresh()
+    body = pull(client, joined["cursor"])
+
+    assert body["reason"] != "degraded"
+    assert "sent after the last database read" in body["items"]["text"]
