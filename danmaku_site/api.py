@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from danmaku.api import pull_router, router, send_router
 from danmaku.errors import DanmakuError, RateLimited, Unavailable
+from danmaku.services import DB_DOWN_RETRY_MS
+from danmaku_site.ratelimitlog import RateLimitedLog
+
+logger = logging.getLogger(__name__)
+database_log = RateLimitedLog(logger, every_seconds=10)
 
 api = NinjaAPI(
     title="Danmaku",
@@ -36,6 +43,16 @@ def domain_error(request: HttpRequest, exc: DanmakuError) -> HttpResponse:
     if retry_after_ms is not None:
         response["Retry-After"] = str(max(1, math.ceil(retry_after_ms / 1000)))
     return response
+
+
+@api.exception_handler(DatabaseError)
+def database_unavailable(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
+    # A query outside the services' own guard failed, e.g. the bearer token
+    # or session lookup before a send: the database is down, not the client
+    # wrong, so 503 with Retry-After rather than a 500 page.
+    database_log.warning("answered 503, database unavailable: %s", exc)
+    error = Unavailable("the comment store is unavailable; retry shortly", retry_after_ms=DB_DOWN_RETRY_MS)
+    return domain_error(request, error)
 
 
 @api.exception_handler(ValidationError)

@@ -90,6 +90,30 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
+# Every wait for PostgreSQL is bounded, so a database that is down or hangs
+# costs a send a 503 within about two seconds, never a gunicorn thread.
+# A new connection gives up after this long (libpq's minimum is 2 s).
+DATABASE_CONNECT_TIMEOUT_SECONDS = env_int("DATABASE_CONNECT_TIMEOUT_SECONDS", 2, minimum=2)
+# One query in a web process, at most: the session's statement_timeout, and
+# a client-side deadline 250 ms later for a server that does not answer at
+# all (danmaku_site.db). The API's queries take milliseconds; 0 turns both
+# off. Commands (migrate) and Celery workers are not bound by it.
+DATABASE_QUERY_TIMEOUT_MS = env_int("DATABASE_QUERY_TIMEOUT_MS", 2000, minimum=0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    for _option, _value in {
+        "connect_timeout": DATABASE_CONNECT_TIMEOUT_SECONDS,
+        # A peer that vanished without a word (network cut, host gone): TCP
+        # gives up on unacknowledged data after 10 s, and an idle pooled
+        # connection is probed after 10 s idle, every 5 s, 3 times.
+        "tcp_user_timeout": 10_000,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }.items():
+        # Values given in DATABASE_URL's query string win.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(_option, _value)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -5,3 +5,8 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "danmaku_site.settings")
 
 application = get_wsgi_application()
+
+# Web processes bound every database query (see danmaku_site.db).
+from danmaku_site import db  # noqa: E402
+
+db.install()
