@@ -157,7 +157,7 @@ class Refresher:
         for entry in entries:
             room_id = entry.settings.room_id
             entry.ring.add(batch.items.get(room_id, ()))
-            entry.ring.retract(batch.retracted.get(room_id, ()))
+            _retract(entry, batch.retracted.get(room_id, ()))
             partial_ms = batch.partial.get(room_id)
             entry.ring.seal_through(seal if partial_ms is None else min(seal, partial_ms // 1000 - 1))
             entry.degraded = degraded
@@ -209,7 +209,7 @@ class Refresher:
                 self.cache.change_epoch(batch.epoch)
             entry.epochs = (self.cache.epoch,)
             entry.ring.add(batch.items.get(ref.room_id, ()))
-            entry.ring.retract(batch.retracted.get(ref.room_id, ()))
+            _retract(entry, batch.retracted.get(ref.room_id, ()))
             entry.ring.seal_through(self.sealable_second(batch.now_ms))
             entry.degraded = degraded
             self.cache.publish(entry)
@@ -298,3 +298,8 @@ class Refresher:
 def _sealed_or(entry: RoomEntry, default: int) -> int:
     sealed = entry.ring.sealed_through
     return default if sealed is None else sealed
+
+
+def _retract(entry: RoomEntry, retracted: list[tuple[int, int]]) -> None:
+    if retracted:
+        entry.ring.retract([danmaku_id for danmaku_id, _ in retracted], at_ms=dict(retracted))

@@ -13,7 +13,7 @@ it can never see a half-written slot or a window that moves under it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -156,11 +156,14 @@ class RoomRing:
             added += 1
         return added
 
-    def retract(self, ids: Iterable[int]) -> None:
+    def retract(self, ids: Iterable[int], *, at_ms: Mapping[int, int] | None = None) -> None:
         """Withdraw items: new readers never see them, old ones are told.
 
         Each id is told once however often its retraction is read again, and
-        an id retracted before its item arrived is never placed.
+        an id retracted before its item arrived is never placed. ``at_ms``
+        gives a retraction's own time: it is told in that second (or the
+        first open one, if that is sealed), so every process that reads the
+        same store tells it in the same second.
         """
         ids = set(ids) - self._retracted.keys()
         if not ids:
@@ -176,10 +179,15 @@ class RoomRing:
                 rebuilt = True
         sealed = self.sealed_through
         open_second = (sealed + 1) if sealed is not None else min(self._pending, default=None)
-        for item_id in ids:
-            self._retracted[item_id] = open_second
-        if open_second is not None:
-            self._pending.setdefault(open_second, _Pending()).deleted.extend(sorted(ids))
+        for item_id in sorted(ids):
+            second = open_second
+            if at_ms is not None and item_id in at_ms:
+                second = at_ms[item_id] // 1000
+                if sealed is not None:
+                    second = max(second, sealed + 1)
+            self._retracted[item_id] = second
+            if second is not None:
+                self._pending.setdefault(second, _Pending()).deleted.append(item_id)
         if rebuilt:
             self.view = RingView(tuple(self._sealed))
 

@@ -81,7 +81,8 @@ class Batch:
     now_ms: int
     epoch: int
     items: dict[int, list[Item]] = field(default_factory=lambda: defaultdict(list))
-    retracted: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+    # (id, when it was retracted in ms) per room.
+    retracted: dict[int, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
     # Room settings rows by room id; None when this read did not include them.
     rooms: dict[int, dict] | None = None
     # Rooms whose read stopped at a count limit: seal them only up to the
@@ -164,10 +165,10 @@ class DatabaseStore:
         for row in rows:
             batch.items[row["room_id"]].append(item_from_row(row))
         retracted = Danmaku.objects.filter(room_id__in=room_ids, retracted_at_ms__gte=since_ms).values_list(
-            "room_id", "id"
+            "room_id", "id", "retracted_at_ms"
         )
-        for room_id, danmaku_id in retracted:
-            batch.retracted[room_id].append(danmaku_id)
+        for room_id, danmaku_id, at_ms in retracted:
+            batch.retracted[room_id].append((danmaku_id, at_ms))
 
 
 # Publishes one comment unless this id was published recently (KEYS: the
@@ -276,7 +277,7 @@ class RedisStore:
             self._positions[room_id] = entry_id
             data = {_text(k): _text(v) for k, v in fields.items()}
             if data.get("k") == "d":
-                batch.retracted[room_id].append(int(data["id"]))
+                batch.retracted[room_id].append((int(data["id"]), int(entry_id.split("-", 1)[0])))
                 continue
             ts_ms = int(data["ts"]) if data.get("ts") else int(entry_id.split("-", 1)[0])
             batch.items[room_id].append(

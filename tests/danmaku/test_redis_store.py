@@ -154,6 +154,37 @@ def test_two_processes_give_identical_answers_for_the_same_cursor(redis_mode, cl
     assert here.etag == there.etag
 
 
+def test_a_retraction_is_told_in_the_same_second_by_every_process(redis_mode, client, room, auth_headers, settings):
+    joined = pull(client)
+    danmaku_id = send(client, auth_headers, "to be withdrawn").json()["id"]
+    other_cache = PullCache(PullConfig(epoch=0, window_seconds=60))
+    other_store = RedisStore(get_redis, prefix=settings.DANMAKU_REDIS_PREFIX, window_seconds=60)
+    other = Refresher(cache=other_cache, store=other_store, fallback=DatabaseStore(), seal_lag_ms=SEAL_LAG_MS)
+    other_cache.set_activator(other.activate)
+    other_cache.pull("live", None)
+    wait_until_sealable(redis_mode)
+    refresh()
+    other.refresh_once()
+
+    danmaku_retract(danmaku_id=danmaku_id, reason="test")
+    refresh()  # this process reads the retraction at once...
+    time.sleep(1.2)
+    wait_until_sealable(redis_mode)
+    other.refresh_once()  # ...the other one a second or two later
+    refresh()
+
+    def deleted_by_second(cache: PullCache) -> dict[int, tuple[int, ...]]:
+        return {slot.second: slot.deleted for slot in cache.rooms["live"].ring.view.slots if slot.deleted}
+
+    assert deleted_by_second(runtime.pull_cache()) == deleted_by_second(other_cache)
+    assert list(deleted_by_second(other_cache).values()) == [(danmaku_id,)]
+    # Either process tells a viewer who joined before it exactly once.
+    for cache in (runtime.pull_cache(), other_cache):
+        answer = json.loads(cache.pull("live", joined["cursor"]).body)
+        assert answer["items"]["id"] == []
+        assert answer["deleted"] == [danmaku_id]
+
+
 def test_redis_restarted_empty_turns_old_cursors_into_gaps(private_redis_mode, client, room, auth_headers):
     joined = pull(client)
     assert send(client, auth_headers, "before the restart").status_code == 201

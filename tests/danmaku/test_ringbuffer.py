@@ -770,3 +770,25 @@ def test_item_retracted_before_it_arrives_is_never_placed():
     ring.seal_through(101)
 
     assert 5 not in ids(ring.view.slots)
+
+
+def test_retraction_with_its_own_time_is_told_in_that_second():
+    ring = RoomRing(size=10)
+    ring.add([make_item(1, 100_000)])
+    ring.seal_through(100)
+
+    ring.retract([1], at_ms={1: 103_400})
+    ring.seal_through(104)
+
+    assert [slot.second for slot in ring.view.slots if slot.deleted] == [103]
+
+
+def test_retraction_whose_second_is_sealed_is_told_in_the_first_open_one():
+    ring = RoomRing(size=10)
+    ring.add([make_item(1, 100_000)])
+    ring.seal_through(105)
+
+    ring.retract([1], at_ms={1: 102_000})
+    ring.seal_through(106)
+
+    assert [slot.second for slot in ring.view.slots if slot.deleted] == [106]
