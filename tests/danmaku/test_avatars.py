@@ -7,9 +7,7 @@ import collections
 import contextlib
 import io
 import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from danmaku.models import ViewerProfile
 from danmaku.services_avatar import avatar_url_for, profile_avatar_fetch, profile_update
 from danmaku.tasks import fetch_avatar_task
 from danmaku_site.tasks import enqueue
+from harness.http import LocalHTTPServer
 
 DEFAULT_AVATAR = "/static/danmaku/avatar-default.svg"
 # The deadline the slow-server tests use, and the slack allowed past it.
@@ -60,42 +59,20 @@ VALID_PNG = image_bytes()
 BIG_BODY = 3 * 1024 * 1024
 
 
-class AvatarServer:
+class AvatarServer(LocalHTTPServer):
     """Routes by path; counts requests; slow routes wait on ``release``."""
 
     def __init__(self) -> None:
         self.hits: collections.Counter[str] = collections.Counter()
-        self.release = threading.Event()
-        server = self
+        super().__init__(self._handle)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                server.hits[self.path] += 1
-                route = ROUTES.get(self.path)
-                if route is None:
-                    self.send_error(404)
-                    return
-                route(self, server)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_port}{path}"
-
-    def __enter__(self) -> AvatarServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+    def _handle(self, request) -> None:
+        self.hits[request.path] += 1
+        route = ROUTES.get(request.path)
+        if route is None:
+            request.send_error(404)
+            return
+        route(request, self)
 
 
 def _send(handler, body: bytes, content_type: str, *, length: bool = True) -> None:

@@ -59,6 +59,16 @@ def stream_ids(redis_client, prefix: str, room_id: int) -> list[int]:
     return [int(fields[b"id"]) for _, fields in entries if fields[b"k"] == b"m"]
 
 
+def second_process(prefix: str) -> tuple[PullCache, Refresher]:
+    """Another process's rings and refresher over the same Redis, joined to the room."""
+    cache = PullCache(PullConfig(epoch=0, window_seconds=60))
+    store = RedisStore(get_redis, prefix=prefix, window_seconds=60)
+    refresher = Refresher(cache=cache, store=store, fallback=DatabaseStore(), seal_lag_ms=SEAL_LAG_MS)
+    cache.set_activator(refresher.activate)
+    cache.pull("live", None)
+    return cache, refresher
+
+
 def fallbacks(where: str) -> float:
     return REGISTRY.get_sample_value("danmaku_fallbacks_total", {"dependency": "redis", "where": where}) or 0.0
 
@@ -135,12 +145,7 @@ def test_two_processes_give_identical_answers_for_the_same_cursor(redis_mode, cl
     joined = pull(client)
     for text in ("a", "b", "c"):
         assert send(client, auth_headers, text).status_code == 201
-    # A second process: its own rings and refresher over the same Redis.
-    other_cache = PullCache(PullConfig(epoch=0, window_seconds=60))
-    other_store = RedisStore(get_redis, prefix=settings.DANMAKU_REDIS_PREFIX, window_seconds=60)
-    other = Refresher(cache=other_cache, store=other_store, fallback=DatabaseStore(), seal_lag_ms=SEAL_LAG_MS)
-    other_cache.set_activator(other.activate)
-    other_cache.pull("live", None)
+    other_cache, other = second_process(settings.DANMAKU_REDIS_PREFIX)
     wait_until_sealable(redis_mode)
     refresh()
     other.refresh_once()
@@ -157,11 +162,7 @@ def test_two_processes_give_identical_answers_for_the_same_cursor(redis_mode, cl
 def test_a_retraction_is_told_in_the_same_second_by_every_process(redis_mode, client, room, auth_headers, settings):
     joined = pull(client)
     danmaku_id = send(client, auth_headers, "to be withdrawn").json()["id"]
-    other_cache = PullCache(PullConfig(epoch=0, window_seconds=60))
-    other_store = RedisStore(get_redis, prefix=settings.DANMAKU_REDIS_PREFIX, window_seconds=60)
-    other = Refresher(cache=other_cache, store=other_store, fallback=DatabaseStore(), seal_lag_ms=SEAL_LAG_MS)
-    other_cache.set_activator(other.activate)
-    other_cache.pull("live", None)
+    other_cache, other = second_process(settings.DANMAKU_REDIS_PREFIX)
     wait_until_sealable(redis_mode)
     refresh()
     other.refresh_once()
