@@ -204,8 +204,13 @@ class CeleryWorker:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
     def pool_children(self) -> list[int]:
-        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(pid) for pid in path.read_text().split()]
+        """The worker's pool processes: the children of every one of its
+        threads (billiard may fork a replacement from a helper thread)."""
+        children: set[int] = set()
+        for thread in Path(f"/proc/{self.process.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                children.update(int(pid) for pid in (thread / "children").read_text().split())
+        return sorted(children)
 
     def kill(self) -> None:
         """SIGKILL the whole worker: no chance to acknowledge or requeue."""
