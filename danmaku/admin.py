@@ -1,14 +1,27 @@
 from django.contrib import admin
 
 from danmaku.models import ApiToken, Danmaku, Room, ViewerProfile
-from danmaku.services import danmaku_retract, room_save
+from danmaku.services import danmaku_retract, room_emergency_apply, room_emergency_undo, room_save
 from danmaku.services_avatar import profile_update
 
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
+    actions = ("emergency_apply", "emergency_undo")
+    readonly_fields = ("emergency_backup",)
+
     def save_model(self, request, obj, form, change):
         room_save(room=obj)
+
+    @admin.action(description="Emergency preset: slow mode, slower polling, tighter screen, pre-moderation")
+    def emergency_apply(self, request, queryset):
+        applied = sum(room_emergency_apply(room=room) for room in queryset)
+        self.message_user(request, f"Emergency preset applied to {applied} room(s); undo restores their settings.")
+
+    @admin.action(description="Undo the emergency preset")
+    def emergency_undo(self, request, queryset):
+        undone = sum(room_emergency_undo(room=room) for room in queryset)
+        self.message_user(request, f"Emergency preset undone for {undone} room(s).")
 
     list_display = (
         "slug",
@@ -36,6 +49,7 @@ class RoomAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Moderation", {"fields": ("moderation_policy", "pre_deadline_ms", "pre_fallback", "emergency_backup")}),
     )
 
 

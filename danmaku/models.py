@@ -54,6 +54,30 @@ class Room(models.Model):
         help_text="Comments accepted per second for the whole room; the excess is discarded.",
     )
 
+    class Policy(models.TextChoices):
+        POST = "post", "post: publish, the full check may retract"
+        PRE = "pre", "pre: sender only until the verdict"
+        MANUAL = "manual", "manual: held for a moderator"
+
+    class Fallback(models.TextChoices):
+        ALLOW = "allow"
+        DENY = "deny"
+
+    moderation_policy = models.CharField(max_length=8, choices=Policy.choices, default=Policy.POST)
+    pre_deadline_ms = models.PositiveIntegerField(
+        default=5000,
+        validators=[MinValueValidator(500), MaxValueValidator(600_000)],
+        help_text="Policy pre: how long a comment waits for the full check's verdict.",
+    )
+    pre_fallback = models.CharField(
+        max_length=8,
+        choices=Fallback.choices,
+        default=Fallback.ALLOW,
+        help_text="Policy pre: what happens to a comment whose verdict did not come in time.",
+    )
+    # The settings the emergency preset replaced, so it can be undone.
+    emergency_backup = models.JSONField(null=True, blank=True, editable=False)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -101,6 +125,7 @@ class Danmaku(models.Model):
             models.Index(
                 fields=("ts_ms",), name="danmaku_not_in_stream", condition=Q(in_stream=False, status="published")
             ),
+            models.Index(fields=("ts_ms",), name="danmaku_awaiting_verdict", condition=Q(status="sender_only")),
             models.Index(
                 fields=("retracted_at_ms",),
                 name="danmaku_retraction_pending",

@@ -106,6 +106,7 @@ class Refresher:
                 self._apply(batch, degraded)
                 self.last_success_ms = batch.now_ms
             self._sweep_if_due()
+        self._apply_pre_deadlines()
         REFRESH_SECONDS.observe(time.perf_counter() - started)
 
     def _read(self, entries: list[RoomEntry]) -> tuple[Batch, bool]:
@@ -247,6 +248,15 @@ class Refresher:
             republish.sweep(self.store, rooms=[e.settings for e in self.cache.rooms.values()])
         except (StoreUnavailable, DatabaseError) as exc:
             fallback_log.warning("republish sweep postponed: %s", exc)
+
+    def _apply_pre_deadlines(self) -> None:
+        # Here rather than in a task: it must work with every worker down.
+        from danmaku.services import pre_deadline_sweep
+
+        try:
+            pre_deadline_sweep()
+        except DatabaseError as exc:
+            fallback_log.warning("pre-moderation deadlines postponed: %s", exc)
 
     # -- the thread --------------------------------------------------------
 

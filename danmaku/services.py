@@ -26,6 +26,8 @@ fallback_log = RateLimitedLog(logger, every_seconds=10)
 
 # How long a client should wait before retrying when the database is down.
 DB_DOWN_RETRY_MS = 2000
+# Comments the pre-moderation deadline sweep looks at per run.
+PRE_SWEEP_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
     screened = filter_fast(text=text)
     if screened.action == "block":
         raise InvalidInput("text: contains blocked words", field="text")
-    held = screened.action == "hold"
+    status = _initial_status(room, screened.action)
 
     stream = redis_store()
     try:
@@ -101,7 +103,7 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
                 room=room,
                 user=user,
                 text=screened.text,
-                status=Danmaku.Status.HELD if held else Danmaku.Status.PUBLISHED,
+                status=status,
                 color=int(color[1:], 16),
                 mode=MODE_CODES[mode],
                 # Taken again right before the write so the row commits as
@@ -117,14 +119,79 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
         if previous is None:
             raise
         return _replay(previous, room)
-    if held:
+    if status == Danmaku.Status.HELD:
         return SendOutcome(danmaku=danmaku)
-    if stream is not None:
+    if status == Danmaku.Status.PUBLISHED and stream is not None:
         _publish(stream, danmaku, user)
-    # The full rule set runs in a worker and may retract the comment; with the
-    # broker down the fast path runs here instead (terms may have changed).
+    # The full rule set runs in a worker: it may retract a published comment,
+    # and it gives a pre-moderated one its verdict. With the broker down the
+    # fast path runs here instead (terms may have changed since the filter).
     enqueue(moderate_task, danmaku.id, fallback=lambda: moderate_fallback(danmaku.id))
     return SendOutcome(danmaku=danmaku)
+
+
+def _initial_status(room: Room, action: str) -> str:
+    if action == "hold" or room.moderation_policy == Room.Policy.MANUAL:
+        return Danmaku.Status.HELD
+    if room.moderation_policy == Room.Policy.PRE:
+        # The sender's client shows its own copy; nobody else sees it yet.
+        return Danmaku.Status.SENDER_ONLY
+    return Danmaku.Status.PUBLISHED
+
+
+def danmaku_release(*, danmaku_id: int, reason: str, actor=None) -> bool:
+    """Publish a comment that was waiting (pre-moderation or held) now.
+
+    It takes the current time as its timestamp, so viewers see it arrive now.
+    False if it was not waiting (already published, hidden, or missing).
+    """
+    stream = redis_store()
+    changed = Danmaku.objects.filter(
+        pk=danmaku_id, status__in=(Danmaku.Status.SENDER_ONLY, Danmaku.Status.HELD)
+    ).update(status=Danmaku.Status.PUBLISHED, ts_ms=database_store().now_ms(), in_stream=stream is None)
+    if not changed:
+        return False
+    logger.info("danmaku %s released by %s: %s", danmaku_id, actor or "system", reason)
+    if stream is not None:
+        danmaku = Danmaku.objects.select_related("user").get(pk=danmaku_id)
+        _publish(stream, danmaku, danmaku.user)
+    return True
+
+
+def danmaku_deny(*, danmaku_id: int, reason: str, actor=None) -> bool:
+    """Keep a waiting comment from ever being shown. False if it was not waiting."""
+    changed = Danmaku.objects.filter(
+        pk=danmaku_id, status__in=(Danmaku.Status.SENDER_ONLY, Danmaku.Status.HELD)
+    ).update(status=Danmaku.Status.HIDDEN)
+    if changed:
+        logger.info("danmaku %s denied by %s: %s", danmaku_id, actor or "system", reason)
+    return bool(changed)
+
+
+def pre_deadline_sweep(*, now_ms: int | None = None) -> int:
+    """Apply each pre-moderated room's fallback to comments whose verdict is late.
+
+    Runs in every process's refresher (so it works with every Celery worker
+    down); releasing and denying only act on comments still waiting, so two
+    processes sweeping at once decide each comment once.
+    """
+    now_ms = database_store().now_ms() if now_ms is None else now_ms
+    waiting = Danmaku.objects.filter(status=Danmaku.Status.SENDER_ONLY).values_list(
+        "id", "ts_ms", "room__pre_deadline_ms", "room__pre_fallback"
+    )[:PRE_SWEEP_BATCH]
+    applied = 0
+    for danmaku_id, ts_ms, deadline_ms, fallback in waiting:
+        if ts_ms + deadline_ms > now_ms:
+            continue
+        reason = f"no moderation verdict within {deadline_ms} ms: fallback {fallback}"
+        if fallback == Room.Fallback.ALLOW:
+            done = danmaku_release(danmaku_id=danmaku_id, reason=reason)
+        else:
+            done = danmaku_deny(danmaku_id=danmaku_id, reason=reason)
+        if done:
+            applied += 1
+            logger.warning("danmaku %s: %s", danmaku_id, reason)
+    return applied
 
 
 def _publish(stream, danmaku: Danmaku, user) -> None:
@@ -209,6 +276,43 @@ def room_create(*, slug: str, title: str = "") -> tuple[Room, bool]:
         room.save(update_fields=["title", "updated_at"])
     room_settings_publish(room=room)
     return room, created
+
+
+# The emergency preset: what a room switches to during a spike (slow mode,
+# slower polling, a tighter screen, comments checked before anyone sees them).
+EMERGENCY_FIELDS = ("user_send_interval_ms", "poll_interval_ms", "display_cap_per_second", "moderation_policy")
+
+
+def _emergency_values(room: Room) -> dict:
+    return {
+        "user_send_interval_ms": max(room.user_send_interval_ms, 10_000),
+        "poll_interval_ms": min(max(room.poll_interval_ms * 2, 6000), 60_000),
+        "display_cap_per_second": min(room.display_cap_per_second, 10),
+        "moderation_policy": Room.Policy.PRE,
+    }
+
+
+def room_emergency_apply(*, room: Room) -> bool:
+    """Switch a room to the emergency preset, remembering what it replaced.
+    False if the preset is already on."""
+    if room.emergency_backup is not None:
+        return False
+    room.emergency_backup = {field: getattr(room, field) for field in EMERGENCY_FIELDS}
+    for field, value in _emergency_values(room).items():
+        setattr(room, field, value)
+    room_save(room=room)
+    return True
+
+
+def room_emergency_undo(*, room: Room) -> bool:
+    """Restore the settings the preset replaced. False if it is not on."""
+    if room.emergency_backup is None:
+        return False
+    for field, value in room.emergency_backup.items():
+        setattr(room, field, value)
+    room.emergency_backup = None
+    room_save(room=room)
+    return True
 
 
 def room_save(*, room: Room) -> Room:

@@ -219,11 +219,18 @@ def find_links(text: str, *, action: str = DEFAULT_LINK_ACTION) -> list[Match]:
 
 def _retract_if_needed(danmaku: Danmaku, verdict: Verdict) -> None:
     # A published comment cannot be edited in place, so any finding (mask
-    # and hold included) takes it down; held or hidden ones stay as they are.
+    # and hold included) takes it down; one waiting for its verdict (room
+    # policy "pre") is released or denied; held or hidden ones stay as they are.
+    from danmaku.services import danmaku_deny, danmaku_release, danmaku_retract
+
+    if danmaku.status == Danmaku.Status.SENDER_ONLY:
+        if verdict.allowed:
+            danmaku_release(danmaku_id=danmaku.pk, reason="moderation: allowed")
+        else:
+            danmaku_deny(danmaku_id=danmaku.pk, reason=f"moderation: {verdict.reason}")
+        return
     if verdict.allowed or danmaku.status != Danmaku.Status.PUBLISHED:
         return
-    from danmaku.services import danmaku_retract
-
     danmaku_retract(danmaku_id=danmaku.pk, reason=f"moderation: {verdict.reason}")
 
 

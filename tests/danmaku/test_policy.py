@@ -1,0 +1,165 @@
+"""Room moderation policies through the send API: post, pre (sender only
+until the verdict, with a deadline fallback) and manual (held)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from danmaku import runtime
+from danmaku import store as store_module
+from danmaku.models import Danmaku, Room
+from danmaku.services import pre_deadline_sweep
+from danmaku.store import DatabaseStore
+from harness.services import private_redis
+from moderation.services import blocked_term_create
+from tests.test_tasks_publish import celery_broker
+
+URL = "/api/v1/rooms/live/danmaku"
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock(1_700_000_000.0)
+    monkeypatch.setattr(store_module, "_database_store", DatabaseStore(clock=fake))
+    return fake
+
+
+def send(client, headers, text="hello"):
+    return client.post(URL, json.dumps({"text": text}), content_type="application/json", **headers)
+
+
+def visible_ids(client) -> list[int]:
+    runtime.refresher().refresh_once()
+    return client.get(URL).json()["items"]["id"]
+
+
+def set_policy(room: Room, policy: str, **fields) -> None:
+    Room.objects.filter(pk=room.pk).update(moderation_policy=policy, **fields)
+
+
+def test_post_policy_publishes_at_once(client, room, auth_headers):
+    response = send(client, auth_headers)
+
+    assert response.status_code == 201
+    assert response.json()["status"] == "published"
+
+
+def test_pre_policy_publishes_after_the_verdict_allows_it(client, room, auth_headers):
+    set_policy(room, "pre")
+
+    response = send(client, auth_headers, "a fine comment")
+
+    # No broker in tests: the moderate task ran inline and allowed it.
+    assert response.status_code == 201
+    assert response.json()["status"] == "sender_only"
+    assert Danmaku.objects.get(pk=response.json()["id"]).status == "published"
+
+
+def test_pre_policy_denies_what_the_full_check_rejects(client, room, auth_headers):
+    set_policy(room, "pre")
+
+    response = send(client, auth_headers, "see www.spam-shop.com now")
+
+    assert response.json()["status"] == "sender_only"
+    assert Danmaku.objects.get(pk=response.json()["id"]).status == "hidden"
+
+
+@pytest.mark.parametrize(("fallback", "final"), [("allow", "published"), ("deny", "hidden")])
+def test_pre_policy_with_the_worker_stopped_applies_the_deadline_fallback_and_logs_it(
+    client, room, auth_headers, clock, caplog, fallback, final
+):
+    set_policy(room, "pre", pre_deadline_ms=3000, pre_fallback=fallback)
+    # A real broker that takes the task, and no worker to run it.
+    with private_redis() as broker, celery_broker(broker.url):
+        response = send(client, auth_headers, "waiting for a verdict")
+        assert broker_queue_length(broker.url) == 1
+    danmaku_id = response.json()["id"]
+    assert Danmaku.objects.get(pk=danmaku_id).status == "sender_only"
+
+    clock.now += 2.5
+    assert pre_deadline_sweep() == 0
+    assert Danmaku.objects.get(pk=danmaku_id).status == "sender_only"
+    clock.now += 1.0
+    with caplog.at_level(logging.WARNING, logger="danmaku.services"):
+        assert pre_deadline_sweep() == 1
+
+    assert Danmaku.objects.get(pk=danmaku_id).status == final
+    assert f"no moderation verdict within 3000 ms: fallback {fallback}" in caplog.text
+    assert pre_deadline_sweep() == 0  # decided once
+
+
+def test_released_comment_reaches_pulls_and_denied_never_does(client, room, auth_headers, clock):
+    set_policy(room, "pre", pre_deadline_ms=1000, pre_fallback="allow")
+    client.get(URL)  # viewers are watching
+    with private_redis() as broker, celery_broker(broker.url):
+        waiting = send(client, auth_headers, "late verdict").json()["id"]
+    assert waiting not in visible_ids(client)
+
+    clock.now += 1.5
+    runtime.refresher().refresh_once()  # the refresher applies the deadline
+    clock.now += 1.5
+
+    assert waiting in visible_ids(client)
+
+
+def test_manual_policy_holds_every_comment(client, room, auth_headers):
+    set_policy(room, "manual")
+
+    response = send(client, auth_headers)
+
+    assert response.status_code == 201
+    assert response.json()["status"] == "held"
+    assert Danmaku.objects.get(pk=response.json()["id"]).status == "held"
+
+
+def test_hold_term_holds_a_comment_even_in_a_post_room(client, room, auth_headers, admin_user):
+    blocked_term_create(term="suspicious", action="hold", actor=admin_user)
+
+    response = send(client, auth_headers, "something suspicious here")
+
+    assert response.json()["status"] == "held"
+
+
+def broker_queue_length(url: str) -> int:
+    import redis
+
+    return redis.Redis.from_url(url).llen("celery")
+
+
+def test_emergency_preset_applies_through_the_admin_and_undoes(admin_client, room, client):
+    Room.objects.filter(pk=room.pk).update(user_send_interval_ms=1000, poll_interval_ms=3000, display_cap_per_second=30)
+    changelist = "/admin/danmaku/room/"
+    client.get(URL)  # the room is live in this process
+
+    response = admin_client.post(changelist, {"action": "emergency_apply", "_selected_action": [room.pk]})
+    assert response.status_code == 302
+    room.refresh_from_db()
+    assert (room.user_send_interval_ms, room.poll_interval_ms, room.display_cap_per_second) == (10_000, 6000, 10)
+    assert room.moderation_policy == "pre"
+    runtime.refresher().refresh_once()
+    assert runtime.pull_cache().rooms["live"].settings.poll_interval_ms == 6000
+
+    # Applying twice keeps the first backup.
+    admin_client.post(changelist, {"action": "emergency_apply", "_selected_action": [room.pk]})
+    admin_client.post(changelist, {"action": "emergency_undo", "_selected_action": [room.pk]})
+    room.refresh_from_db()
+
+    assert (room.user_send_interval_ms, room.poll_interval_ms, room.display_cap_per_second) == (1000, 3000, 30)
+    assert room.moderation_policy == "post"
+    assert room.emergency_backup is None
