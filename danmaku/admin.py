@@ -1,8 +1,10 @@
 from django.contrib import admin
 
 from danmaku.models import ApiToken, Danmaku, Room, ViewerProfile
-from danmaku.services import danmaku_retract, room_emergency_apply, room_emergency_undo, room_save
+from danmaku.services import room_emergency_apply, room_emergency_undo, room_save
 from danmaku.services_avatar import profile_update
+from moderation import actions as moderation_actions
+from moderation.forms import ReasonActionForm, action_reason
 
 
 @admin.register(Room)
@@ -55,20 +57,51 @@ class RoomAdmin(admin.ModelAdmin):
 
 @admin.register(Danmaku)
 class DanmakuAdmin(admin.ModelAdmin):
+    """Comments are read-only here: every change is a moderation action
+    (``moderation.actions``), which writes one audit row per comment."""
+
     list_display = ("id", "room", "user", "text", "status", "ts_ms", "created_at")
+    # The held-for-review queue: Status = held (oldest first via ts_ms).
     list_filter = ("status", "room")
     search_fields = ("text", "user__username")
     raw_id_fields = ("user",)
     list_select_related = ("room", "user")
-    actions = ("hide_selected",)
+    actions = ("hide_selected", "unhide_selected", "approve_selected", "reject_selected")
+    action_form = ReasonActionForm
 
-    @admin.action(description="Hide selected danmaku from every viewer")
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return [field.name for field in self.model._meta.fields]
+
+    def _each(self, request, queryset, action, done: str) -> None:
+        reason = action_reason(self, request)
+        if reason is None:
+            return
+        count = 0
+        for pk in queryset.order_by("pk").values_list("pk", flat=True):
+            try:
+                action(danmaku_id=pk, actor=request.user, reason=reason)
+            except moderation_actions.Conflict:
+                continue
+            count += 1
+        self.message_user(request, f"{count} danmaku {done}.")
+
+    @admin.action(description="Hide selected danmaku from every viewer", permissions=["change"])
     def hide_selected(self, request, queryset):
-        hidden = sum(
-            danmaku_retract(danmaku_id=pk, reason="hidden in admin", actor=request.user)
-            for pk in queryset.values_list("pk", flat=True)
-        )
-        self.message_user(request, f"{hidden} danmaku hidden.")
+        self._each(request, queryset, moderation_actions.danmaku_hide, "hidden")
+
+    @admin.action(description="Unhide selected danmaku", permissions=["change"])
+    def unhide_selected(self, request, queryset):
+        self._each(request, queryset, moderation_actions.danmaku_unhide, "unhidden")
+
+    @admin.action(description="Approve selected held danmaku (publish)", permissions=["change"])
+    def approve_selected(self, request, queryset):
+        self._each(request, queryset, moderation_actions.held_approve, "approved")
+
+    @admin.action(description="Reject selected held danmaku", permissions=["change"])
+    def reject_selected(self, request, queryset):
+        self._each(request, queryset, moderation_actions.held_reject, "rejected")
 
 
 @admin.register(ViewerProfile)

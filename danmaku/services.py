@@ -18,6 +18,7 @@ from danmaku.wire import MODE_CODES
 from danmaku_site.metrics import FALLBACKS
 from danmaku_site.ratelimitlog import RateLimitedLog
 from danmaku_site.tasks import enqueue
+from moderation.actions import audit_record, sender_block_reason
 from moderation.services import filter_fast
 from moderation.tasks import moderate_fallback, moderate_task
 
@@ -74,6 +75,10 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
             return _replay(previous, room)
     if not room.is_open:
         raise Forbidden("room is closed")
+    # Before the limits: a sanctioned user uses up no slot.
+    blocked = sender_block_reason(user=user, room=room)
+    if blocked:
+        raise Forbidden(blocked)
     problem = length_problem(text, room.max_text_length)
     if problem:
         raise InvalidInput(f"text: {problem}", field="text")
@@ -91,7 +96,7 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
     if verdict.room_busy:
         return SendOutcome(danmaku=None)
     # After the slow-mode slot is taken, so probing the filter costs a slot.
-    screened = filter_fast(text=text)
+    screened = filter_fast(text=text, room_id=room.id)
     if screened.action == "block":
         raise InvalidInput("text: contains blocked words", field="text")
     status = _initial_status(room, screened.action)
@@ -191,6 +196,13 @@ def pre_deadline_sweep(*, now_ms: int | None = None) -> int:
         if done:
             applied += 1
             logger.warning("danmaku %s: %s", danmaku_id, reason)
+            audit_record(
+                actor=None,
+                action=f"pre.fallback_{fallback}",
+                target_type="danmaku",
+                target_id=danmaku_id,
+                reason=reason,
+            )
     return applied
 
 

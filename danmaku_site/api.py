@@ -15,6 +15,7 @@ from danmaku.api import pull_router, router, send_router
 from danmaku.errors import DanmakuError, RateLimited, Unavailable
 from danmaku.services import DB_DOWN_RETRY_MS
 from danmaku_site.ratelimitlog import RateLimitedLog
+from moderation.api import router as moderation_router
 
 logger = logging.getLogger(__name__)
 database_log = RateLimitedLog(logger, every_seconds=10)
@@ -29,6 +30,9 @@ api = NinjaAPI(
 # node the POST answers 405, on a send node the GET does.
 ROLE_ROUTERS = {"all": router, "pull": pull_router, "send": send_router}
 api.add_router("/", ROLE_ROUTERS[settings.DANMAKU_ROLE])
+# Moderators act where the admin lives: send and all nodes, never pull nodes.
+if settings.DANMAKU_ROLE in ("send", "all"):
+    api.add_router("/moderation/", moderation_router)
 
 
 @api.exception_handler(DanmakuError)

@@ -2,12 +2,22 @@
 
 A ``TermMatcher`` is built once from the active rules and then only read.
 
-- exact: the term's match form (``normalize.match_form``) anywhere in the
-  text's match form. Substring semantics, like most chat filters: "ass"
-  also catches "assassin". Letters may be stretched: the Aho-Corasick
-  automaton runs over the text with runs of one letter collapsed ("baaaad"
-  reads "bad"), then each hit checks the runs are at least as long as the
-  term's, so "bad" catches "baaaad" while "ass" does not catch "was".
+- exact: the term's match form (``normalize.match_form``) found in the
+  text's match form as a whole word. A term's edge counts as a word edge
+  when the text starts or ends there, a space or a script change is there,
+  or either character on the edge is not a letter or digit of a script
+  written with spaces: so for Latin, Cyrillic, Greek, Vietnamese... "ass"
+  catches "a.s.s" and "你是ass吗" but not "class" or "assassin", while a
+  term in a script written without spaces (Chinese, Japanese, Thai) or an
+  emoji matches as a substring ("傻逼" in "你是傻逼吗"): those scripts have
+  no word boundary to check. Spelled-out letters ("a b a d") are joined by
+  the normalizer; the spaces they had still count as edges, so "bad" is
+  found in "a b a d". Use a wildcard ("*ass*") for deliberate substring
+  matching in spaced scripts.
+  Letters may be stretched: the Aho-Corasick automaton runs over the text
+  with runs of one letter collapsed ("baaaad" reads "bad"), then each hit
+  checks the runs are at least as long as the term's, so "bad" catches
+  "baaaad" while "ass" does not catch "was".
 - wildcard: "*" stands for any run (possibly empty) of non-space
   characters, "f*ck". The longest literal fragment goes into the same
   automaton; only when it is found does the term's compiled pattern run.
@@ -18,6 +28,12 @@ A ``TermMatcher`` is built once from the active rules and then only read.
   logged and switched off in this matcher.
 
 Every match carries the span of the original text it covers, for ``mask``.
+
+Rules carry their scope (``room_id``: None for every room), an optional
+expiry (``expires_at``, epoch seconds) and a ``shadow`` flag. ``match_fast``
+and ``match_full`` take the room and the current time; rules of other rooms
+and expired rules are skipped, and shadow rules' matches are reported apart
+(``MatchResult.shadowed``) so they can be counted without acting.
 """
 
 from __future__ import annotations
@@ -25,12 +41,13 @@ from __future__ import annotations
 import logging
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import ahocorasick
 
-from moderation.normalize import WILDCARD_MARK, Mapped, fold_mapped, match_form, match_form_mapped
+from moderation.normalize import WILDCARD_MARK, Mapped, fold_mapped, match_form, match_form_mapped, spaceless
 
 try:  # Python 3.11+
     from re import _constants as sre_constants
@@ -63,9 +80,22 @@ PROBE_BUDGET_SECONDS = 0.02
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """One blocked term. ``id`` is the database row's, for hit counting;
+    ``room_id`` None means every room; ``expires_at`` is epoch seconds."""
+
     term: str
     kind: str = "exact"
     action: str = "block"
+    id: int | None = None
+    room_id: int | None = None
+    shadow: bool = False
+    expires_at: float | None = None
+
+    def applies(self, room_id: int | None, now: float | None) -> bool:
+        """Whether the rule is in force in ``room_id`` at ``now`` (None: skip the expiry check)."""
+        if self.room_id is not None and self.room_id != room_id:
+            return False
+        return self.expires_at is None or now is None or now < self.expires_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +109,16 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class MatchResult:
+    """``matches``: what the rules in force found; ``shadowed``: what shadow
+    rules found, which only counts hits and never acts."""
+
     matches: tuple[Match, ...] = ()
+    shadowed: tuple[Match, ...] = ()
+
+    @property
+    def hit_ids(self) -> tuple[int, ...]:
+        """Ids of the rules that matched, shadow ones included, each once."""
+        return tuple(dict.fromkeys(m.rule.id for m in (*self.matches, *self.shadowed) if m.rule.id is not None))
 
     @property
     def action(self) -> str | None:
@@ -315,20 +354,21 @@ class TermMatcher:
     def __len__(self) -> int:
         return len(self.rules)
 
-    def match_fast(self, text: str) -> MatchResult:
-        """Exact and wildcard terms: what the send path runs."""
+    def match_fast(self, text: str, *, room_id: int | None = None, now: float | None = None) -> MatchResult:
+        """Exact and wildcard terms in force in ``room_id`` (None: global
+        terms only) at ``now`` (epoch seconds): what the send path runs."""
         if self._automaton is None:
             return MatchResult()
-        return MatchResult(tuple(self._fast(match_form_mapped(text))))
+        return _result(self._fast(text, match_form_mapped(text)), room_id, now)
 
-    def match_full(self, text: str) -> MatchResult:
+    def match_full(self, text: str, *, room_id: int | None = None, now: float | None = None) -> MatchResult:
         """Every rule, regexes included: what the moderation task runs."""
-        matches = self._fast(match_form_mapped(text)) if self._automaton is not None else []
+        matches = self._fast(text, match_form_mapped(text)) if self._automaton is not None else []
         if self._regexes:
             matches.extend(self._regex(fold_mapped(text)))
-        return MatchResult(tuple(matches))
+        return _result(matches, room_id, now)
 
-    def _fast(self, form: Mapped) -> list[Match]:
+    def _fast(self, text: str, form: Mapped) -> list[Match]:
         key, counts, firsts = _runs(form.text)
         matches: list[Match] = []
         gated: set[int] = set()
@@ -339,8 +379,11 @@ class TermMatcher:
                     continue
                 first = last - len(wanted) + 1
                 if all(counts[first + k] >= n for k, n in enumerate(wanted)):
+                    begin_char = firsts[first]
                     end_char = firsts[last] + counts[last] - 1
-                    start, end = form.span(firsts[first], end_char)
+                    if not (_edge(text, form, begin_char) and _edge(text, form, end_char + 1)):
+                        continue
+                    start, end = form.span(begin_char, end_char)
                     matches.append(Match(self.rules[index], start, end))
         for index in sorted(gated):
             for found in self._wildcards[index].finditer(form.text):
@@ -370,3 +413,31 @@ class TermMatcher:
                 start, stop = form.span(begin, end - 1)
                 matches.append(Match(rule, start, stop))
         return matches
+
+
+def _result(matches: Iterable[Match], room_id: int | None, now: float | None) -> MatchResult:
+    acting: list[Match] = []
+    shadowed: list[Match] = []
+    for match in matches:
+        if match.rule.applies(room_id, now):
+            (shadowed if match.rule.shadow else acting).append(match)
+    return MatchResult(tuple(acting), tuple(shadowed))
+
+
+def _joins(char: str) -> bool:
+    """A letter, digit or mark of a script written with spaces: two of them
+    side by side are inside one word."""
+    return (char.isalnum() or unicodedata.category(char)[0] == "M") and not spaceless(char)
+
+
+def _edge(text: str, form: Mapped, i: int) -> bool:
+    """Whether a word may start (or end) between ``form.text[i - 1]`` and ``form.text[i]``."""
+    if i <= 0 or i >= len(form.text):
+        return True
+    before, after = form.text[i - 1], form.text[i]
+    if not (_joins(before) and _joins(after)):
+        return True
+    # Joined by the normalizer although the original had whitespace there:
+    # spelled-out letters ("a b a d"). Punctuation and invisible characters
+    # between letters ("s.h.i.t", "s\u200bhit") do not make an edge.
+    return any(c.isspace() for c in text[form.ends[i - 1] : form.starts[i]])

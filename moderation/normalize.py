@@ -14,7 +14,9 @@ combining marks stripped from Latin, Greek and Cyrillic letters ("é" reads
 "e"; marks that carry meaning in other scripts, like the kana voicing mark,
 stay), look-alike letters folded to Latin (Cyrillic "а", Greek "ο", small
 caps), "l" read as "i" (so "1", "l", "I" and "|" are one letter), and
-leetspeak folded inside words ("h3ll0" reads "heiio", "2024" stays).
+leetspeak folded inside words that hold a letter, across punctuation
+inside the word ("h3ll0" reads "heiio", "4.s.s" reads "a.s.s", "2024"
+stays).
 Idempotent: ``normalize(normalize(x)) == normalize(x)``.
 
 ``match_form_mapped`` / ``match_form``: what exact and wildcard terms are
@@ -274,19 +276,23 @@ def _is_letter(char: str) -> bool:
 
 
 def _leet(chars: Chars) -> Chars:
-    """Fold leetspeak in each run of letters and leet characters that holds a letter."""
+    """Fold leetspeak in each word (run of non-space characters) that holds a letter.
+
+    Punctuation inside the word does not split it, so "4.s.s" reads
+    "a.s.s". Trailing punctuation and "!" are left alone ("wow!").
+    """
     out = list(chars)
     n = len(out)
     i = 0
     while i < n:
-        if not (_is_letter(out[i][0]) or out[i][0] in LEET):
+        if out[i][0] == " ":
             i += 1
             continue
         j = i
-        while j < n and (_is_letter(out[j][0]) or out[j][0] in LEET):
+        while j < n and out[j][0] != " ":
             j += 1
         end = j
-        while end > i and out[end - 1][0] == "!":
+        while end > i and not _is_letter(out[end - 1][0]) and (out[end - 1][0] == "!" or out[end - 1][0] not in LEET):
             end -= 1
         if any(_is_letter(out[k][0]) for k in range(i, end)):
             for k in range(i, end):
@@ -328,7 +334,7 @@ def _compact(chars: Chars) -> Chars:
         if len(words[i]) == 1:
             while j < len(words) and len(words[j]) == 1:
                 j += 1
-        if out and not (_spaceless(out[-1][0]) and _spaceless(words[i][0][0])):
+        if out and not (spaceless(out[-1][0]) and spaceless(words[i][0][0])):
             out.append(_gap(out[-1], words[i][0]))
         if j - i >= 2:
             # "b a d": spelled out to dodge the filter, read as one word.
@@ -356,7 +362,8 @@ _SPACELESS = (
 )
 
 
-def _spaceless(char: str) -> bool:
+def spaceless(char: str) -> bool:
+    """Whether ``char`` belongs to a script written without spaces between words."""
     code = ord(char)
     return any(code in r for r in _SPACELESS)
 

@@ -9,6 +9,15 @@
 
 Each process keeps one ``TermMatcher``; a change to the terms reaches every
 process within ``TERMS_RELOAD_SECONDS`` (see ``MatcherCache``).
+
+Terms are global (``room`` null) or for one room; expired terms do nothing;
+shadow terms only count hits. Hits are counted in process memory and added
+to ``BlockedTerm.hits`` with one ``F()`` update per distinct count at the
+matcher's version check (at most every ``TERMS_RELOAD_SECONDS``, only when
+there are hits), so a send never writes for them. Exact and wildcard hits
+are counted on the send path (``filter_fast``), regex hits by the task
+(``moderate_decision``), so each comment counts once per term. Hits not yet
+added when a process dies are lost: at most ~2 s of them.
 """
 
 from __future__ import annotations
@@ -19,11 +28,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
-from django.db.models import Count, Max
+from django.db.models import Count, F, Max, Q
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
 
 from danmaku.models import Danmaku
 from moderation.matcher import ACTIONS, Match, Rule, TermMatcher, mask, most_severe, rule_problem
@@ -81,17 +93,57 @@ class MatcherCache:
     (row count and newest ``updated_at``); other threads keep using the
     current matcher meanwhile. ``invalidate`` makes the next call check,
     which the term services do so their own process sees a change at once.
+    Hits counted by ``record_hits`` are written at the same check.
     """
 
     def __init__(
-        self, *, clock: Callable[[], float] = time.monotonic, interval_seconds: float = TERMS_RELOAD_SECONDS
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        interval_seconds: float = TERMS_RELOAD_SECONDS,
     ) -> None:
         self._clock = clock
+        # Epoch seconds, for term expiry.
+        self.wall_clock = wall_clock
         self._interval = interval_seconds
         self._lock = threading.Lock()
         self._matcher: TermMatcher | None = None
         self._version: tuple | None = None
         self._checked_at = float("-inf")
+        self._hits_lock = threading.Lock()
+        self._hits: dict[int, int] = {}
+
+    def record_hits(self, term_ids: Sequence[int]) -> None:
+        """Count one hit for each term; added to the database at the next version check."""
+        if not term_ids:
+            return
+        with self._hits_lock:
+            for term_id in term_ids:
+                self._hits[term_id] = self._hits.get(term_id, 0) + 1
+
+    def flush_hits(self) -> None:
+        """Add the counted hits to the database: one update per distinct count.
+        On a database error they are kept for the next try."""
+        with self._hits_lock:
+            pending, self._hits = self._hits, {}
+        if not pending:
+            return
+        by_count: dict[int, list[int]] = {}
+        for term_id, count in pending.items():
+            by_count.setdefault(count, []).append(term_id)
+        now = timezone.now()
+        for count, term_ids in by_count.items():
+            try:
+                # Greatest: another process may have written a later time.
+                BlockedTerm.objects.filter(pk__in=term_ids).update(
+                    hits=F("hits") + count, last_hit_at=Greatest(Coalesce(F("last_hit_at"), now), now)
+                )
+            except DatabaseError as exc:
+                logger.warning("blocked term hits not saved, kept for the next try: %s", exc)
+                with self._hits_lock:
+                    for term_id in term_ids:
+                        self._hits[term_id] = self._hits.get(term_id, 0) + count
 
     def get(self) -> TermMatcher:
         matcher = self._matcher
@@ -114,10 +166,11 @@ class MatcherCache:
         now = self._clock()
         if self._matcher is not None and now - self._checked_at < self._interval:
             return self._matcher
+        self.flush_hits()
         try:
             version = _terms_version()
             if self._matcher is None or version != self._version:
-                self._matcher = _build_matcher()
+                self._matcher = _build_matcher(now=self.wall_clock())
                 self._version = version
         except DatabaseError as exc:
             if self._matcher is None:
@@ -132,12 +185,33 @@ def _terms_version() -> tuple:
     return found["count"], found["latest"]
 
 
-def _build_matcher() -> TermMatcher:
-    rows = BlockedTerm.objects.filter(is_active=True).values_list("term", "kind", "action")
-    matcher = TermMatcher(Rule(term, kind, action) for term, kind, action in rows)
+def _build_matcher(*, now: float) -> TermMatcher:
+    # Terms that expire later are loaded with their expiry; the matcher
+    # skips them from then on, with no reload needed.
+    rows = (
+        BlockedTerm.objects.filter(is_active=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=_datetime(now)))
+        .values_list("id", "term", "kind", "action", "room_id", "shadow", "expires_at")
+    )
+    matcher = TermMatcher(
+        Rule(
+            term,
+            kind,
+            action,
+            id=term_id,
+            room_id=room_id,
+            shadow=shadow,
+            expires_at=expires_at.timestamp() if expires_at else None,
+        )
+        for term_id, term, kind, action, room_id, shadow, expires_at in rows
+    )
     for rule, problem in matcher.rejected:
         logger.warning("blocked term %r (%s) skipped: %s", rule.term, rule.kind, problem)
     return matcher
+
+
+def _datetime(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC)
 
 
 matcher_cache = MatcherCache()
@@ -160,13 +234,21 @@ LINK_PATTERN = re.compile(
 )
 
 
-def filter_fast(*, text: str) -> Verdict:
-    """The send path's check: exact and wildcard terms, no database query
-    while the matcher is fresh."""
+def filter_fast(*, text: str, room_id: int | None = None) -> Verdict:
+    """The send path's check: global exact and wildcard terms plus those of
+    ``room_id`` (None: global terms only), no database query while the
+    matcher is fresh. Shadow terms' hits are counted and change nothing."""
+    return _filter(text, room_id, count_hits=True)
+
+
+def _filter(text: str, room_id: int | None, *, count_hits: bool) -> Verdict:
     matcher = matcher_cache.get()
     if not len(matcher):
         return Verdict(ALLOW, text)
-    return _decide(text, matcher.match_fast(text).matches)
+    result = matcher.match_fast(text, room_id=room_id, now=matcher_cache.wall_clock())
+    if count_hits:
+        matcher_cache.record_hits(result.hit_ids)
+    return _decide(text, result.matches)
 
 
 def moderate_decision(*, danmaku: Danmaku) -> Verdict:
@@ -174,7 +256,12 @@ def moderate_decision(*, danmaku: Danmaku) -> Verdict:
     repeated-message spam. Reads only; the same comment always gets the same
     verdict (later comments do not count towards its repeats)."""
     text = danmaku.text
-    matches = list(matcher_cache.get().match_full(text).matches)
+    result = matcher_cache.get().match_full(text, room_id=danmaku.room_id, now=matcher_cache.wall_clock())
+    # Exact and wildcard hits were counted when the comment was sent.
+    matcher_cache.record_hits(
+        [m.rule.id for m in (*result.matches, *result.shadowed) if m.rule.kind == "regex" and m.rule.id is not None]
+    )
+    matches = list(result.matches)
     link_action = _link_action()
     if link_action != ALLOW:
         matches.extend(find_links(text, action=link_action))
@@ -201,7 +288,8 @@ def moderate_fast(*, danmaku_id: int) -> Verdict:
     danmaku = Danmaku.objects.filter(pk=danmaku_id).first()
     if danmaku is None:
         return Verdict(ALLOW, "")
-    verdict = filter_fast(text=danmaku.text)
+    # Not counted again: the send already counted this comment's hits.
+    verdict = _filter(danmaku.text, danmaku.room_id, count_hits=False)
     _retract_if_needed(danmaku, verdict)
     return verdict
 
@@ -222,16 +310,30 @@ def _retract_if_needed(danmaku: Danmaku, verdict: Verdict) -> None:
     # and hold included) takes it down; one waiting for its verdict (room
     # policy "pre") is released or denied; held or hidden ones stay as they are.
     from danmaku.services import danmaku_deny, danmaku_release, danmaku_retract
+    from moderation.actions import audit_record
 
     if danmaku.status == Danmaku.Status.SENDER_ONLY:
         if verdict.allowed:
-            danmaku_release(danmaku_id=danmaku.pk, reason="moderation: allowed")
+            done, action, reason = danmaku_release(danmaku_id=danmaku.pk, reason="allowed"), "moderate.release", ""
         else:
-            danmaku_deny(danmaku_id=danmaku.pk, reason=f"moderation: {verdict.reason}")
+            done = danmaku_deny(danmaku_id=danmaku.pk, reason=verdict.reason)
+            action, reason = "moderate.deny", verdict.reason
+    elif not verdict.allowed and danmaku.status == Danmaku.Status.PUBLISHED:
+        done = danmaku_retract(danmaku_id=danmaku.pk, reason=f"moderation: {verdict.reason}")
+        action, reason = "moderate.retract", verdict.reason
+    else:
         return
-    if verdict.allowed or danmaku.status != Danmaku.Status.PUBLISHED:
-        return
-    danmaku_retract(danmaku_id=danmaku.pk, reason=f"moderation: {verdict.reason}")
+    if done:
+        # The task acted on its own: one audit row, with no actor.
+        audit_record(
+            actor=None,
+            action=action,
+            target_type="danmaku",
+            target_id=danmaku.pk,
+            room_id=danmaku.room_id,
+            reason=reason,
+            detail={"user_id": danmaku.user_id},
+        )
 
 
 def _decide(text: str, matches: Sequence[Match], flags: Sequence[tuple[str, str]] = ()) -> Verdict:
@@ -300,9 +402,23 @@ def blocked_term_save(*, term: BlockedTerm, actor=None) -> BlockedTerm:
 
 
 def blocked_term_create(
-    *, term: str, kind: str = "exact", action: str = "block", note: str = "", actor=None
+    *,
+    term: str,
+    kind: str = "exact",
+    action: str = "block",
+    note: str = "",
+    room=None,
+    expires_at=None,
+    shadow: bool = False,
+    actor=None,
 ) -> BlockedTerm:
-    return blocked_term_save(term=BlockedTerm(term=term, kind=kind, action=action, note=note), actor=actor)
+    """``room``: a ``danmaku.Room`` or None for every room; ``expires_at``: an aware datetime or None."""
+    return blocked_term_save(
+        term=BlockedTerm(
+            term=term, kind=kind, action=action, note=note, room=room, expires_at=expires_at, shadow=shadow
+        ),
+        actor=actor,
+    )
 
 
 def blocked_term_delete(*, term: BlockedTerm, actor=None) -> None:

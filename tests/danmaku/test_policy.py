@@ -163,3 +163,28 @@ def test_emergency_preset_applies_through_the_admin_and_undoes(admin_client, roo
     assert (room.user_send_interval_ms, room.poll_interval_ms, room.display_cap_per_second) == (1000, 3000, 30)
     assert room.moderation_policy == "post"
     assert room.emergency_backup is None
+
+
+def test_full_check_retraction_writes_one_audit_row(client, room, auth_headers):
+    from moderation.models import AuditEntry
+
+    danmaku_id = send(client, auth_headers, "buy at www.spam-shop.com").json()["id"]
+
+    assert Danmaku.objects.get(pk=danmaku_id).status == "hidden"
+    rows = AuditEntry.objects.filter(target_id=str(danmaku_id))
+    assert [(row.action, row.actor_id) for row in rows] == [("moderate.retract", None)]
+
+
+def test_deadline_fallback_writes_one_audit_row(client, room, auth_headers, clock):
+    from moderation.models import AuditEntry
+
+    set_policy(room, "pre", pre_deadline_ms=1000, pre_fallback="deny")
+    with private_redis() as broker, celery_broker(broker.url):
+        danmaku_id = send(client, auth_headers, "no verdict").json()["id"]
+    clock.now += 2
+    pre_deadline_sweep()
+    pre_deadline_sweep()
+
+    assert list(AuditEntry.objects.filter(target_id=str(danmaku_id)).values_list("action", flat=True)) == [
+        "pre.fallback_deny"
+    ]

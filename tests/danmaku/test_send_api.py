@@ -395,3 +395,38 @@ def test_same_client_id_sent_concurrently_is_stored_once(transactional_db):
 
     assert [r.status_code for r in responses] == [201] * 6
     assert {r.json()["id"] for r in responses} == {Danmaku.objects.get().id}
+
+
+def test_timed_out_user_gets_403_saying_until_when(room, user, token, admin_user):
+    from moderation.actions import user_timeout
+
+    sanction = user_timeout(user_id=user.id, room_id=room.id, seconds=600, actor=admin_user, reason="spam")
+    client = Client(enforce_csrf_checks=True)
+
+    response = client.post(
+        URL.format("live"),
+        json.dumps({"text": "let me talk"}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+    assert response.status_code == 403
+    assert response.json()["detail"] == f"timed out until {sanction.until.replace(microsecond=0).isoformat()}"
+    assert not Danmaku.objects.filter(user=user).exists()
+
+
+def test_banned_user_gets_403(room, user, token, admin_user):
+    from moderation.actions import user_ban
+
+    user_ban(user_id=user.id, room_id=None, actor=admin_user, reason="abuse")
+    client = Client(enforce_csrf_checks=True)
+
+    response = client.post(
+        URL.format("live"),
+        json.dumps({"text": "let me talk"}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+    assert response.status_code == 403
+    assert response.json()["detail"] == "banned"

@@ -30,7 +30,13 @@ def terms_found(matcher: TermMatcher, text: str, *, full: bool = False) -> set[s
         pytest.param("bad", "b\u0430d", True, id="cyrillic-lookalike"),
         pytest.param("bad", "b4d", True, id="leet"),
         pytest.param("bad", "ｂａｄ", True, id="fullwidth"),
-        pytest.param("bad", "badge", True, id="substring"),
+        pytest.param("bad", "badge", False, id="latin-inside-a-longer-word"),
+        pytest.param("ass", "class assassin", False, id="latin-whole-words-only"),
+        pytest.param("ass", "a.s.s!", True, id="punctuation-inside-is-not-an-edge"),
+        pytest.param("ass", "you 4.s.s", True, id="leet-across-punctuation"),
+        pytest.param("bad", "a b a d guy", True, id="spelled-out-after-a-single-letter-word"),
+        pytest.param("ass", "你是ass吗", True, id="latin-next-to-cjk"),
+        pytest.param("傻逼", "你是傻逼吗", True, id="cjk-as-substring"),
         pytest.param("bad", "bd", False, id="missing-letter"),
         pytest.param("ass", "was", False, id="doubled-letter-is-not-optional"),
         pytest.param("ass", "a55", True, id="doubled-letter-leet"),
@@ -195,3 +201,25 @@ def test_ten_thousand_terms_match_a_comment_in_well_under_a_millisecond():
     assert found > 0
     # Typically ~0.2 ms; the bound only catches a pathology.
     assert average < 0.005
+
+
+def test_rules_of_other_rooms_and_expired_rules_are_skipped():
+    matcher = TermMatcher(
+        [
+            Rule("alpha", id=1),
+            Rule("bravo", id=2, room_id=7),
+            Rule("charlie", id=3, expires_at=100.0),
+        ]
+    )
+    text = "alpha bravo charlie"
+    assert matcher.match_fast(text, room_id=7, now=99.9).terms == ("alpha", "bravo", "charlie")
+    assert matcher.match_fast(text, room_id=8, now=100.0).terms == ("alpha",)
+    assert matcher.match_fast(text).terms == ("alpha", "charlie")
+
+
+def test_shadow_rules_are_reported_apart_and_do_not_act():
+    matcher = TermMatcher([Rule("alpha", action="block", id=1, shadow=True), Rule("bravo", action="mask", id=2)])
+    result = matcher.match_full("alpha bravo alpha")
+    assert result.action == "mask"
+    assert [m.rule.term for m in result.shadowed] == ["alpha", "alpha"]
+    assert result.hit_ids == (2, 1)

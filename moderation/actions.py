@@ -1,0 +1,331 @@
+"""Moderation actions: hide, approve, sanction, purge.
+
+Every function here is one action a moderator (or a task) takes, and writes
+exactly one ``AuditEntry`` in the same transaction as its effect, so the log
+and the effect cannot disagree. Callers: the moderation API, the Danmaku and
+Sanction admins, tasks. ``actor`` is the user acting, or None for the system.
+
+What viewers see:
+- hide (and purge, and reject of a held comment): the id is in the
+  ``deleted`` list of every viewer's next pull; joiners never get it.
+- unhide: the durable record is published again (admin, the recent-comments
+  API, exports). Screens are not touched: viewers who were told to delete it
+  are not told to show it again, since its moment has passed. In the
+  embedded (database) store a process that starts serving the room while the
+  comment is still inside the pull window may show it to its joiners.
+- approve: the held comment is published now, with a fresh timestamp, so it
+  reaches every viewer's next pulls like a new comment.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+# The services module, not its names: danmaku.services may import this module
+# (the send path asks sender_block_reason), so either may be imported first.
+from danmaku import services as danmaku_services
+from danmaku.errors import DanmakuError, InvalidInput, NotFound
+from danmaku.models import Danmaku, Room
+from danmaku.store import database_store, redis_store
+from moderation.models import TIMEOUT_MAX_SECONDS, TIMEOUT_MIN_SECONDS, AuditEntry, Sanction
+
+logger = logging.getLogger(__name__)
+
+# A purge looks back at most a day: older comments left every screen long ago,
+# and an unbounded purge would be one very long transaction.
+PURGE_MAX_MINUTES = 24 * 60
+
+
+class Conflict(DanmakuError):
+    """The target is not in a state the action applies to (already hidden, not held, lifted)."""
+
+    status = 409
+    code = "conflict"
+
+
+def audit_record(
+    *,
+    actor,
+    action: str,
+    target_type: str,
+    target_id: int | str,
+    room_id: int | None = None,
+    reason: str = "",
+    detail: dict | None = None,
+) -> AuditEntry:
+    """The one way to write an audit row (for actions outside this module too)."""
+    return AuditEntry.objects.create(
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id),
+        room_id=room_id,
+        reason=reason[:500],
+        detail=detail or {},
+    )
+
+
+def _danmaku(danmaku_id: int) -> Danmaku:
+    found = Danmaku.objects.select_for_update().filter(pk=danmaku_id).first()
+    if found is None:
+        raise NotFound("comment not found")
+    return found
+
+
+def _reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("reason: is required", field="reason")
+    return reason
+
+
+# -- comments -----------------------------------------------------------------------
+
+
+def danmaku_hide(*, danmaku_id: int, actor, reason: str) -> Danmaku:
+    """Take a comment off every screen (it goes out in ``deleted``)."""
+    reason = _reason(reason)
+    with transaction.atomic():
+        danmaku = _danmaku(danmaku_id)
+        previous = danmaku.status
+        if previous == Danmaku.Status.HIDDEN:
+            raise Conflict("comment is already hidden")
+        if not danmaku_services.danmaku_retract(danmaku_id=danmaku.pk, reason=reason, actor=actor):
+            raise Conflict("comment is already hidden")
+        audit_record(
+            actor=actor,
+            action="danmaku.hide",
+            target_type="danmaku",
+            target_id=danmaku.pk,
+            room_id=danmaku.room_id,
+            reason=reason,
+            detail={"previous_status": previous, "user_id": danmaku.user_id},
+        )
+    danmaku.refresh_from_db()
+    return danmaku
+
+
+def danmaku_unhide(*, danmaku_id: int, actor, reason: str) -> Danmaku:
+    """Restore a hidden comment's record as published (see the module notes for screens)."""
+    reason = _reason(reason)
+    with transaction.atomic():
+        danmaku = _danmaku(danmaku_id)
+        if danmaku.status != Danmaku.Status.HIDDEN:
+            raise Conflict(f"comment is {danmaku.status}, not hidden")
+        retracted_at_ms = danmaku.retracted_at_ms
+        # retraction_in_stream back to False: a later hide must reach the
+        # stream again (or be swept there), not count as already published.
+        Danmaku.objects.filter(pk=danmaku.pk).update(
+            status=Danmaku.Status.PUBLISHED, retracted_at_ms=None, retraction_in_stream=False
+        )
+        audit_record(
+            actor=actor,
+            action="danmaku.unhide",
+            target_type="danmaku",
+            target_id=danmaku.pk,
+            room_id=danmaku.room_id,
+            reason=reason,
+            detail={"retracted_at_ms": retracted_at_ms, "user_id": danmaku.user_id},
+        )
+    danmaku.refresh_from_db()
+    return danmaku
+
+
+def held_approve(*, danmaku_id: int, actor, reason: str) -> Danmaku:
+    """Publish a held comment now, as if it had just been sent."""
+    reason = _reason(reason)
+    stream = redis_store()
+    with transaction.atomic():
+        danmaku = _danmaku(danmaku_id)
+        if danmaku.status != Danmaku.Status.HELD:
+            raise Conflict(f"comment is {danmaku.status}, not held")
+        # A fresh timestamp: the refresher reads rows by time, and the
+        # comment's original second left the window while it waited. Without
+        # Redis the row is the store (in_stream=True); with it, the publish
+        # below (or the sweep, if Redis is down) puts it on the stream.
+        danmaku.status = Danmaku.Status.PUBLISHED
+        danmaku.ts_ms = database_store().now_ms()
+        danmaku.in_stream = stream is None
+        danmaku.save(update_fields=["status", "ts_ms", "in_stream"])
+        audit_record(
+            actor=actor,
+            action="held.approve",
+            target_type="danmaku",
+            target_id=danmaku.pk,
+            room_id=danmaku.room_id,
+            reason=reason,
+            detail={"user_id": danmaku.user_id},
+        )
+        if stream is not None:
+            transaction.on_commit(lambda: danmaku_services._publish(stream, danmaku, danmaku.user))
+    return danmaku
+
+
+def held_reject(*, danmaku_id: int, actor, reason: str) -> Danmaku:
+    """Refuse a held comment; it was never shown, so no viewer is told."""
+    reason = _reason(reason)
+    with transaction.atomic():
+        danmaku = _danmaku(danmaku_id)
+        if danmaku.status != Danmaku.Status.HELD:
+            raise Conflict(f"comment is {danmaku.status}, not held")
+        danmaku.status = Danmaku.Status.HIDDEN
+        danmaku.save(update_fields=["status"])
+        audit_record(
+            actor=actor,
+            action="held.reject",
+            target_type="danmaku",
+            target_id=danmaku.pk,
+            room_id=danmaku.room_id,
+            reason=reason,
+            detail={"user_id": danmaku.user_id},
+        )
+    return danmaku
+
+
+# -- users --------------------------------------------------------------------------
+
+
+def _target_user(user_id: int):
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None:
+        raise NotFound("user not found")
+    return user
+
+
+def _room_or_none(room_id: int | None) -> Room | None:
+    if room_id is None:
+        return None
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        raise NotFound("room not found")
+    return room
+
+
+def _sanction(*, kind: str, user_id: int, room_id: int | None, until: datetime | None, actor, reason: str):
+    user = _target_user(user_id)
+    room = _room_or_none(room_id)
+    with transaction.atomic():
+        sanction = Sanction.objects.create(
+            user=user,
+            room=room,
+            kind=kind,
+            until=until,
+            reason=reason[:500],
+            created_by=actor if actor is not None and actor.is_authenticated else None,
+        )
+        audit_record(
+            actor=actor,
+            action=f"user.{kind}",
+            target_type="user",
+            target_id=user.pk,
+            room_id=room_id,
+            reason=reason,
+            detail={"sanction_id": sanction.pk, "until": until.isoformat() if until else None},
+        )
+    return sanction
+
+
+def user_timeout(*, user_id: int, room_id: int | None, seconds: int, actor, reason: str) -> Sanction:
+    """Keep a user from sending for ``seconds`` (10 s to 2 weeks), in one room or everywhere."""
+    reason = _reason(reason)
+    if not TIMEOUT_MIN_SECONDS <= seconds <= TIMEOUT_MAX_SECONDS:
+        raise InvalidInput(
+            f"seconds: must be {TIMEOUT_MIN_SECONDS} to {TIMEOUT_MAX_SECONDS} (2 weeks)", field="seconds"
+        )
+    until = timezone.now() + timedelta(seconds=seconds)
+    return _sanction(
+        kind=Sanction.Kind.TIMEOUT, user_id=user_id, room_id=room_id, until=until, actor=actor, reason=reason
+    )
+
+
+def user_ban(*, user_id: int, room_id: int | None, actor, reason: str) -> Sanction:
+    """Keep a user from sending until lifted, in one room or everywhere."""
+    reason = _reason(reason)
+    return _sanction(kind=Sanction.Kind.BAN, user_id=user_id, room_id=room_id, until=None, actor=actor, reason=reason)
+
+
+def sanction_lift(*, sanction_id: int, actor, reason: str) -> Sanction:
+    reason = _reason(reason)
+    with transaction.atomic():
+        sanction = Sanction.objects.select_for_update().filter(pk=sanction_id).first()
+        if sanction is None:
+            raise NotFound("sanction not found")
+        if sanction.lifted_at is not None:
+            raise Conflict("sanction is already lifted")
+        sanction.lifted_at = timezone.now()
+        sanction.save(update_fields=["lifted_at"])
+        audit_record(
+            actor=actor,
+            action="sanction.lift",
+            target_type="sanction",
+            target_id=sanction.pk,
+            room_id=sanction.room_id,
+            reason=reason,
+            detail={"user_id": sanction.user_id, "kind": sanction.kind},
+        )
+    return sanction
+
+
+def user_purge(*, user_id: int, room_id: int, minutes: int, actor, reason: str) -> int:
+    """Hide every comment of a user in a room from the last ``minutes``; returns how many.
+
+    One audit row for the whole purge, with the count and the ids.
+    """
+    reason = _reason(reason)
+    if not 1 <= minutes <= PURGE_MAX_MINUTES:
+        raise InvalidInput(f"minutes: must be 1 to {PURGE_MAX_MINUTES}", field="minutes")
+    user = _target_user(user_id)
+    room = _room_or_none(room_id)
+    since_ms = database_store().now_ms() - minutes * 60_000
+    with transaction.atomic():
+        ids = list(
+            Danmaku.objects.filter(user=user, room=room, ts_ms__gte=since_ms, retracted_at_ms__isnull=True)
+            .exclude(status=Danmaku.Status.HIDDEN)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        retract = danmaku_services.danmaku_retract
+        hidden = [pk for pk in ids if retract(danmaku_id=pk, reason=f"purge: {reason}", actor=actor)]
+        audit_record(
+            actor=actor,
+            action="user.purge",
+            target_type="user",
+            target_id=user.pk,
+            room_id=room.pk,
+            reason=reason,
+            detail={"minutes": minutes, "count": len(hidden), "danmaku_ids": hidden},
+        )
+    return len(hidden)
+
+
+# -- the send path ------------------------------------------------------------------
+
+
+def sender_block_reason(*, user, room: Room) -> str | None:
+    """Why ``user`` may not send in ``room`` now, or None. One query.
+
+    A ban (here or everywhere) wins over timeouts; of several timeouts the
+    latest end is reported.
+    """
+    now = timezone.now()
+    active = (
+        Sanction.objects.filter(user_id=user.pk, lifted_at__isnull=True)
+        .filter(Q(room__isnull=True) | Q(room_id=room.pk))
+        .filter(Q(until__isnull=True) | Q(until__gt=now))
+        .values_list("kind", "until")
+    )
+    latest: datetime | None = None
+    for kind, until in active:
+        if kind == Sanction.Kind.BAN:
+            return "banned"
+        if until is not None and (latest is None or until > latest):
+            latest = until
+    if latest is None:
+        return None
+    return f"timed out until {latest.isoformat(timespec='seconds')}"
