@@ -55,6 +55,28 @@ class RoomAdmin(admin.ModelAdmin):
     )
 
 
+class SenderFilter(admin.SimpleListFilter):
+    """Filter by sender: offers the latest senders, and takes any ``?sender=<id>``
+    (a full user list would not fit a room with thousands of viewers)."""
+
+    title = "sender"
+    parameter_name = "sender"
+    RECENT = 20
+
+    def lookups(self, request, model_admin):
+        recent = Danmaku.objects.order_by("-id").values_list("user_id", "user__username")[: self.RECENT * 5]
+        seen: dict[int, str] = {}
+        for user_id, username in recent:
+            seen.setdefault(user_id, username)
+        return [(str(user_id), username) for user_id, username in list(seen.items())[: self.RECENT]]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value and value.isdigit():
+            return queryset.filter(user_id=int(value))
+        return queryset
+
+
 @admin.register(Danmaku)
 class DanmakuAdmin(admin.ModelAdmin):
     """Comments are read-only here: every change is a moderation action
@@ -62,7 +84,7 @@ class DanmakuAdmin(admin.ModelAdmin):
 
     list_display = ("id", "room", "user", "text", "status", "ts_ms", "created_at")
     # The held-for-review queue: Status = held (oldest first via ts_ms).
-    list_filter = ("status", "room")
+    list_filter = ("status", "room", SenderFilter)
     search_fields = ("text", "user__username")
     raw_id_fields = ("user",)
     list_select_related = ("room", "user")

@@ -60,6 +60,13 @@ REPEAT_WINDOW_MS = 60_000
 # Earlier comments read for the repeat check; far more than any slow mode
 # lets one user send in the window.
 REPEAT_SCAN_LIMIT = 50
+# A flood: the same text from this many different users in one room within
+# the window (a raid pasting one line). Chants ("666", "gg") are short and
+# common, so only texts of at least FLOOD_MIN_CHARS count.
+FLOOD_USERS = 5
+FLOOD_WINDOW_MS = 10_000
+FLOOD_MIN_CHARS = 8
+FLOOD_SCAN_LIMIT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +276,9 @@ def moderate_decision(*, danmaku: Danmaku) -> Verdict:
     repeats = _repeat_count(danmaku)
     if repeats >= REPEAT_LIMIT:
         flags.append(("block", f"repeated message ({repeats} times in {REPEAT_WINDOW_MS // 1000} s)"))
+    senders = _flood_senders(danmaku)
+    if senders >= FLOOD_USERS:
+        flags.append(("block", f"flood of the same text ({senders} users in {FLOOD_WINDOW_MS // 1000} s)"))
     return _decide(text, matches, flags)
 
 
@@ -373,6 +383,25 @@ def _repeat_count(danmaku: Danmaku) -> int:
         .values_list("text", flat=True)[:REPEAT_SCAN_LIMIT]
     )
     return 1 + sum(1 for text in earlier if _repeat_key(text) == key)
+
+
+def _flood_senders(danmaku: Danmaku) -> int:
+    """Different users who sent this comment's text in its room lately (it included)."""
+    key = _repeat_key(danmaku.text)
+    if len(key) < FLOOD_MIN_CHARS:
+        return 1
+    earlier = (
+        Danmaku.objects.filter(
+            room_id=danmaku.room_id,
+            ts_ms__gt=danmaku.ts_ms - FLOOD_WINDOW_MS,
+            ts_ms__lte=danmaku.ts_ms,
+            pk__lt=danmaku.pk,
+        )
+        .exclude(user_id=danmaku.user_id)
+        .order_by("-ts_ms")
+        .values_list("user_id", "text")[:FLOOD_SCAN_LIMIT]
+    )
+    return 1 + len({user_id for user_id, text in earlier if _repeat_key(text) == key})
 
 
 def _link_action() -> str:

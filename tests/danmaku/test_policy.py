@@ -7,6 +7,7 @@ import json
 import logging
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from danmaku import runtime
 from danmaku import store as store_module
@@ -188,3 +189,15 @@ def test_deadline_fallback_writes_one_audit_row(client, room, auth_headers, cloc
     assert list(AuditEntry.objects.filter(target_id=str(danmaku_id)).values_list("action", flat=True)) == [
         "pre.fallback_deny"
     ]
+
+
+def test_comment_list_filters_by_sender_status_and_room(admin_client, room, user):
+    other = get_user_model().objects.create_user("someone-else")
+    mine = Danmaku.objects.create(room=room, user=user, text="mine", ts_ms=1)
+    theirs = Danmaku.objects.create(room=room, user=other, text="theirs", ts_ms=2, status="held")
+
+    by_sender = admin_client.get("/admin/danmaku/danmaku/", {"sender": user.id})
+    held = admin_client.get("/admin/danmaku/danmaku/", {"status__exact": "held", "room__id__exact": room.id})
+
+    assert [row.pk for row in by_sender.context["cl"].result_list] == [mine.pk]
+    assert [row.pk for row in held.context["cl"].result_list] == [theirs.pk]

@@ -191,3 +191,28 @@ def test_admin_saves_through_the_service(admin_client, admin_user):
     assert response.status_code == 200
     assert "exponential" in response.content.decode()
     assert BlockedTerm.objects.count() == 1
+
+
+def flood(room, text: str, users: int, *, seconds_apart: float = 1.0) -> list[Danmaku]:
+    senders = [get_user_model().objects.create_user(f"raider{n}") for n in range(users)]
+    return [comment(room, sender, text, seconds_ago=(users - n) * seconds_apart) for n, sender in enumerate(senders)]
+
+
+def test_the_fifth_user_pasting_the_same_line_within_ten_seconds_is_blocked(room):
+    raid = flood(room, "Join my channel now", 5)
+
+    assert all(services.moderate_decision(danmaku=c).allowed for c in raid[:4])
+    verdict = services.moderate_decision(danmaku=raid[4])
+    assert verdict.action == "block"
+    assert verdict.reason == "flood of the same text (5 users in 10 s)"
+
+
+@pytest.mark.parametrize(
+    ("text", "users", "seconds_apart"),
+    [("gg", 8, 0.5), ("Join my channel now", 4, 1.0), ("Join my channel now", 5, 3.0)],
+    ids=["short-chant", "too-few-users", "spread-out"],
+)
+def test_not_a_flood(room, text, users, seconds_apart):
+    raid = flood(room, text, users, seconds_apart=seconds_apart)
+
+    assert services.moderate_decision(danmaku=raid[-1]).allowed
