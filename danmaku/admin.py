@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db import models
 
 from danmaku.models import ApiToken, Danmaku, Room, ViewerProfile
 from danmaku.services import room_emergency_apply, room_emergency_undo, room_save
@@ -128,6 +129,9 @@ class DanmakuAdmin(admin.ModelAdmin):
 
 @admin.register(ViewerProfile)
 class ViewerProfileAdmin(admin.ModelAdmin):
+    # Django 6's default already: an avatar URL typed without a scheme is https.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
     def save_model(self, request, obj, form, change):
         # Through the service, so a new avatar URL is fetched and thumbnailed.
         saved = profile_update(user=obj.user, nickname=obj.nickname, avatar_url=obj.avatar_url)
