@@ -27,14 +27,17 @@ run: $(VENV)/.runtime
 	$(PY) manage.py create_room demo --title "Demo room"
 	@echo ""
 	@echo "  Danmaku is starting on http://$(HOST_PORT)/"
-	@echo "  demo room:  http://$(HOST_PORT)/rooms/demo/"
+	@echo "  demo room:  http://$(HOST_PORT)/rooms/demo/   (demo comments when DANMAKU_DEMO is on)"
+	@echo "  log in:     http://$(HOST_PORT)/accounts/login/"
 	@echo "  API docs:   http://$(HOST_PORT)/api/v1/docs"
 	@echo "  admin:      http://$(HOST_PORT)/admin/   (make an account: $(PY) manage.py createsuperuser)"
 	@echo "  a token:    $(PY) manage.py issue_token alice"
 	@echo ""
 # exec: gunicorn takes the shell's place, so the SIGTERM make passes on (a
 # supervisor or IDE stopping `make run`) reaches it instead of orphaning it.
-	exec env DANMAKU_BIND=$(HOST_PORT) $(BIN)/gunicorn -c danmaku_site/gunicorn.conf.py
+# The demo sender (only when DANMAKU_DEMO is on) becomes gunicorn's child
+# and exits within one pause once gunicorn is gone, however it stopped.
+	exec env DANMAKU_BIND=$(HOST_PORT) sh -c '$(PY) manage.py demo_sender --if-enabled --stop-with-parent & exec $(BIN)/gunicorn -c danmaku_site/gunicorn.conf.py'
 
 # The whole suite, lint included. .ci/run calls exactly this.
 test: $(VENV)/.dev

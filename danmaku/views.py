@@ -4,13 +4,16 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from danmaku.models import Room
+from danmaku_site.middleware import content_security_policy
 
 
+@content_security_policy
 def index(request):
     rooms = Room.objects.filter(is_open=True).order_by("slug")[:100]
     return render(request, "danmaku/index.html", {"rooms": rooms})
 
 
+@content_security_policy
 @ensure_csrf_cookie
 def room_page(request, slug: str):
     room = get_object_or_404(Room, slug=slug)

@@ -135,7 +135,10 @@ STATICFILES_DIRS = [BASE_DIR / "danmaku_site" / "static"]
 # collectstatic step in the embedded default.
 WHITENOISE_USE_FINDERS = True
 
-LOGIN_URL = "/admin/login/"
+# Django's auth views with our own styled login page (danmaku_site.urls).
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
 
 LOGGING = {
     "version": 1,
@@ -288,6 +291,10 @@ DANMAKU_DEGRADED_MULTIPLIER = env_float("DANMAKU_DEGRADED_MULTIPLIER", 2.0)
 DANMAKU_DEFAULT_AVATAR_URL = env_str("DANMAKU_DEFAULT_AVATAR_URL", "/static/danmaku/avatar-default.svg")
 # Adds X-Served-By (host:pid) to API answers; used by the multi-worker test.
 DANMAKU_SERVED_BY_HEADER = env_bool("DANMAKU_SERVED_BY_HEADER", False)
+# `make run` also starts the demo sender (manage.py demo_sender), which
+# fills the demo room with comments. On in the embedded default (no
+# DATABASE_URL), off in production.
+DANMAKU_DEMO = env_bool("DANMAKU_DEMO", not env_str("DATABASE_URL", ""))
 
 # -- Moderation -----------------------------------------------------------------
 # What the full check does with a comment carrying a link: allow, mask, hold

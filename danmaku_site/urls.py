@@ -7,12 +7,14 @@ and "all": pull nodes face the viewers' flood and serve nothing else.
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 from django.views.static import serve
 
 from danmaku import views
 from danmaku_site import ops
 from danmaku_site.api import api
+from danmaku_site.middleware import content_security_policy
 
 urlpatterns = [
     path("healthz", ops.healthz, name="healthz"),
@@ -24,6 +26,9 @@ urlpatterns = [
 if settings.DANMAKU_ROLE in ("send", "all"):
     urlpatterns += [
         path("admin/", admin.site.urls),
+        # LogoutView answers POST only (Django 5): the page's logout is a form.
+        path("accounts/login/", content_security_policy(auth_views.LoginView.as_view()), name="login"),
+        path("accounts/logout/", content_security_policy(auth_views.LogoutView.as_view()), name="logout"),
         path("rooms/<slug:slug>/", views.room_page, name="room-page"),
         path("", views.index, name="index"),
     ]
