@@ -162,3 +162,21 @@ def private_redis(*, persistent: bool = False) -> Iterator[PrivateRedis]:
             yield server
         finally:
             server.stop()
+
+
+CHROMIUM_PATH = os.environ.get("DANMAKU_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+def require_chromium(path: str = CHROMIUM_PATH) -> str:
+    """Debian's Chromium and Playwright for Python, for the browser tests.
+
+    Playwright's own browser download does not work on CI machines; the tests
+    drive the system Chromium at ``path`` (``apt-get install chromium``).
+    """
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        _missing(f"Playwright for Python is not installed (pip install -r requirements-dev.txt): {exc}")
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        _missing(f"Chromium is not installed at {path} (apt-get install chromium)")
+    return path

@@ -1,0 +1,104 @@
+"""Browser fixtures: Playwright for Python driving Debian's Chromium, headless.
+
+Playwright's own browser download does not work here, so the tests launch the
+system Chromium (``harness.services.require_chromium``). Every page records
+what would mean a script misbehaved: uncaught errors, console errors and
+dialogs (``alert()`` and friends, dismissed at once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from harness.services import require_chromium
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+SCREENSHOT_DIR = BASE_DIR / "artifacts" / "screenshots"
+# Without the background-networking flags Chromium keeps dialing Google's
+# hosts, which this network refuses; --no-sandbox because CI runs as root.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1280, "height": 720}
+
+
+@dataclass
+class JsProblems:
+    """What a page's scripts did wrong: uncaught errors, console errors, dialogs."""
+
+    page_errors: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+    def all(self) -> list[str]:
+        return (
+            [f"pageerror: {e}" for e in self.page_errors]
+            + [f"console.error: {e}" for e in self.console_errors]
+            + [f"dialog: {d}" for d in self.dialogs]
+        )
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    executable = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def js_problems() -> JsProblems:
+    return JsProblems()
+
+
+@pytest.fixture
+def page(browser, js_problems: JsProblems) -> Iterator[object]:
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda error: js_problems.page_errors.append(str(error)))
+
+        def on_console(message) -> None:
+            # Chromium asks for /favicon.ico on its own; its 404 is no script's doing.
+            if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+                js_problems.console_errors.append(f"{message.text} ({message.location.get('url', '')})")
+
+        page.on("console", on_console)
+
+        def on_dialog(dialog) -> None:
+            js_problems.dialogs.append(f"{dialog.type}: {dialog.message}")
+            with contextlib.suppress(Exception):
+                dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def screenshot():
+    """``screenshot(page, name)`` saves a PNG under artifacts/screenshots (ignored by git)."""
+
+    def save(page, name: str) -> Path:
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOT_DIR / f"{name}.png"
+        page.screenshot(path=str(path))
+        return path
+
+    return save
