@@ -137,11 +137,17 @@ class PullCache:
                 if epoch not in entry.epochs:
                     after_second = -1
         view = entry.ring.view
-        stamp = (view, entry.settings, entry.degraded, self.epoch)
         memo_stamp, memo = entry.memo
-        if memo_stamp is None or any(a is not b for a, b in zip(memo_stamp, stamp, strict=True)):
+        # Compared field by field: nothing is allocated on the common path.
+        if (
+            memo_stamp is None
+            or memo_stamp[0] is not view
+            or memo_stamp[1] is not entry.settings
+            or memo_stamp[2] is not entry.degraded
+            or memo_stamp[3] != self.epoch
+        ):
             memo = {}
-            entry.memo = (stamp, memo)
+            entry.memo = ((view, entry.settings, entry.degraded, self.epoch), memo)
         key = self._memo_key(view, after_second)
         if stale:
             key = ("stale", key)
