@@ -158,9 +158,15 @@ def danmaku_release(*, danmaku_id: int, reason: str, actor=None) -> bool:
         return False
     logger.info("danmaku %s released by %s: %s", danmaku_id, actor or "system", reason)
     if stream is not None:
-        danmaku = Danmaku.objects.select_related("user").get(pk=danmaku_id)
-        _publish(stream, danmaku, danmaku.user)
+        # After commit (at once outside a transaction): a caller that rolls
+        # back, e.g. when its audit row fails, must not have published it.
+        transaction.on_commit(lambda: _publish_stored(stream, danmaku_id))
     return True
+
+
+def _publish_stored(stream, danmaku_id: int) -> None:
+    danmaku = Danmaku.objects.select_related("user").get(pk=danmaku_id)
+    _publish(stream, danmaku, danmaku.user)
 
 
 def danmaku_deny(*, danmaku_id: int, reason: str, actor=None) -> bool:

@@ -32,7 +32,7 @@ from django.utils import timezone
 from danmaku import services as danmaku_services
 from danmaku.errors import DanmakuError, InvalidInput, NotFound
 from danmaku.models import Danmaku, Room
-from danmaku.store import database_store, redis_store
+from danmaku.store import database_store
 from moderation.models import TIMEOUT_MAX_SECONDS, TIMEOUT_MIN_SECONDS, AuditEntry, Sanction
 
 logger = logging.getLogger(__name__)
@@ -140,19 +140,13 @@ def danmaku_unhide(*, danmaku_id: int, actor, reason: str) -> Danmaku:
 def held_approve(*, danmaku_id: int, actor, reason: str) -> Danmaku:
     """Publish a held comment now, as if it had just been sent."""
     reason = _reason(reason)
-    stream = redis_store()
     with transaction.atomic():
         danmaku = _danmaku(danmaku_id)
         if danmaku.status != Danmaku.Status.HELD:
             raise Conflict(f"comment is {danmaku.status}, not held")
-        # A fresh timestamp: the refresher reads rows by time, and the
-        # comment's original second left the window while it waited. Without
-        # Redis the row is the store (in_stream=True); with it, the publish
-        # below (or the sweep, if Redis is down) puts it on the stream.
-        danmaku.status = Danmaku.Status.PUBLISHED
-        danmaku.ts_ms = database_store().now_ms()
-        danmaku.in_stream = stream is None
-        danmaku.save(update_fields=["status", "ts_ms", "in_stream"])
+        # Published with a fresh timestamp: the refresher reads rows by time,
+        # and the comment's original second left the window while it waited.
+        danmaku_services.danmaku_release(danmaku_id=danmaku.pk, reason=reason, actor=actor)
         audit_record(
             actor=actor,
             action="held.approve",
@@ -162,8 +156,7 @@ def held_approve(*, danmaku_id: int, actor, reason: str) -> Danmaku:
             reason=reason,
             detail={"user_id": danmaku.user_id},
         )
-        if stream is not None:
-            transaction.on_commit(lambda: danmaku_services._publish(stream, danmaku, danmaku.user))
+    danmaku.refresh_from_db()
     return danmaku
 
 
