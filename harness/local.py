@@ -40,6 +40,11 @@ class LocalServer:
     tokens: list[str]
     process: subprocess.Popen
     log_path: Path
+    env: dict[str, str]
+
+    def manage(self, *args: str) -> str:
+        """Run a management command against this server's database."""
+        return manage(self.env, *args)
 
     def danmaku_url(self, room: str) -> str:
         return f"{self.base_url}/api/v1/rooms/{room}/danmaku"
@@ -125,7 +130,7 @@ def gunicorn(
                 start_new_session=True,
             )
         try:
-            server = LocalServer(f"http://127.0.0.1:{port}", tokens, process, log_path)
+            server = LocalServer(f"http://127.0.0.1:{port}", tokens, process, log_path, env)
             wait_until_answering(server)
             yield server
         finally:

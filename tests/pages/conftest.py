@@ -102,3 +102,27 @@ def screenshot():
         return path
 
     return save
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def make_user(server, username: str, *, groups: tuple[str, ...] = (), staff: bool = False) -> None:
+    """Give ``username`` (created if missing) PASSWORD, the named groups and ``is_staff``."""
+    server.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import Group, User\n"
+        f"user, _ = User.objects.get_or_create(username={username!r})\n"
+        f"user.set_password({PASSWORD!r}); user.is_staff = {staff!r}; user.save()\n"
+        f"user.groups.add(*Group.objects.filter(name__in={list(groups)!r}))\n",
+    )
+
+
+def log_in(page, server, username: str, next_path: str = "/") -> None:
+    """Log in through the login page, the way a person would, then land on ``next_path``."""
+    page.goto(f"{server.base_url}/accounts/login/?next={next_path}")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.click("button[type=submit], input[type=submit]")
