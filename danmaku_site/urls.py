@@ -15,6 +15,7 @@ from danmaku import views
 from danmaku_site import ops
 from danmaku_site.api import api
 from danmaku_site.middleware import content_security_policy
+from moderation import views as moderation_views
 
 urlpatterns = [
     path("healthz", ops.healthz, name="healthz"),
@@ -30,6 +31,7 @@ if settings.DANMAKU_ROLE in ("send", "all"):
         path("accounts/login/", content_security_policy(auth_views.LoginView.as_view()), name="login"),
         path("accounts/logout/", content_security_policy(auth_views.LogoutView.as_view()), name="logout"),
         path("rooms/<slug:slug>/", views.room_page, name="room-page"),
+        path("moderate/<slug:slug>/", moderation_views.console, name="moderation-console"),
         path("", views.index, name="index"),
     ]
 

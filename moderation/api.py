@@ -13,9 +13,20 @@ from danmaku.auth import send_auth
 from danmaku.errors import Forbidden
 from danmaku.models import Danmaku
 from danmaku.schemas import ErrorOut
+from danmaku.store import database_store
 from moderation import actions, selectors
 from moderation.models import Sanction
-from moderation.schemas import BanIn, CommentOut, ListQuery, PurgeIn, PurgeOut, ReasonIn, SanctionOut, TimeoutIn
+from moderation.schemas import (
+    BanIn,
+    CommentOut,
+    ListQuery,
+    PurgeIn,
+    PurgeOut,
+    ReasonIn,
+    RoomSummaryOut,
+    SanctionOut,
+    TimeoutIn,
+)
 
 router = Router(tags=["moderation"], auth=send_auth)
 
@@ -57,6 +68,30 @@ def _sanction(sanction: Sanction) -> dict:
     }
 
 
+def _summary(summary: selectors.RoomSummary) -> dict:
+    room = summary.room
+    return {
+        "room": room.slug,
+        "title": room.title,
+        "now_ms": summary.now_ms,
+        "recent_window_seconds": selectors.SUMMARY_RECENT_SECONDS,
+        "recent": summary.recent,
+        "held": summary.held,
+        "hidden_window_seconds": selectors.SUMMARY_HIDDEN_SECONDS,
+        "hidden": summary.hidden,
+        "throttle": {
+            "poll_interval_ms": room.poll_interval_ms,
+            "quiet_interval_ms": room.quiet_interval_ms,
+            "user_send_interval_ms": room.user_send_interval_ms,
+            "room_send_cap_per_second": room.room_send_cap_per_second,
+            "display_cap_per_second": room.display_cap_per_second,
+            "moderation_policy": room.moderation_policy,
+            "is_open": room.is_open,
+            "emergency": summary.emergency,
+        },
+    }
+
+
 def _room_id(slug: str | None) -> int | None:
     return None if slug is None else selectors.room_by_slug(slug=slug).id
 
@@ -76,6 +111,19 @@ def recent_list(request: HttpRequest, room: str, query: Query[ListQuery]):
     _moderator(request)
     found = selectors.room_by_slug(slug=room)
     return Status(200, [_comment(d) for d in selectors.recent_comments(room=found, limit=query.limit)])
+
+
+@router.get(
+    "/rooms/{room}/summary",
+    response={200: RoomSummaryOut, **ERRORS},
+    summary="A room's counts (last minute, held, hidden) and throttle settings",
+)
+def room_summary(request: HttpRequest, room: str):
+    _moderator(request)
+    found = selectors.room_by_slug(slug=room)
+    # The clock comment timestamps come from in the embedded store; in Redis
+    # mode they carry Redis time, which stays within the window's tolerance.
+    return Status(200, _summary(selectors.room_summary(room=found, now_ms=database_store().now_ms())))
 
 
 @router.post("/danmaku/{danmaku_id}/hide", response={200: CommentOut, **WRITE_ERRORS}, summary="Hide a comment")

@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field
 
 from moderation.actions import PURGE_MAX_MINUTES
 from moderation.models import TIMEOUT_MAX_SECONDS, TIMEOUT_MIN_SECONDS
-from moderation.selectors import LIST_LIMIT_MAX
+from moderation.selectors import LIST_LIMIT_MAX, SUMMARY_HIDDEN_SECONDS, SUMMARY_RECENT_SECONDS
 
 Reason = Field(..., min_length=1, max_length=500, pattern=r"\S", description="Why; kept in the audit log.")
 RoomSlug = Field(None, min_length=1, max_length=50, description="A room's slug; omitted or null: every room.")
@@ -68,3 +68,28 @@ class SanctionOut(Schema):
 
 class PurgeOut(Schema):
     hidden: int
+
+
+class RoomThrottleOut(Schema):
+    """A room's current throttle settings, as product staff left them."""
+
+    poll_interval_ms: int
+    quiet_interval_ms: int
+    user_send_interval_ms: int = Field(..., description="Slow mode: least time between two comments of one user.")
+    room_send_cap_per_second: int
+    display_cap_per_second: int
+    moderation_policy: str
+    is_open: bool
+    emergency: bool = Field(..., description="Whether the emergency preset is on.")
+
+
+class RoomSummaryOut(Schema):
+    room: str
+    title: str
+    now_ms: int = Field(..., description="Server time the counts were taken at, ms since the epoch.")
+    recent_window_seconds: int = Field(SUMMARY_RECENT_SECONDS)
+    recent: int = Field(..., description=f"Comments received in the last {SUMMARY_RECENT_SECONDS} s, any status.")
+    held: int = Field(..., description="Comments waiting for a moderator now.")
+    hidden_window_seconds: int = Field(SUMMARY_HIDDEN_SECONDS)
+    hidden: int = Field(..., description=f"Comments of the last {SUMMARY_HIDDEN_SECONDS} s that are hidden now.")
+    throttle: RoomThrottleOut

@@ -1,8 +1,10 @@
-"""Reads for moderators: the held queue, a room's recent comments, who moderates."""
+"""Reads for moderators: the held queue, a room's recent comments, its summary, who moderates."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, QuerySet
 
 from danmaku.errors import NotFound
 from danmaku.models import Danmaku, Room
@@ -11,6 +13,10 @@ MODERATORS_GROUP = "Moderators"
 PRODUCT_STAFF_GROUP = "Product staff"
 # A moderation console shows one screenful; more is paging, not a live view.
 LIST_LIMIT_MAX = 200
+# The console's counters: "how busy is it right now" wants a short window;
+# "how much did we take down" wants the span of one moderation shift's glance.
+SUMMARY_RECENT_SECONDS = 60
+SUMMARY_HIDDEN_SECONDS = 3600
 
 
 def user_is_moderator(*, user) -> bool:
@@ -40,3 +46,36 @@ def recent_comments(*, room: Room, limit: int = 50) -> QuerySet[Danmaku]:
     return (
         Danmaku.objects.filter(room=room).select_related("user").order_by("-ts_ms", "-id")[: min(limit, LIST_LIMIT_MAX)]
     )
+
+
+@dataclass(frozen=True)
+class RoomSummary:
+    """What the moderation console's header shows about one room."""
+
+    room: Room
+    now_ms: int
+    # Comments received in the last SUMMARY_RECENT_SECONDS, whatever their status.
+    recent: int
+    # Comments waiting for a moderator now, however old.
+    held: int
+    # Comments received in the last SUMMARY_HIDDEN_SECONDS that are hidden now
+    # (hidden by a moderator or a check, or rejected from the held queue).
+    hidden: int
+
+    @property
+    def emergency(self) -> bool:
+        # The preset keeps what it replaced until it is undone (danmaku.services).
+        return self.room.emergency_backup is not None
+
+
+def room_summary(*, room: Room, now_ms: int) -> RoomSummary:
+    """Counts for the console, in two queries: one index range over the room's
+    last hour (room, ts_ms) for both windowed counts, and the held count,
+    which has no window because a held comment waits until someone acts."""
+    recent_since = now_ms - SUMMARY_RECENT_SECONDS * 1000
+    window = Danmaku.objects.filter(room=room, ts_ms__gte=now_ms - SUMMARY_HIDDEN_SECONDS * 1000).aggregate(
+        recent=Count("id", filter=Q(ts_ms__gte=recent_since)),
+        hidden=Count("id", filter=Q(status=Danmaku.Status.HIDDEN)),
+    )
+    held = Danmaku.objects.filter(room=room, status=Danmaku.Status.HELD).count()
+    return RoomSummary(room=room, now_ms=now_ms, recent=window["recent"], held=held, hidden=window["hidden"])

@@ -1,0 +1,28 @@
+"""The live moderation console page: a template; its script talks to /api/v1/moderation/."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from danmaku.models import Room
+from danmaku_site.middleware import content_security_policy
+from moderation.selectors import LIST_LIMIT_MAX, user_is_moderator
+
+# Rows the console keeps: a few minutes of a busy room; older ones are in the admin.
+FEED_LIMIT = min(100, LIST_LIMIT_MAX)
+
+
+@content_security_policy
+@ensure_csrf_cookie
+@login_required
+def console(request: HttpRequest, slug: str) -> HttpResponse:
+    # The role before the room: someone who may not moderate learns nothing
+    # about which rooms exist.
+    if not user_is_moderator(user=request.user):
+        raise PermissionDenied("moderators only")
+    room = get_object_or_404(Room, slug=slug)
+    return render(request, "moderation/console.html", {"room": room, "feed_limit": FEED_LIMIT})
