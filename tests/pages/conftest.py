@@ -66,27 +66,52 @@ def js_problems() -> JsProblems:
     return JsProblems()
 
 
+def watch_js_problems(page, js_problems: JsProblems) -> None:
+    """Record into ``js_problems`` what ``page``'s scripts do wrong; dismiss every dialog."""
+    page.on("pageerror", lambda error: js_problems.page_errors.append(str(error)))
+
+    def on_console(message) -> None:
+        # Chromium asks for /favicon.ico on its own; its 404 is no script's doing.
+        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+            js_problems.console_errors.append(f"{message.text} ({message.location.get('url', '')})")
+
+    page.on("console", on_console)
+
+    def on_dialog(dialog) -> None:
+        js_problems.dialogs.append(f"{dialog.type}: {dialog.message}")
+        with contextlib.suppress(Exception):
+            dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+
+
 @pytest.fixture
 def page(browser, js_problems: JsProblems) -> Iterator[object]:
     context = browser.new_context(viewport=VIEWPORT)
     try:
         page = context.new_page()
-        page.on("pageerror", lambda error: js_problems.page_errors.append(str(error)))
-
-        def on_console(message) -> None:
-            # Chromium asks for /favicon.ico on its own; its 404 is no script's doing.
-            if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
-                js_problems.console_errors.append(f"{message.text} ({message.location.get('url', '')})")
-
-        page.on("console", on_console)
-
-        def on_dialog(dialog) -> None:
-            js_problems.dialogs.append(f"{dialog.type}: {dialog.message}")
-            with contextlib.suppress(Exception):
-                dialog.dismiss()
-
-        page.on("dialog", on_dialog)
+        watch_js_problems(page, js_problems)
         yield page
+    finally:
+        context.close()
+
+
+@dataclass
+class WatchedPage:
+    page: object
+    js_problems: JsProblems
+
+
+@pytest.fixture
+def second_page(browser) -> Iterator[WatchedPage]:
+    """A second person: a page in a browser context of its own (its own cookies),
+    watched like ``page`` but with its own ``js_problems``."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        problems = JsProblems()
+        page = context.new_page()
+        watch_js_problems(page, problems)
+        yield WatchedPage(page, problems)
     finally:
         context.close()
 

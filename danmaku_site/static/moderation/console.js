@@ -60,6 +60,11 @@
     return `${Math.round(ms / 3600000)} h`;
   }
 
+  // "the last minute", "the last hour", else "the last 90 s".
+  function span(seconds) {
+    return {60: "minute", 3600: "hour", 86400: "day"}[seconds] || duration(seconds * 1000);
+  }
+
   async function call(method, path, body) {
     const init = {method, credentials: "same-origin", headers: {Accept: "application/json"}};
     if (body !== undefined) {
@@ -156,10 +161,10 @@
 
   function showSummary(s) {
     $("count-recent").textContent = s.recent;
-    $("label-recent").textContent = `comments in the last ${duration(s.recent_window_seconds * 1000)}`;
+    $("label-recent").textContent = `comments in the last ${span(s.recent_window_seconds)}`;
     $("count-held").textContent = s.held;
     $("count-hidden").textContent = s.hidden;
-    $("label-hidden").textContent = `hidden in the last ${duration(s.hidden_window_seconds * 1000)}`;
+    $("label-hidden").textContent = `hidden in the last ${span(s.hidden_window_seconds)}`;
     const t = s.throttle;
     const items = [
       ["Policy", t.moderation_policy],
@@ -188,7 +193,7 @@
 
   function setConnection(ok, text) {
     conn.textContent = text;
-    conn.classList.toggle("bad", !ok);
+    conn.dataset.state = ok ? "live" : "reconnecting";
   }
 
   async function poll() {
