@@ -37,7 +37,7 @@ class RoomAdmin(admin.ModelAdmin):
     list_filter = ("is_open",)
     search_fields = ("slug", "title")
     fieldsets = (
-        (None, {"fields": ("slug", "title", "is_open")}),
+        (None, {"fields": ("slug", "title", "is_open", "stream_url")}),
         (
             "Throttle (reaches every process within about 2 s)",
             {

@@ -4,7 +4,7 @@ import hashlib
 import secrets
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 
@@ -17,6 +17,14 @@ class Room(models.Model):
     slug = models.SlugField(max_length=50, unique=True)
     title = models.CharField(max_length=200)
     is_open = models.BooleanField(default=True, help_text="Closed rooms accept no new danmaku.")
+    # https only: the pages' Content-Security-Policy allows media from https
+    # hosts, and a mixed-content http video would not play on an https page.
+    stream_url = models.URLField(
+        blank=True,
+        max_length=500,
+        validators=[URLValidator(schemes=["https"])],
+        help_text="An https video URL played under the danmaku; empty: an animated backdrop.",
+    )
 
     # Throttle settings, edited by product staff. The defaults give a lively
     # screen (15+ comments per 3 s poll) without flooding weak networks.

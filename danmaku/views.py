@@ -5,6 +5,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from danmaku.models import Room
 from danmaku_site.middleware import content_security_policy
+from moderation.selectors import user_is_moderator
 
 
 @content_security_policy
@@ -17,4 +18,4 @@ def index(request):
 @ensure_csrf_cookie
 def room_page(request, slug: str):
     room = get_object_or_404(Room, slug=slug)
-    return render(request, "danmaku/room.html", {"room": room})
+    return render(request, "danmaku/room.html", {"room": room, "is_moderator": user_is_moderator(user=request.user)})

@@ -6,6 +6,7 @@ import io
 import re
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.test import Client
 
@@ -43,19 +44,58 @@ def test_room_page_has_no_inline_script_and_loads_room_js(client, room):
     html = client.get("/rooms/live/").content.decode()
 
     assert not INLINE_SCRIPT.search(html)
-    assert '<script src="/static/danmaku/room.js"' in html
+    assert '<script type="module" src="/static/danmaku/room.js"' in html
     assert 'id="stage"' in html
     assert 'data-slug="live"' in html
     assert 'id="status"' in html
 
 
-def test_room_js_is_served_as_a_static_file(client):
-    response = client.get("/static/danmaku/room.js")
+PAGE_MODULES = ["room.js", "overlay.js", "poller.js", "sendbox.js", "controls.js", "backdrop.js"]
+HTML_SINKS = [b"innerHTML", b"outerHTML", b"insertAdjacentHTML", b"document.write", b"eval(", b"new Function"]
+
+
+@pytest.mark.parametrize("module", PAGE_MODULES)
+def test_page_modules_are_static_files_without_html_sinks(client, module):
+    response = client.get(f"/static/danmaku/{module}")
 
     assert response.status_code == 200
     body = b"".join(response.streaming_content) if response.streaming else response.content
-    assert b"textContent" in body
-    assert b"innerHTML" not in body
+    assert [sink for sink in HTML_SINKS if sink in body] == []
+
+
+def test_comments_are_rendered_with_text_content(client):
+    response = client.get("/static/danmaku/overlay.js")
+    body = b"".join(response.streaming_content)
+
+    assert b"el.textContent = displayText(comment.text)" in body
+
+
+def test_room_without_stream_url_gets_the_animated_backdrop(client, room):
+    html = client.get("/rooms/live/").content.decode()
+
+    assert '<canvas id="backdrop"' in html
+    assert "<video" not in html
+
+
+def test_room_with_stream_url_plays_it_under_the_overlay(client, room):
+    room.stream_url = "https://media.example.org/live/demo.mp4?a=1&b=2"
+    room.full_clean()
+    room.save()
+
+    html = client.get("/rooms/live/").content.decode()
+
+    assert '<video id="video" src="https://media.example.org/live/demo.mp4?a=1&amp;b=2" autoplay muted loop' in html
+    assert "<canvas" not in html
+
+
+@pytest.mark.parametrize("url", ["http://media.example.org/a.mp4", "javascript:alert(1)", "ftp://x.org/a.mp4"])
+def test_stream_url_must_be_https(room, url):
+    room.stream_url = url
+
+    with pytest.raises(ValidationError) as raised:
+        room.full_clean()
+
+    assert "stream_url" in raised.value.message_dict
 
 
 XSS_TITLE = '</title><script>alert(1)</script><img src=x onerror="alert(2)">'

@@ -1,64 +1,57 @@
-// The viewer page: polls the pull API (following cursor and next_ms) and
-// flies each comment over #stage. Comments are rendered with textContent only.
-// The room's slug comes from data-slug on #stage (no template-built JS).
-(() => {
-  const stage = document.getElementById("stage"), status = document.getElementById("status");
-  const api = "/api/v1/rooms/" + encodeURIComponent(stage.dataset.slug) + "/danmaku";
-  const seen = new Set(), shown = new Map(), modes = ["scroll", "top", "bottom"];
-  let cursor = null, lane = 0;
+// The viewer page: the video (or an animated backdrop), the danmaku overlay
+// fed by the pull loop, the viewer's controls and the send box. The room's
+// slug and the viewer's user id come from data- attributes on #stage.
+import {startBackdrop} from "./backdrop.js";
+import {wireControls} from "./controls.js";
+import {Overlay} from "./overlay.js";
+import {Poller} from "./poller.js";
+import {SendBox} from "./sendbox.js";
 
-  function show(id, text, color, mode, nick) {
-    const el = document.createElement("div");
-    el.className = "dm " + modes[mode];
-    el.textContent = text;
-    el.title = nick;
-    el.style.color = "#" + color.toString(16).padStart(6, "0");
-    const lanes = Math.max(1, Math.floor(stage.clientHeight / 28));
-    lane = (lane + 1) % lanes;
-    if (mode === 1) el.style.top = (lane % 3) * 28 + "px";
-    else if (mode === 2) el.style.bottom = (lane % 3) * 28 + "px";
-    else {
-      el.style.top = lane * 28 + "px";
-      el.style.left = stage.clientWidth + "px";
-      el.animate([{transform: "translateX(0)"}, {transform: `translateX(-${stage.clientWidth + 600}px)`}],
-                 {duration: 8000, easing: "linear"});
-    }
-    stage.appendChild(el);
-    shown.set(id, el);
-    setTimeout(() => { el.remove(); shown.delete(id); }, mode === 0 ? 8000 : 4000);
+// An answer covers up to a poll interval of comments. They are replayed with
+// their spacing squeezed into at most this long, so the newest of them is on
+// screen soon after it arrives, while a burst still does not land at once.
+const REPLAY_SPREAD_MS = 1000;
+
+const stage = document.getElementById("stage");
+const conn = document.getElementById("conn");
+const status = document.getElementById("status");
+const url = "/api/v1/rooms/" + encodeURIComponent(stage.dataset.slug) + "/danmaku";
+const me = Number(stage.dataset.user) || null;
+const overlay = new Overlay(stage);
+const mine = new Set(); // ids of our own comments, already shown as local echo
+const paused = document.getElementById("paused");
+
+const backdrop = document.getElementById("backdrop");
+if (backdrop) startBackdrop(backdrop);
+
+function showAnswer(body) {
+  const items = body.items, count = items.id.length;
+  const first = count ? Math.min(...items.offset_ms) : 0, span = count ? Math.max(...items.offset_ms) - first : 0;
+  const squeeze = span > REPLAY_SPREAD_MS ? REPLAY_SPREAD_MS / span : 1;
+  for (let i = 0; i < count; i++) {
+    const id = items.id[i];
+    if (mine.has(id)) continue;
+    if (me !== null && items.user[i] === me && overlay.claimEcho(items.text[i], id)) { mine.add(id); continue; }
+    overlay.schedule({id, text: items.text[i], color: items.color[i], mode: items.mode[i], nick: items.nick[i]},
+                     (items.offset_ms[i] - first) * squeeze);
   }
+  for (const id of body.deleted) overlay.retract(id);
+  const notes = [body.reason === "normal" ? "live" : body.reason];
+  if (body.gap) notes.push("some comments were skipped while you were away");
+  if (body.missed) notes.push(`${body.missed} not shown (busy room)`);
+  if (overlay.dropped) notes.push(`${overlay.dropped} left out to keep the screen readable`);
+  status.textContent = notes.join(" · ");
+}
 
-  async function poll() {
-    let wait = 3000;
-    try {
-      const r = await fetch(api + (cursor ? "?after=" + encodeURIComponent(cursor) : ""));
-      if (r.ok) {
-        const b = await r.json();
-        cursor = b.cursor; wait = b.next_ms;
-        const it = b.items;
-        for (let i = 0; i < it.id.length; i++) {
-          if (seen.has(it.id[i])) continue;
-          seen.add(it.id[i]);
-          setTimeout(show, Math.min(it.offset_ms[i], 3000), it.id[i], it.text[i], it.color[i], it.mode[i], it.nick[i]);
-        }
-        for (const id of b.deleted) { const el = shown.get(id); if (el) el.remove(); }
-        status.textContent = `${b.reason} · next poll in ${b.next_ms} ms` + (b.gap ? " · caught up after a gap" : "")
-          + (b.missed ? ` · ${b.missed} not shown (busy)` : "");
-      } else status.textContent = "pull failed: " + r.status;
-    } catch (e) { status.textContent = "offline, retrying"; }
-    setTimeout(poll, wait);
-  }
-  poll();
+function showState(state, detail) {
+  conn.dataset.state = state;
+  if (state === "live") conn.textContent = "live";
+  else if (state === "gone") conn.textContent = detail;
+  else conn.textContent = `reconnecting in ${Math.ceil(detail.wait / 1000)} s…`;
+}
 
-  const form = document.getElementById("send");
-  if (form) form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    const f = new FormData(form), out = document.getElementById("sendstatus");
-    const r = await fetch(api, {method: "POST", headers: {"Content-Type": "application/json",
-      "X-CSRFToken": f.get("csrfmiddlewaretoken")}, body: JSON.stringify({text: f.get("text"),
-      color: f.get("color"), mode: f.get("mode"), client_id: crypto.randomUUID ? crypto.randomUUID() : String(Date.now())})});
-    const b = await r.json().catch(() => ({}));
-    out.textContent = r.status === 201 ? "sent" : (b.detail || b.reason || r.status);
-    if (r.status === 201) form.elements.text.value = "";
-  });
-})();
+const poller = new Poller(url, {onAnswer: showAnswer, onState: showState, paused: () => paused.checked});
+wireControls(overlay, poller);
+const form = document.getElementById("send");
+if (form) new SendBox(form, document.getElementById("sendstatus"), {url, overlay, mine});
+poller.start();
