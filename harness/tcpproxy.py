@@ -2,7 +2,8 @@
 
 ``stop()`` closes the listener and every open connection (the service is
 "down"); ``freeze()`` keeps connections open but forwards nothing (the
-service "hangs"). The service itself is never touched, so a shared
+service "hangs"). ``start()`` after ``stop()`` listens again on the same port (the
+service is "back"). The service itself is never touched, so a shared
 PostgreSQL can be made unreachable for one test without harming others.
 """
 
@@ -43,6 +44,11 @@ class TcpProxy:
         """Refuse new connections and cut the open ones."""
         self._closed.set()
         if self._listener is not None:
+            # close() alone leaves a thread blocked in accept() holding the
+            # socket open, so the next client would still be accepted (and
+            # cut); shutdown() wakes that accept() and the port refuses.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 self._listener.close()
             self._listener = None
