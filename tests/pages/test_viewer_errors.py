@@ -251,6 +251,7 @@ def test_server_down_shows_reconnecting_then_recovers(server, page, js_problems,
         noticed_ms = (time.monotonic() - stopped) * 1000
         words = page.text_content("#conn")
         assert re.fullmatch(r"reconnecting in \d+ s…", words), words
+        assert page.text_content("#status") == "Lost the connection; comments resume when it is back."
         path = screenshot(page, "viewer-reconnecting")
         # Down a little longer: a few retries fail and the back-off grows.
         page.wait_for_timeout(3000)

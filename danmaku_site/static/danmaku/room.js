@@ -48,6 +48,7 @@ function showState(state, detail) {
   if (state === "live") conn.textContent = "live";
   else if (state === "gone") conn.textContent = detail;
   else conn.textContent = `reconnecting in ${Math.ceil(detail.wait / 1000)} s…`;
+  if (state !== "live") status.textContent = "Lost the connection; comments resume when it is back.";
 }
 
 const poller = new Poller(url, {onAnswer: showAnswer, onState: showState, paused: () => paused.checked});
