@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 import requests
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from danmaku.models import Room
@@ -121,8 +122,17 @@ def test_hiding_in_the_console_takes_the_comment_off_the_viewers_screen(server, 
     token = uuid.uuid4().hex[:8]
     text = f"please hide me {token}"
     comment_id = send(server, ROOM, text, token=sender)["id"]
+    sent_at = time.monotonic()
     on_screen = guest.locator("#stage .dm").filter(has_text=text)
-    on_screen.wait_for(state="attached", timeout=VIEWER_WAIT_MS)
+    try:
+        on_screen.wait_for(state="attached", timeout=VIEWER_WAIT_MS)
+    except PlaywrightTimeoutError:
+        # Whose fault: did the guest's pulls bring the comment (then the page
+        # did not show it) or not?
+        raise AssertionError(
+            f"comment {comment_id} not on the viewer's screen within {VIEWER_WAIT_MS} ms; "
+            f"its pulls since the send: {_describe(pulls, sent_at, comment_id)}"
+        ) from None
 
     row = console_row(page, comment_id)
     expect(row.locator("td.text")).to_have_text(text)
@@ -246,6 +256,20 @@ def _wait_for_deleted(pulls: list, comment_id: int, *, since: float, timeout_ms:
         if time.monotonic() > deadline:
             raise AssertionError(f"no viewer pull within {timeout_ms} ms deleted {comment_id}")
         time.sleep(0.2)
+
+
+def _describe(pulls: list, since: float, comment_id: int) -> list[str]:
+    described = []
+    for at, response in pulls:
+        if at < since:
+            continue
+        body = response.json() if response.status == 200 else {}
+        has = comment_id in body.get("items", {}).get("id", [])
+        described.append(
+            f"+{(at - since) * 1000:.0f} ms: {response.status} next_ms={body.get('next_ms')} "
+            f"reason={body.get('reason')} has it: {has}"
+        )
+    return described
 
 
 def _pulled_ids(server, room: str, *, want: int | None = None) -> list[int]:
