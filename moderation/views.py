@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
@@ -23,6 +22,7 @@ def console(request: HttpRequest, slug: str) -> HttpResponse:
     # The role before the room: someone who may not moderate learns nothing
     # about which rooms exist.
     if not user_is_moderator(user=request.user):
-        raise PermissionDenied("moderators only")
+        # Answered here, not raised, so the 403 carries the page CSP too.
+        return HttpResponseForbidden("Moderators only.", content_type="text/plain; charset=utf-8")
     room = get_object_or_404(Room, slug=slug)
     return render(request, "moderation/console.html", {"room": room, "feed_limit": FEED_LIMIT})

@@ -186,7 +186,10 @@ def test_console_sends_anonymous_visitors_to_log_in(room):
 def test_console_is_forbidden_to_non_moderators(room, role):
     client = logged_in(role)
 
-    assert client.get(PAGE.format(room=room.slug)).status_code == 403
+    answer = client.get(PAGE.format(room=room.slug))
+    assert answer.status_code == 403
+    assert answer.content == b"Moderators only."
+    assert answer["Content-Security-Policy"] == PAGE_CSP
     # Not even whether a room exists.
     assert client.get(PAGE.format(room="nope")).status_code == 403
 
