@@ -61,6 +61,7 @@ def call(method: str, path: str, headers: dict, body: dict | None = None):
 ENDPOINTS = [
     ("held", "GET", "/rooms/{room}/held", None, 200),
     ("recent", "GET", "/rooms/{room}/recent", None, 200),
+    ("summary", "GET", "/rooms/{room}/summary", None, 200),
     ("hide", "POST", "/danmaku/{published}/hide", {"reason": "r"}, 200),
     ("unhide", "POST", "/danmaku/{hidden}/unhide", {"reason": "r"}, 200),
     ("approve", "POST", "/held/{held}/approve", {"reason": "r"}, 200),
