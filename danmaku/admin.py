@@ -13,6 +13,12 @@ class RoomAdmin(admin.ModelAdmin):
     actions = ("emergency_apply", "emergency_undo")
     readonly_fields = ("emergency_backup",)
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        # Stream URLs are https only: a scheme-less one typed here means https.
+        if db_field.name == "stream_url":
+            kwargs["assume_scheme"] = "https"
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     def save_model(self, request, obj, form, change):
         room_save(room=obj)
 

@@ -134,9 +134,6 @@ STATICFILES_DIRS = [BASE_DIR / "danmaku_site" / "static"]
 # Serve admin and page assets straight from the app dirs without a
 # collectstatic step in the embedded default.
 WHITENOISE_USE_FINDERS = True
-# Django 6's default now: a scheme-less URL typed in a form (a room's
-# stream URL) means https.
-FORMS_URLFIELD_ASSUME_HTTPS = True
 
 # Django's auth views with our own styled login page (danmaku_site.urls).
 LOGIN_URL = "/accounts/login/"
