@@ -9,11 +9,13 @@ dialogs (``alert()`` and friends, dismissed at once).
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import requests
 
 from harness.services import require_chromium
 
@@ -151,3 +153,18 @@ def log_in(page, server, username: str, next_path: str = "/") -> None:
     page.fill("input[name=password]", PASSWORD)
     with page.expect_navigation():
         page.click("button[type=submit], input[type=submit]")
+
+
+SEND_TIMEOUT_SECONDS = 10
+
+
+def send_comment(server, room: str, text: str, *, token: str, mode: str = "scroll", color: str = "#ffcc00") -> dict:
+    """Send ``text`` through the API with a bearer token, as another person would; it must be accepted."""
+    answer = requests.post(
+        server.danmaku_url(room),
+        json={"text": text, "color": color, "mode": mode, "client_id": uuid.uuid4().hex},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=SEND_TIMEOUT_SECONDS,
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()

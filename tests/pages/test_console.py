@@ -23,7 +23,7 @@ from playwright.sync_api import expect
 from danmaku.models import Room
 from danmaku.pullcache import JITTER_SHARE
 from harness import local
-from tests.pages.conftest import log_in, make_user
+from tests.pages.conftest import log_in, make_user, send_comment
 
 pytestmark = pytest.mark.slow
 
@@ -66,14 +66,7 @@ def server():
 
 
 def send(server, room: str, text: str, *, token: str, mode: str = "top") -> dict:
-    answer = requests.post(
-        server.danmaku_url(room),
-        json={"text": text, "color": "#ffcc00", "mode": mode, "client_id": uuid.uuid4().hex},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=REQUEST_TIMEOUT_SECONDS,
-    )
-    assert answer.status_code == 201, answer.text
-    return answer.json()
+    return send_comment(server, room, text, token=token, mode=mode)
 
 
 def open_console(page, server, room: str) -> None:

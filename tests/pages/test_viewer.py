@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from harness import local
-from tests.pages.conftest import log_in, make_user
+from tests.pages.conftest import log_in, make_user, send_comment
 
 pytestmark = pytest.mark.slow
 
@@ -35,15 +35,8 @@ def server():
         yield server
 
 
-def send(server, text: str, *, mode: str = "scroll", color: str = "#ffcc00", token: int = 0) -> int:
-    answer = requests.post(
-        server.danmaku_url(ROOM),
-        json={"text": text, "color": color, "mode": mode, "client_id": uuid.uuid4().hex},
-        headers={"Authorization": f"Bearer {server.tokens[token]}"},
-        timeout=REQUEST_TIMEOUT_SECONDS,
-    )
-    assert answer.status_code == 201, answer.text
-    return answer.json()["id"]
+def send(server, text: str, *, mode: str = "scroll", color: str = "#ffcc00") -> int:
+    return send_comment(server, ROOM, text, token=server.tokens[0], mode=mode, color=color)["id"]
 
 
 def open_room(page, server) -> None:

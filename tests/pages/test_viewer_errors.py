@@ -24,7 +24,7 @@ import requests
 from danmaku.pullcache import JITTER_SHARE
 from harness import local
 from harness.tcpproxy import TcpProxy
-from tests.pages.conftest import log_in, make_user
+from tests.pages.conftest import log_in, make_user, send_comment
 
 pytestmark = pytest.mark.slow
 
@@ -266,13 +266,7 @@ def test_server_down_shows_reconnecting_then_recovers(server, page, js_problems,
 
         # New comments reach the page again.
         text = f"after the outage {uuid.uuid4().hex[:8]}"
-        answer = requests.post(
-            server.danmaku_url(ROOM),
-            json={"text": text, "color": "#ffcc00", "mode": "top", "client_id": uuid.uuid4().hex},
-            headers={"Authorization": f"Bearer {server.tokens[SENDER]}"},
-            timeout=REQUEST_TIMEOUT_SECONDS,
-        )
-        assert answer.status_code == 201, answer.text
+        send_comment(server, ROOM, text, token=server.tokens[SENDER], mode="top")
         page.locator(COMMENT).filter(has_text=text).wait_for(state="attached", timeout=PULL_WAIT_MS)
     finally:
         proxy.stop()

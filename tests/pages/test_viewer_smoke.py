@@ -14,11 +14,11 @@ import time
 import uuid
 
 import pytest
-import requests
 
 from danmaku.models import Room
 from danmaku.pullcache import JITTER_SHARE
 from harness import local
+from tests.pages.conftest import send_comment
 
 pytestmark = pytest.mark.slow
 
@@ -76,13 +76,7 @@ def test_comment_from_another_user_appears_in_viewer(server, page, js_problems, 
 def _send_and_wait(page, server, text: str, limit_ms: int, mode: str = "scroll") -> float:
     """Send ``text`` as the second user; wait until the page shows it exactly once."""
     sent_at = time.monotonic()
-    answer = requests.post(
-        server.danmaku_url(ROOM),
-        json={"text": text, "color": "#ffcc00", "mode": mode, "client_id": uuid.uuid4().hex},
-        headers={"Authorization": f"Bearer {server.tokens[1]}"},
-        timeout=REQUEST_TIMEOUT_SECONDS,
-    )
-    assert answer.status_code == 201, answer.text
+    send_comment(server, ROOM, text, token=server.tokens[1], mode=mode)
     comment = page.locator(".dm").filter(has_text=text)
     comment.wait_for(state="attached", timeout=limit_ms)
     elapsed_ms = (time.monotonic() - sent_at) * 1000
