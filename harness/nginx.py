@@ -1,0 +1,213 @@
+"""A private nginx running the shipped deploy/nginx.conf on a free port.
+
+The tests and the benchmarks exercise the real file: it is read, the
+directives that name the machine (listening address, upstreams, pid, log,
+cache and temp paths, worker count) are rewritten into a temporary prefix,
+and nginx runs in the foreground, leading its own process group, until the
+block exits. A rewrite that does not find its directive exactly as often as
+expected fails loudly, so the file and this harness cannot drift apart
+silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from harness.local import BASE_DIR, free_port, stop
+from harness.services import services_required
+
+CONFIG_PATH = BASE_DIR / "deploy" / "nginx.conf"
+# Where Debian puts it; /usr/sbin is not on every user's PATH.
+NGINX_CANDIDATES = (os.environ.get("DANMAKU_NGINX", ""), "nginx", "/usr/sbin/nginx")
+START_TIMEOUT_SECONDS = 10
+STATIC_PREFIX = "/bench-static/"
+# Answered by nginx itself: "is it up" must not depend on the upstream.
+PROBE_PATH = "/__harness-probe"
+INSERT_MARKER = "# (harness/nginx.py inserts its test-only locations here.)"
+
+
+class NginxError(RuntimeError):
+    pass
+
+
+def find_nginx() -> str | None:
+    for candidate in NGINX_CANDIDATES:
+        if candidate and (path := shutil.which(candidate)):
+            return path
+    return None
+
+
+def require_nginx() -> str:
+    """The nginx binary, or skip the test (fail under DANMAKU_REQUIRE_SERVICES=1)."""
+    path = find_nginx()
+    if path is None:
+        reason = "nginx is not installed (apt-get install nginx-light)"
+        if services_required():
+            pytest.fail(f"{reason} (DANMAKU_REQUIRE_SERVICES=1 makes this a failure)", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+@dataclass
+class NginxServer:
+    base_url: str
+    process: subprocess.Popen
+    prefix: Path
+
+    @property
+    def error_log(self) -> Path:
+        return self.prefix / "logs" / "error.log"
+
+    @property
+    def access_log(self) -> Path:
+        # Buffered in the shipped config: lines appear within about a second.
+        return self.prefix / "logs" / "access.log"
+
+    def pull_url(self, room: str) -> str:
+        return f"{self.base_url}/api/v1/rooms/{room}/danmaku"
+
+    def static_url(self, name: str) -> str:
+        return f"{self.base_url}{STATIC_PREFIX}{name}"
+
+    def pids(self) -> list[int]:
+        """The master and its workers (for CPU accounting)."""
+        children: set[int] = set()
+        with contextlib.suppress(OSError):
+            for thread in Path(f"/proc/{self.process.pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    children.update(int(pid) for pid in (thread / "children").read_text().split())
+        return [self.process.pid, *sorted(children)]
+
+    def log_tail(self, chars: int = 5000) -> str:
+        parts = []
+        for path in (self.error_log, self.access_log):
+            text = path.read_text(errors="replace")[-chars:] if path.exists() else "(empty)"
+            parts.append(f"--- {path.name} ---\n{text}")
+        return "\n".join(parts)
+
+
+def _nofile(wanted: int) -> int:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+
+
+def render_config(
+    template: str,
+    *,
+    prefix: Path,
+    listen: str,
+    upstream: str,
+    workers: int,
+    static_dir: Path | None,
+) -> str:
+    """deploy/nginx.conf with every machine-specific value pointed at ``prefix``."""
+    rewrites = [
+        # (what, pattern, replacement, how many times the shipped file has it)
+        ("worker count", r"^(\s*worker_processes\s+)[^;]+", rf"\g<1>{workers}", 1),
+        # Without the privilege to raise it, nginx logs an alert per worker.
+        ("open-file limit", r"^(\s*worker_rlimit_nofile\s+)(\d+)", lambda m: m[1] + str(_nofile(int(m[2]))), 1),
+        ("pid file", r"^(\s*pid\s+)[^;]+", rf"\g<1>{prefix}/nginx.pid", 1),
+        ("error log", r"^(\s*error_log\s+)\S+", rf"\g<1>{prefix}/logs/error.log", 1),
+        ("access log", r"^(\s*access_log\s+)\S+", rf"\g<1>{prefix}/logs/access.log", 1),
+        ("temp paths", r"^(\s*(\w+)_temp_path\s+)[^;\s]+", rf"\g<1>{prefix}/temp_\g<2>", 5),
+        ("cache path", r"^(\s*proxy_cache_path\s+)\S+", rf"\g<1>{prefix}/cache", 1),
+        ("upstream servers", r"^(\s*server\s+)[^{;\s][^;\s]*", rf"\g<1>{upstream}", 2),
+        ("listen address", r"^(\s*listen\s+)[^;\s]+", rf"\g<1>{listen}", 1),
+    ]
+    text = template
+    for what, pattern, replacement, expected in rewrites:
+        text, found = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+        if found != expected:
+            raise NginxError(f"{CONFIG_PATH}: expected {expected} {what} directive(s), found {found}")
+    if text.count(INSERT_MARKER) != 1:
+        raise NginxError(f"{CONFIG_PATH}: the line {INSERT_MARKER!r} must appear once")
+    locations = [f"location = {PROBE_PATH} {{ access_log off; return 204; }}"]
+    if static_dir is not None:
+        locations.append(f"location {STATIC_PREFIX} {{ alias {static_dir}/; }}")
+    return text.replace(INSERT_MARKER, "\n        ".join(locations))
+
+
+@contextlib.contextmanager
+def nginx(
+    *,
+    upstream: str | None,
+    static_files: dict[str, bytes] | None = None,
+    workers: int = 1,
+) -> Iterator[NginxServer]:
+    """Run deploy/nginx.conf in front of ``upstream`` ("host:port") until the block exits.
+
+    ``static_files`` are served at ``/bench-static/<name>``. With ``upstream``
+    None only those are served; everything proxied answers 502.
+    """
+    binary = find_nginx()
+    if binary is None:
+        raise NginxError("nginx is not installed (apt-get install nginx-light)")
+    with tempfile.TemporaryDirectory(prefix="danmaku-nginx-") as tmp:
+        prefix = Path(tmp)
+        # Started as root, nginx runs its workers as the config's `user`:
+        # they must be able to reach the cache, temp and static directories.
+        prefix.chmod(0o755)
+        (prefix / "logs").mkdir()
+        static_dir = None
+        if static_files:
+            static_dir = prefix / "static"
+            static_dir.mkdir(mode=0o755)
+            for name, body in static_files.items():
+                if "/" in name or name.startswith("."):
+                    raise NginxError(f"static file names are plain names, not {name!r}")
+                (static_dir / name).write_bytes(body)
+                (static_dir / name).chmod(0o644)
+        port = free_port()
+        conf = prefix / "nginx.conf"
+        conf.write_text(
+            render_config(
+                CONFIG_PATH.read_text(),
+                prefix=prefix,
+                listen=f"127.0.0.1:{port}",
+                # Nothing listens there: proxied requests get a quick 502.
+                upstream=upstream or f"127.0.0.1:{free_port()}",
+                workers=workers,
+                static_dir=static_dir,
+            )
+        )
+        with (prefix / "logs" / "stderr.log").open("wb") as stderr:
+            process = subprocess.Popen(
+                [binary, "-p", f"{prefix}/", "-c", str(conf), "-e", str(prefix / "logs" / "error.log"),
+                 "-g", "daemon off;"],
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        server = NginxServer(f"http://127.0.0.1:{port}", process, prefix)
+        try:
+            _wait_until_answering(server)
+            yield server
+        finally:
+            stop(process)
+
+
+def _wait_until_answering(server: NginxServer, timeout: float = START_TIMEOUT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            stderr = (server.prefix / "logs" / "stderr.log").read_text(errors="replace")
+            raise NginxError(f"nginx exited with {server.process.returncode}:\n{stderr}\n{server.log_tail()}")
+        with contextlib.suppress(requests.ConnectionError, requests.Timeout):
+            if requests.get(server.base_url + PROBE_PATH, timeout=1).status_code == 204:
+                return
+        time.sleep(0.05)
+    raise NginxError(f"nginx did not answer within {timeout} s:\n{server.log_tail()}")
