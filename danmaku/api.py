@@ -6,8 +6,9 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
-from danmaku import runtime
+from danmaku import pullhttp, runtime
 from danmaku.auth import send_auth
+from danmaku.pullhttp import AFTER_MAX_LENGTH
 from danmaku.schemas import DanmakuIn, ErrorOut, NotBroadcastOut, PullOut, RateLimitedOut, SendOut
 from danmaku.services import danmaku_send
 
@@ -17,28 +18,26 @@ PATH = "/rooms/{room}/danmaku"
 class PullQuery(Schema):
     after: str | None = Field(
         None,
-        max_length=64,
+        max_length=AFTER_MAX_LENGTH,
         description="The `cursor` from your previous pull. Omit it to join: you get the last few seconds.",
     )
 
 
 def pull(request: HttpRequest, room: str, query: Query[PullQuery]):
+    # The WSGI fast path (danmaku_site.fastpath) answers most pulls before
+    # Django sees them, through the same pullhttp.respond: keep them equal.
     runtime.ensure_refresher()
     answer = runtime.pull_cache().pull(room, query.after)
-    if answer.etag and request.headers.get("If-None-Match") == answer.etag:
-        response = HttpResponse(status=304)
-    else:
-        accepts_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-        body, gzipped = answer.body_for(accepts_gzip)
-        response = HttpResponse(body, status=answer.status, content_type="application/json")
-        if gzipped:
-            response["Content-Encoding"] = "gzip"
-    response["Cache-Control"] = answer.cache_control
-    if answer.status == 503:
-        response["Retry-After"] = "1"
-    response["Vary"] = "Accept-Encoding"
-    if answer.etag:
-        response["ETag"] = answer.etag
+    meta = request.META
+    http = pullhttp.respond(
+        answer, accept_encoding=meta.get("HTTP_ACCEPT_ENCODING", ""), if_none_match=meta.get("HTTP_IF_NONE_MATCH")
+    )
+    response = HttpResponse(http.body, status=http.status)
+    for name, value in http.headers:
+        response[name] = value
+    if http.status == 304:
+        # HttpResponse always starts with a Content-Type; a 304 has none.
+        del response["Content-Type"]
     return response
 
 

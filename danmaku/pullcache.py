@@ -37,6 +37,11 @@ GZIP_MIN_BYTES = 200
 # A cursor this far ahead of our newest slot may come from a process that
 # sealed a little earlier; beyond it, it is treated as a gap.
 MAX_AHEAD_SECONDS = 5
+# Distinct cursor spellings remembered per room and snapshot. Real clients
+# use at most about window + MAX_AHEAD_SECONDS of them; the bound keeps a
+# flood of made-up (gap) cursors from growing the memo: those still get the
+# shared gap answer, they are only parsed each time.
+RAW_MEMO_MAX = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,18 +79,29 @@ class RoomEntry:
     # Store epochs this ring has held continuously: a cursor from one of them
     # can be continued exactly even after the epoch changed.
     epochs: tuple[int, ...] = ()
-    # ((view, settings, degraded, epoch), responses by cursor key): an answer
-    # depends on all four, so a change to any of them starts a new memo.
-    memo: tuple[tuple | None, dict] = field(default_factory=lambda: (None, {}))
+    # ((view, settings, degraded, epoch), answers by cursor key, answers by
+    # the cursor exactly as the client spelled it): an answer depends on all
+    # four, so a change to any of them starts a new memo. The second dict lets
+    # a repeated pull skip parsing its cursor altogether.
+    memo: tuple[tuple | None, dict, dict] = field(default_factory=lambda: (None, {}, {}))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PullAnswer:
+    """One finished answer, shared by every client asking the same question.
+
+    Immutable once built, except ``http``: the HTTP forms of the answer
+    (status line, header lists, body per encoding), attached by
+    ``danmaku.pullhttp`` the first time the answer is served and reused by
+    every later request.
+    """
+
     status: int
     body: bytes
     gzipped: bytes | None = None
     etag: str = ""
     cache_control: str = "no-store"
+    http: object | None = field(default=None, compare=False)
 
     def body_for(self, accepts_gzip: bool) -> tuple[bytes, bool]:
         if accepts_gzip and self.gzipped is not None:
@@ -111,16 +127,68 @@ class PullCache:
     # -- reader side -------------------------------------------------------
 
     def pull(self, slug: str, after: str | None) -> PullAnswer:
-        try:
-            entry = self._entry(slug)
-        except Exception:
-            # Only a room's first pull in this process reads the database;
-            # if that fails the client retries, warm rooms are unaffected.
-            logger.warning("could not activate room %r", slug, exc_info=True)
-            return self._error(503, "room temporarily unavailable; retry shortly")
+        """The answer for ``after`` in room ``slug``; activates the room on its
+        first pull in this process (the only step that reads the database)."""
+        entry = self.rooms.get(slug)
         if entry is None:
-            return self._error(404, "room not found")
+            try:
+                entry = self._entry(slug)
+            except Exception:
+                # Only a room's first pull in this process reads the database;
+                # if that fails the client retries, warm rooms are unaffected.
+                logger.warning("could not activate room %r", slug, exc_info=True)
+                return self._error(503, "room temporarily unavailable; retry shortly")
+            if entry is None:
+                return self._error(404, "room not found")
+        return self._answer(entry, after)
+
+    def pull_active(self, slug: str, after: str | None) -> PullAnswer | None:
+        """Like ``pull`` for a room already active in this process; ``None``
+        otherwise. Never activates, so it never touches the database."""
+        entry = self.rooms.get(slug)
+        if entry is None:
+            return None
+        return self._answer(entry, after)
+
+    def cached(self, slug: str, after: str | None) -> PullAnswer | None:
+        """The answer already built for exactly this room and cursor spelling
+        in the current snapshot, or ``None``. Only cursors that parsed are
+        remembered, so a hit is always an answer ``pull`` would give."""
+        entry = self.rooms.get(slug)
+        if entry is None:
+            return None
+        stamp, _, by_raw = entry.memo
+        # Compared field by field: nothing is allocated on the common path.
+        if (
+            stamp is None
+            or stamp[0] is not entry.ring.view
+            or stamp[1] is not entry.settings
+            or stamp[2] is not entry.degraded
+            or stamp[3] != self.epoch
+        ):
+            return None
+        answer = by_raw.get(after)
+        if answer is not None:
+            entry.last_pulled = self.clock()
+        return answer
+
+    def _answer(self, entry: RoomEntry, after: str | None) -> PullAnswer:
         entry.last_pulled = self.clock()
+        view = entry.ring.view
+        stamp, memo, by_raw = entry.memo
+        if (
+            stamp is None
+            or stamp[0] is not view
+            or stamp[1] is not entry.settings
+            or stamp[2] is not entry.degraded
+            or stamp[3] != self.epoch
+        ):
+            memo, by_raw = {}, {}
+            entry.memo = ((view, entry.settings, entry.degraded, self.epoch), memo, by_raw)
+        else:
+            answer = by_raw.get(after)
+            if answer is not None:
+                return answer
         after_second: int | None = None
         stale = False
         if after is not None:
@@ -136,18 +204,6 @@ class PullCache:
                 stale = True
                 if epoch not in entry.epochs:
                     after_second = -1
-        view = entry.ring.view
-        memo_stamp, memo = entry.memo
-        # Compared field by field: nothing is allocated on the common path.
-        if (
-            memo_stamp is None
-            or memo_stamp[0] is not view
-            or memo_stamp[1] is not entry.settings
-            or memo_stamp[2] is not entry.degraded
-            or memo_stamp[3] != self.epoch
-        ):
-            memo = {}
-            entry.memo = ((view, entry.settings, entry.degraded, self.epoch), memo)
         key = self._memo_key(view, after_second)
         if stale:
             key = ("stale", key)
@@ -155,6 +211,8 @@ class PullCache:
         if answer is None:
             answer = self._build(entry, view, after_second, force_gap=stale)
             memo[key] = answer
+        if len(by_raw) < RAW_MEMO_MAX:
+            by_raw[after] = answer
         return answer
 
     def _memo_key(self, view: RingView, after: int | None) -> int | str | None:
@@ -167,9 +225,6 @@ class PullCache:
         return "gap"
 
     def _entry(self, slug: str) -> RoomEntry | None:
-        entry = self.rooms.get(slug)
-        if entry is not None:
-            return entry
         if not SLUG_RE.fullmatch(slug):
             return None
         now = self.clock()

@@ -1,0 +1,167 @@
+"""The one place a pull answer becomes HTTP: status, headers and body bytes.
+
+The ninja endpoint (``danmaku.api.pull``, the documented contract) and the
+WSGI fast path (``danmaku_site.fastpath``) both answer through ``respond``,
+so they cannot drift apart; a test holds them to the same bytes.
+
+Every form an answer can take (identity, gzip, 304 for either) is built
+once, the first time the answer is served, and attached to the shared
+``PullAnswer``: per request, serving is two header tests and an attribute
+read. Nothing here touches a database or a store.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from django.conf import settings
+
+from danmaku.pullcache import PullAnswer
+
+# The longest ``after`` the API accepts (the ninja query schema says so in
+# OpenAPI; the fast path hands anything longer to it, so the 400 is ninja's).
+AFTER_MAX_LENGTH = 64
+# Seconds a client waits after a 503 (a room that could not be activated).
+RETRY_AFTER_SECONDS = 1
+CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """One finished HTTP answer. Shared by every request that gets it:
+    callers must not mutate ``headers`` (WSGI servers copy what they send)."""
+
+    status: int
+    # "200 OK": what WSGI's start_response takes.
+    status_line: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    # The WSGI response iterable: (body,) or () for a 304.
+    chunks: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Forms:
+    identity: HttpAnswer
+    gzip: HttpAnswer | None
+    identity_304: HttpAnswer | None
+    gzip_304: HttpAnswer | None
+
+
+def respond(answer: PullAnswer, *, accept_encoding: str, if_none_match: str | None) -> HttpAnswer:
+    """The HTTP answer for one request, from its two request headers that matter."""
+    forms = answer.http
+    if forms is None:
+        forms = answer.http = _forms(answer)
+    gzipped = forms.gzip is not None and accept_encoding and accepts_gzip(accept_encoding)
+    if if_none_match and forms.identity_304 is not None and etag_matches(if_none_match, answer.etag):
+        return forms.gzip_304 if gzipped else forms.identity_304
+    return forms.gzip if gzipped else forms.identity
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding value admits gzip (RFC 9110 12.5.3)."""
+    if "gzip" not in accept_encoding:
+        return False
+    if ";" not in accept_encoding:
+        # The common case ("gzip, deflate, br"): no weights to read.
+        return True
+    for part in accept_encoding.split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() != "gzip":
+            continue
+        weight = params.strip().lower()
+        if weight.startswith("q="):
+            try:
+                return float(weight[2:]) > 0
+            except ValueError:
+                return False
+        return True
+    return False
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """If-None-Match uses the weak comparison: ``W/`` prefixes are ignored,
+    the header may list several tags, and ``*`` matches (RFC 9110 13.1.2)."""
+    if if_none_match == etag:
+        return True
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*":
+            return True
+        if candidate.startswith("W/"):
+            candidate = candidate[2:]
+        if candidate == etag:
+            return True
+    return False
+
+
+def _forms(answer: PullAnswer) -> _Forms:
+    tail = [("Cache-Control", answer.cache_control)]
+    if answer.etag:
+        tail.append(("ETag", answer.etag))
+    # Even an answer too small to gzip says so: a proxy must not hand a
+    # gzip-capable client's entry to one that cannot read it, or the reverse.
+    tail.append(("Vary", "Accept-Encoding"))
+    if answer.status == HTTPStatus.SERVICE_UNAVAILABLE:
+        tail.append(("Retry-After", str(RETRY_AFTER_SECONDS)))
+    tail += deployment_headers()
+
+    def build(status: int, body: bytes, *, gzipped: bool, head_only: bool = False) -> HttpAnswer:
+        headers = []
+        if not head_only:
+            headers.append(("Content-Type", CONTENT_TYPE))
+        # A 304 may carry the length of the answer it stands for (RFC 9110
+        # 8.6); it keeps Django from adding a wrong "0".
+        headers.append(("Content-Length", str(len(body))))
+        if gzipped and not head_only:
+            headers.append(("Content-Encoding", "gzip"))
+        headers += tail
+        phrase = HTTPStatus(status).phrase
+        return HttpAnswer(
+            status=status,
+            status_line=f"{status} {phrase}",
+            headers=headers,
+            body=b"" if head_only else body,
+            chunks=() if head_only else (body,),
+        )
+
+    identity = build(answer.status, answer.body, gzipped=False)
+    gzip = build(answer.status, answer.gzipped, gzipped=True) if answer.gzipped is not None else None
+    if not answer.etag:
+        return _Forms(identity, gzip, None, None)
+    return _Forms(
+        identity,
+        gzip,
+        build(HTTPStatus.NOT_MODIFIED, answer.body, gzipped=False, head_only=True),
+        build(HTTPStatus.NOT_MODIFIED, answer.gzipped, gzipped=True, head_only=True) if gzip is not None else None,
+    )
+
+
+_HOSTNAME = socket.gethostname()
+
+
+def deployment_headers() -> list[tuple[str, str]]:
+    """Headers every API answer of this deployment carries, as Django's
+    middleware would add them (so the fast path's answers match the ninja
+    endpoint's whichever middleware the role runs). Read when an answer's
+    forms are built, so after the fork: X-Served-By names this process."""
+    middleware = set(settings.MIDDLEWARE)
+    headers = []
+    if "django.middleware.security.SecurityMiddleware" in middleware:
+        if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+            headers.append(("X-Content-Type-Options", "nosniff"))
+        policy = settings.SECURE_REFERRER_POLICY
+        if policy:
+            parts = [v.strip() for v in policy.split(",")] if isinstance(policy, str) else list(policy)
+            headers.append(("Referrer-Policy", ",".join(parts)))
+        if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+            headers.append(("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
+    if "django.middleware.clickjacking.XFrameOptionsMiddleware" in middleware:
+        headers.append(("X-Frame-Options", getattr(settings, "X_FRAME_OPTIONS", "DENY").upper()))
+    if settings.DANMAKU_SERVED_BY_HEADER and "danmaku_site.middleware.served_by" in middleware:
+        headers.append(("X-Served-By", f"{_HOSTNAME}:{os.getpid()}"))
+    return headers
