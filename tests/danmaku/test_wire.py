@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -259,3 +262,70 @@ def test_late_item_plays_at_the_start_of_the_slot_it_was_placed_in():
 
     assert body["items"]["id"] == [8, 7]
     assert body["items"]["offset_ms"] == [300, 1000]
+
+
+# -- size on the wire ---------------------------------------------------------
+
+# A lively room: 15 comments over 3 s from 10 viewers, CJK and Latin texts,
+# avatars named as the avatar fetch names them (or the default one).
+LIVELY_TEXTS = (
+    "\u54c8\u54c8\u54c8\u54c8\u54c8\u54c8",
+    "666666",
+    "\u524d\u65b9\u9ad8\u80fd\u9884\u8b66!!!",
+    "this song is so good",
+    "\u4e3b\u64ad\u597d\u5389\u5bb3",
+    "lol what just happened",
+    "awsl",
+    "2333333",
+    "\u7b2c\u4e00\u6b21\u6765\uff0c\u597d\u70ed\u95f9",
+    "GG wp",
+    "\u5f39\u5e55\u62a4\u4f53",
+    "where is this place? looks amazing",
+    "\u6cea\u76ee\u4e86",
+    "nice shot!!",
+    "\u4e0b\u6b21\u4e00\u5b9a",
+)
+LIVELY_NICKS = (
+    "\u5c0f\u660e",
+    "Alice",
+    "\u591c\u732b\u5b50",
+    "bob_42",
+    "\u661f\u6cb3",
+    "Kenji",
+    "\u8def\u4eba\u7532",
+    "Mia",
+    "\u963f\u98de",
+    "tom",
+)
+
+
+def lively_items() -> list[Item]:
+    def avatar(user: int) -> str:
+        if user % 4 == 0:
+            return "/static/danmaku/avatar-default.svg"
+        return f"/media/avatars/{user}-{hashlib.sha256(str(user).encode()).hexdigest()[:16]}.png"
+
+    base = 1_732_000_000
+    items = []
+    for n, text in enumerate(LIVELY_TEXTS):
+        user = 1000 + (n * 7) % 10
+        ts_ms = (base + n // 5) * 1000 + (n % 5) * 190 + 37
+        color = 0xFE0302 if n % 4 == 0 else 0xFFFFFF
+        mode = MODE_CODES["top"] if n % 6 == 0 else MODE_CODES["scroll"]
+        items.append(Item(880_000 + n, ts_ms, color, mode, user, LIVELY_NICKS[user % 10], avatar(user), text))
+    return items
+
+
+def test_gzipped_lively_answer_is_small_and_no_larger_than_a_list_of_objects():
+    items = lively_items()
+    seconds = sorted({item.ts_ms // 1000 for item in items})
+    slots = [Slot(s, tuple(i for i in items if i.ts_ms // 1000 == s)) for s in seconds]
+    envelope = {"cursor": "1-s5kdbk", "next_ms": 2873, "reason": "normal", "gap": False}
+    body = encode_pull(**envelope, slots=slots)
+    # The obvious alternative layout: the same comments, one object each.
+    naive = orjson.dumps(envelope | {"missed": 0, "items": [item._asdict() for item in items], "deleted": []})
+
+    zipped = len(gzip.compress(body, 6, mtime=0))
+
+    assert zipped <= 0.6 * len(body), (zipped, len(body))
+    assert zipped <= len(gzip.compress(naive, 6, mtime=0))
