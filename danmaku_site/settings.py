@@ -41,6 +41,14 @@ INSTALLED_APPS = [
     "moderation",
 ]
 
+# What this process serves, so pulls and sends can be deployed apart: "pull"
+# (the viewers' GET only; no admin, no pages), "send" (the POST, admin and
+# pages) or "all". /healthz, /readyz and /metrics are served by every role.
+DANMAKU_ROLES = ("all", "pull", "send")
+DANMAKU_ROLE = env_str("DANMAKU_ROLE", "all").strip().lower()
+if DANMAKU_ROLE not in DANMAKU_ROLES:
+    raise ImproperlyConfigured(f"DANMAKU_ROLE must be one of {', '.join(DANMAKU_ROLES)}, got {DANMAKU_ROLE!r}")
+
 MIDDLEWARE = [
     # Outermost: counts every pull and send answer, whoever produced it.
     "danmaku_site.ops.count_api_outcomes",
@@ -54,6 +62,21 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# A pull node serves anonymous GETs, probes and the API docs: no sessions,
+# logins, CSRF or messages to carry (together about a third of Django's cost
+# per pull, see bench/pull_inprocess.py). Security headers and
+# Content-Length stay.
+MIDDLEWARE_NOT_ON_PULL_NODES = (
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+)
+if DANMAKU_ROLE == "pull":
+    MIDDLEWARE = [name for name in MIDDLEWARE if name not in MIDDLEWARE_NOT_ON_PULL_NODES]
+    # The admin app stays installed (one schema for every role) but is not
+    # routed on pull nodes, so its checks for the middleware above do not apply.
+    SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
 
 ROOT_URLCONF = "danmaku_site.urls"
 WSGI_APPLICATION = "danmaku_site.wsgi.application"
@@ -264,14 +287,6 @@ DANMAKU_AVATAR_SIZE_PX = env_int("DANMAKU_AVATAR_SIZE_PX", 64, minimum=8)
 DANMAKU_AVATAR_ALLOW_PRIVATE_HOSTS = env_bool("DANMAKU_AVATAR_ALLOW_PRIVATE_HOSTS", False)
 
 # -- Danmaku ------------------------------------------------------------------
-# What this process serves, so pulls and sends can be deployed apart: "pull"
-# (the viewers' GET only; no admin, no pages), "send" (the POST, admin and
-# pages) or "all". /healthz, /readyz and /metrics are served by every role.
-DANMAKU_ROLES = ("all", "pull", "send")
-DANMAKU_ROLE = env_str("DANMAKU_ROLE", "all").strip().lower()
-if DANMAKU_ROLE not in DANMAKU_ROLES:
-    raise ImproperlyConfigured(f"DANMAKU_ROLE must be one of {', '.join(DANMAKU_ROLES)}, got {DANMAKU_ROLE!r}")
-
 # Slots in each room's ring; one slot is one second of server time.
 DANMAKU_WINDOW_SECONDS = env_int("DANMAKU_WINDOW_SECONDS", 60, minimum=5)
 # How much recent history a client gets when it joins (or after a gap).
@@ -289,6 +304,11 @@ DANMAKU_REFRESH_INTERVAL_MS = env_int("DANMAKU_REFRESH_INTERVAL_MS", 1000, minim
 DANMAKU_PULL_MAX_AGE_SECONDS = env_int("DANMAKU_PULL_MAX_AGE_SECONDS", 1, minimum=0)
 DANMAKU_DEGRADED_MULTIPLIER = env_float("DANMAKU_DEGRADED_MULTIPLIER", 2.0)
 DANMAKU_DEFAULT_AVATAR_URL = env_str("DANMAKU_DEFAULT_AVATAR_URL", "/static/danmaku/avatar-default.svg")
+# Answer GET /api/v1/rooms/<slug>/danmaku in a thin WSGI layer in front of
+# Django (danmaku_site.fastpath), from the same bytes the ninja endpoint
+# would send; anything unusual still goes to Django. Off: every pull goes
+# through Django and ninja (same answers, several times the CPU).
+DANMAKU_PULL_FAST_PATH = env_bool("DANMAKU_PULL_FAST_PATH", True)
 # Adds X-Served-By (host:pid) to API answers; used by the multi-worker test.
 DANMAKU_SERVED_BY_HEADER = env_bool("DANMAKU_SERVED_BY_HEADER", False)
 # `make run` also starts the demo sender (manage.py demo_sender), which
