@@ -1,0 +1,146 @@
+"""granian serving the pull role (deploy/granian-pull.sh), next to gunicorn.
+
+Both servers run the same application over one SQLite file, so they seal the
+same seconds from the same store: whenever they answer with the same cursor,
+the answer must be the same bytes, headers included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from harness import local
+
+pytestmark = pytest.mark.slow
+
+ROOM = "granian"
+SCRIPT = local.BASE_DIR / "deploy" / "granian-pull.sh"
+REQUEST_TIMEOUT_SECONDS = 5
+# Longest wait for a sent comment to be sealed and pulled.
+DELIVERY_TIMEOUT_SECONDS = 10
+# Attempts at catching both servers on the same sealed second.
+SAME_SECOND_ATTEMPTS = 20
+# Headers the server itself writes, not the application.
+SERVER_HEADERS = {"date", "server", "connection", "keep-alive"}
+
+
+@contextlib.contextmanager
+def granian(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    port = local.free_port()
+    env = env | {
+        "GRANIAN": str(local.BIN_DIR / "granian"),
+        "GRANIAN_PORT": str(port),
+        "GRANIAN_WORKERS": "1",
+        "GRANIAN_LOG_LEVEL": "warning",
+        "DANMAKU_ROLE": "pull",
+        "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / "prometheus-granian"),
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["sh", str(SCRIPT)],
+            cwd=local.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + local.START_TIMEOUT_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"granian exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
+                if requests.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"granian did not answer:\n{log_path.read_text(errors='replace')}")
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        local.stop(process)
+
+
+def get(url: str, **headers: str) -> requests.Response:
+    """The answer with its body exactly as sent (``raw_bytes``): requests
+    would otherwise ask for gzip and unpack it behind our back."""
+    headers = {"Accept-Encoding": "identity"} | headers
+    response = requests.get(url, headers=headers, timeout=REQUEST_TIMEOUT_SECONDS, stream=True)
+    response.raw_bytes = response.raw.read(decode_content=False)
+    return response
+
+
+def pull_json(url: str) -> dict:
+    return json.loads(get(url).raw_bytes)
+
+
+def ask_both(first: str, second: str, path: str, headers: dict[str, str]):
+    for _ in range(SAME_SECOND_ATTEMPTS):
+        ours, theirs = get(first + path, **headers), get(second + path, **headers)
+        if ours.headers.get("ETag") == theirs.headers.get("ETag"):
+            return ours, theirs
+        time.sleep(0.1)  # one of them sealed a second more: ask again
+    pytest.fail(f"the servers never answered from the same second in {SAME_SECOND_ATTEMPTS} attempts")
+
+
+def app_headers(response: requests.Response) -> dict[str, str]:
+    return {name.lower(): value for name, value in response.headers.items() if name.lower() not in SERVER_HEADERS}
+
+
+def test_granian_serves_the_pull_role_with_the_same_bytes_as_gunicorn(tmp_path):
+    extra = {"DANMAKU_SERVED_BY_HEADER": "0", "GUNICORN_LOG_LEVEL": "warning"}
+    with local.gunicorn(room=ROOM, var_dir=tmp_path, room_fields={"user_send_interval_ms": 0}, extra_env=extra) as gun:
+        env = gun.env | {"DANMAKU_SERVED_BY_HEADER": "0"}
+        with granian(env, tmp_path / "granian.log") as granian_url:
+            pull_path = f"/api/v1/rooms/{ROOM}/danmaku"
+            joined = pull_json(granian_url + pull_path)
+            sent = requests.post(
+                gun.danmaku_url(ROOM),
+                json={"text": "\u54c8\u54c8 from gunicorn to granian"},
+                headers={"Authorization": f"Bearer {gun.tokens[0]}"},
+                timeout=REQUEST_TIMEOUT_SECONDS,
+            )
+            assert sent.status_code == 201, sent.text
+
+            # Join, then follow the cursor until the comment arrives.
+            cursor, received = joined["cursor"], []
+            deadline = time.monotonic() + DELIVERY_TIMEOUT_SECONDS
+            while not received and time.monotonic() < deadline:
+                time.sleep(0.2)
+                body = pull_json(f"{granian_url}{pull_path}?after={cursor}")
+                received, cursor = body["items"]["id"], body["cursor"]
+            assert received == [sent.json()["id"]]
+
+            # The same question to both servers: the same bytes whenever
+            # they answer from the same second (same ETag).
+            url = f"{pull_path}?after={joined['cursor']}"
+            for headers in ({}, {"Accept-Encoding": "gzip"}):
+                ours, theirs = ask_both(granian_url, gun.base_url, url, headers)
+                assert ours.status_code == theirs.status_code == 200
+                assert ours.raw_bytes == theirs.raw_bytes
+                assert app_headers(ours) == app_headers(theirs)
+
+            zipped = get(f"{granian_url}{pull_path}?after={joined['cursor']}", **{"Accept-Encoding": "gzip"})
+            revalidated = get(
+                f"{granian_url}{pull_path}?after={joined['cursor']}",
+                **{"Accept-Encoding": "gzip", "If-None-Match": zipped.headers["ETag"]},
+            )
+            sends_refused = requests.post(granian_url + pull_path, json={"text": "no"}, timeout=REQUEST_TIMEOUT_SECONDS)
+            metrics = requests.get(f"{granian_url}/metrics", timeout=REQUEST_TIMEOUT_SECONDS).text
+
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert int(zipped.headers["Content-Length"]) == len(zipped.raw_bytes)
+    assert "from gunicorn to granian" in gzip.decompress(zipped.raw_bytes).decode()
+    assert revalidated.status_code == 304
+    assert revalidated.raw_bytes == b""
+    assert sends_refused.status_code == 405
+    assert 'danmaku_pulls_total{status="200"}' in metrics
