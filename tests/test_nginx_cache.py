@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 ROOM = "front"
 # Rooms of their own for the tests that need a key nobody asked for yet.
-OTHER_ROOMS = ("front-b", "front-lock", "front-stale", "front-gzip")
+OTHER_ROOMS = ("front-b", "front-lock", "front-stale", "front-hung", "front-gzip")
 REQUEST_TIMEOUT_SECONDS = 10
 # An entry lives for max-age=1 counted in whole seconds: at most 2 s.
 CACHE_EXPIRY_SECONDS = 2.2
@@ -39,6 +39,8 @@ CACHE_EXPIRY_SECONDS = 2.2
 DELIVERY_LIMIT_SECONDS = 6.0
 # nginx gives up on a refused upstream at once; allow for a loaded machine.
 FAIL_FAST_SECONDS = 2.0
+# deploy/nginx.conf: proxy_read_timeout for pulls.
+PULL_READ_TIMEOUT_SECONDS = 5
 GZIP = {"Accept-Encoding": "gzip"}
 IDENTITY = {"Accept-Encoding": "identity"}
 
@@ -234,6 +236,36 @@ def test_upstream_down_serves_cached_pulls_stale_and_fails_the_rest_fast(stack):
     assert send.status == 502
     assert send.seconds < FAIL_FAST_SECONDS
     assert fetch(url, IDENTITY).status == 200
+
+
+def test_hung_upstream_serves_cached_pulls_stale_and_times_out_the_rest(stack):
+    url = stack.front.pull_url("front-hung")
+    cached = fetch(url, GZIP)
+    assert cached.status == 200
+    time.sleep(CACHE_EXPIRY_SECONDS)
+    answers: dict[str, Answer] = {}
+
+    def pull(name: str, headers: dict[str, str]) -> None:
+        answers[name] = fetch(url, headers)
+
+    stack.proxy.freeze()
+    try:
+        threads = [
+            threading.Thread(target=pull, args=("cached", GZIP)),
+            threading.Thread(target=pull, args=("uncached", IDENTITY)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=REQUEST_TIMEOUT_SECONDS)
+    finally:
+        stack.proxy.thaw()
+
+    assert (answers["cached"].status, answers["cached"].cache) == (200, "STALE")
+    assert answers["cached"].body == cached.body
+    assert answers["uncached"].status == 504
+    for answer in answers.values():
+        assert answer.seconds < PULL_READ_TIMEOUT_SECONDS + FAIL_FAST_SECONDS
 
 
 def test_concurrent_identical_misses_make_one_upstream_request(stack):
