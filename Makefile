@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 HOST_PORT ?= 127.0.0.1:8000
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench bench-pull clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) bench/latency.py
+
+# Pull throughput against a bare WSGI app on the same server (needs wrk:
+# apt-get install wrk; nginx-light for the micro-cache runs). Pass options
+# through BENCH_ARGS, e.g. make bench-pull BENCH_ARGS="--connections 64,256 --pin".
+bench-pull: $(VENV)/.dev
+	$(PY) bench/pull.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,470 @@
+"""The benchmark plan: which servers to start, which loads to run on each,
+and the baselines measured beside them in the same run.
+
+For every server kind (same workers, threads and CPUs throughout):
+
+- the project, fast path on and/or off (``paths``), in the deployment each
+  scenario needs: ``hot`` and ``rooms`` on a pull-role node over SQLite,
+  ``mixed`` on a node serving both roles, ``redis`` on a pull-role node
+  reading a private redis-server;
+- the bare app (``bare_app.py``) returning the hot answer's exact bytes:
+  the ceiling every project figure on that server is divided by.
+
+Then, when nginx is installed, the shipped ``deploy/nginx.conf`` micro-cache
+in front of a pull node, against nginx serving a static file holding the
+same hot answer.
+
+Every load run is preceded by a fresh round of comments and cursors
+(``workload.prepare_round``) and a short warm-up, so each one measures the
+same state: cursors a few seconds old, every room already in each worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.pullbench import servers, workload, wrk
+from bench.pullbench.servers import ServerSettings
+from harness import local
+
+SCENARIOS = ("hot", "rooms", "mixed", "redis", "nginx")
+PATHS = ("fast", "ninja")
+# 1 send per 100 pulls: every 101st request is a send.
+MIXED_SEND_EVERY = 101
+# Longest time spent loading every room into every worker before measuring.
+ACTIVATION_TIMEOUT_SECONDS = 60
+ACTIVATION_BLIND_SECONDS = 8
+# What each scenario needs the project to run as: (store, role).
+DEPLOYMENTS = {
+    "hot": ("embedded", "pull"),
+    "rooms": ("embedded", "pull"),
+    "mixed": ("embedded", "all"),
+    "redis": ("redis", "pull"),
+    "nginx": ("embedded", "pull"),
+}
+
+
+class Skipped(Exception):
+    """A scenario this machine cannot run (a missing binary); said, not hidden."""
+
+
+@dataclass
+class Options:
+    duration: float = 10.0
+    warmup: float = 1.0
+    connections: tuple[int, ...] = (64,)
+    workers: int = 2
+    # None: what each server ships with (gunicorn.conf.py, deploy/granian-pull.sh).
+    threads: int | None = None
+    scenarios: tuple[str, ...] = ("hot", "rooms", "mixed", "redis", "nginx")
+    servers: tuple[str, ...] = ("gunicorn-gthread", "granian")
+    paths: tuple[str, ...] = ("fast", "ninja")
+    rooms: int = 1000
+    pin: bool = False
+    wrk_threads: int | None = None
+    nginx_workers: int = 1
+
+    def settings(self, kind: str) -> ServerSettings:
+        threads = self.threads or servers.shipped_threads(kind)
+        return ServerSettings(kind, self.workers, threads, self.server_cpus)
+
+    @property
+    def server_cpus(self) -> str | None:
+        return "0" if self.pin else None
+
+    @property
+    def wrk_cpus(self) -> str | None:
+        return "1" if self.pin else None
+
+    @property
+    def load_threads(self) -> int:
+        if self.wrk_threads:
+            return self.wrk_threads
+        # Pinned, wrk has one core: one thread. Otherwise one per core.
+        return 1 if self.pin else min(2, os.cpu_count() or 1)
+
+
+@dataclass
+class Result:
+    scenario: str
+    server: str
+    app: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    socket_errors: int
+    status_errors: int
+    bytes_per_response: float
+    server_cpu_s: float
+    wrk_cpu_s: float
+    seconds: float
+    requests: int
+    sends: int
+    # The baseline this row is divided by (same server, same connections).
+    baseline: str = ""
+    ratio: float | None = None
+
+
+@dataclass
+class Report:
+    options: dict
+    results: list[Result] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    hot_body_bytes: dict[str, int] = field(default_factory=dict)
+    machine: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "options": self.options,
+            "machine": self.machine,
+            "hot_body_bytes": self.hot_body_bytes,
+            "skipped": self.skipped,
+            "notes": self.notes,
+            "results": [asdict(result) for result in self.results],
+        }
+
+
+def run(options: Options, *, say: Callable[[str], None] = print) -> Report:
+    report = Report(options=asdict(options), machine=_machine())
+    with tempfile.TemporaryDirectory(prefix="danmaku-pullbench-") as tmp:
+        work_dir = Path(tmp)
+        say(f"preparing {options.rooms} rooms and {workload.USERS} viewers")
+        template = workload.make_template(work_dir, rooms=options.rooms)
+        if not template.has_fast_path_switch:
+            note = "this checkout has no DANMAKU_PULL_FAST_PATH setting: fast and ninja runs serve the same code"
+            report.notes.append(note)
+            say(f"note: {note}")
+        bench = _Bench(options, report, template, work_dir, say)
+        for kind in options.servers:
+            bench.server_block(options.settings(kind))
+        if "nginx" in options.scenarios:
+            try:
+                bench.nginx_block(options.settings(options.servers[0]))
+            except Skipped as exc:
+                report.skipped.append(f"nginx: {exc}")
+                say(f"skipped nginx: {exc}")
+    report.machine["loadavg_after"] = _loadavg()
+    _attach_ratios(report.results)
+    return report
+
+
+class _Bench:
+    def __init__(self, options: Options, report: Report, template: workload.Template, work_dir: Path, say) -> None:
+        self.options = options
+        self.report = report
+        self.template = template
+        self.work_dir = work_dir
+        self.say = say
+        self.serial = 0
+        # The latest round's hot answer: what the bare app and nginx's static file serve.
+        self.hot_answer: dict | None = None
+        self.hot_path = workload.pull_path(workload.HOT_ROOM)
+
+    # -- blocks ---------------------------------------------------------------
+
+    def server_block(self, settings: ServerSettings) -> None:
+        """Every project scenario on this server, then its bare baseline."""
+        wanted = [name for name in self.options.scenarios if name in ("hot", "rooms", "mixed", "redis")]
+        for path in self.options.paths:
+            for deployment in dict.fromkeys(DEPLOYMENTS[name] for name in wanted):
+                scenarios = [name for name in wanted if DEPLOYMENTS[name] == deployment]
+                try:
+                    rooms = any(name != "hot" for name in scenarios)
+                    with self.project(settings, path=path, deployment=deployment, rooms=rooms) as server:
+                        for name in scenarios:
+                            for connections in self.options.connections:
+                                self.project_run(name, server, path, connections)
+                except Skipped as exc:
+                    self.report.skipped.append(f"{', '.join(scenarios)} on {settings.label} ({path}): {exc}")
+                    self.say(f"skipped {', '.join(scenarios)}: {exc}")
+        self.bare_block(settings)
+
+    def bare_block(self, settings: ServerSettings) -> None:
+        if self.hot_answer is None:
+            # No scenario ran yet: one round on the project gives the bytes.
+            with self.project(settings, path="fast", deployment=("embedded", "pull"), rooms=False) as server:
+                self.round(server, rooms=False)
+        answer_path = self.work_dir / f"bare-answer-{self.next_serial()}.json"
+        answer_path.write_text(json.dumps(self.hot_answer))
+        var_dir = self.work_dir / f"bare-{self.next_serial()}"
+        var_dir.mkdir()
+        with servers.serve(
+            settings,
+            app=servers.BARE_APP,
+            var_dir=var_dir,
+            probe_path="/",
+            extra_env={"BENCH_BARE_ANSWER": str(answer_path)},
+        ) as server:
+            for connections in self.options.connections:
+                self.load(
+                    scenario="hot",
+                    server_label=settings.label,
+                    app="bare",
+                    url=server.base_url,
+                    script="hot.lua",
+                    args=[self.hot_path],
+                    connections=connections,
+                    pgids=[server.pgid],
+                )
+
+    def nginx_block(self, settings: ServerSettings) -> None:
+        try:
+            from harness import nginx as nginx_harness
+        except ImportError as exc:
+            raise Skipped(f"harness/nginx.py is not available yet ({exc})") from None
+        if nginx_harness.find_nginx() is None:
+            raise Skipped("nginx is not installed (apt-get install -y -q nginx-light)")
+        label = f"nginx w{self.options.nginx_workers} + {settings.label}"
+        with contextlib.ExitStack() as stack:
+            upstream = stack.enter_context(self.project(settings, path="fast", deployment=("embedded", "pull")))
+            proxy = stack.enter_context(
+                nginx_harness.nginx(upstream=upstream.host_port, workers=self.options.nginx_workers)
+            )
+            self.pin_nginx(proxy)
+            for connections in self.options.connections:
+                round_ = self.round(upstream)
+                for scenario, script, args in (
+                    ("hot", "hot.lua", [round_.hot_path]),
+                    ("rooms", "rooms.lua", [str(self.lua_data(round_))]),
+                ):
+                    self.load(
+                        scenario=scenario,
+                        server_label=label,
+                        app="nginx-cache",
+                        url=proxy.base_url,
+                        script=script,
+                        args=args,
+                        connections=connections,
+                        pgids=[proxy.process.pid, upstream.pgid],
+                    )
+        static = {"hot.json": base64.b64decode(self.hot_answer["body_b64"])}
+        with nginx_harness.nginx(upstream=None, static_files=static, workers=self.options.nginx_workers) as proxy:
+            self.pin_nginx(proxy)
+            for connections in self.options.connections:
+                self.load(
+                    scenario="hot",
+                    server_label=f"nginx w{self.options.nginx_workers}",
+                    app="nginx-static",
+                    url=proxy.base_url,
+                    script="hot.lua",
+                    args=[f"{nginx_harness.STATIC_PREFIX}hot.json"],
+                    connections=connections,
+                    pgids=[proxy.process.pid],
+                )
+
+    def pin_nginx(self, proxy) -> None:
+        if self.options.server_cpus is not None:
+            servers.pin_group(proxy.pids(), self.options.server_cpus)
+
+    # -- pieces -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def project(
+        self, settings: ServerSettings, *, path: str, deployment: tuple[str, str], rooms: bool = True
+    ) -> Iterator:
+        """The project on ``settings``; with ``rooms``, every room warm in every worker."""
+        store, role = deployment
+        var_dir = workload.fresh_var_dir(self.template, self.work_dir, f"project-{self.next_serial()}")
+        extra = {"DANMAKU_ROLE": role, "DANMAKU_PULL_FAST_PATH": "1" if path == "fast" else "0"}
+        self.say(f"starting {settings.label}: project, {path} path, {store} store, role {role}")
+        with contextlib.ExitStack() as stack:
+            if store == "redis":
+                extra["REDIS_URL"] = stack.enter_context(_private_redis()).url
+            server = stack.enter_context(
+                servers.serve(
+                    settings,
+                    app=servers.PROJECT_APP,
+                    var_dir=var_dir,
+                    probe_path=workload.pull_path(workload.HOT_ROOM),
+                    extra_env=extra,
+                )
+            )
+            if rooms:
+                self.activate(server)
+            yield server
+
+    def activate(self, server: servers.RunningServer) -> None:
+        """Load every room into every worker before anything is measured.
+
+        A room's first pull in a process reads it from the database
+        (milliseconds, once per process): left to the measured runs, a
+        thousand of them per worker would be counted as pull cost. Joins
+        spread evenly over the rooms until the workers' ring gauge says each
+        holds them all, or the deadline passes (then the report says so).
+        """
+        rooms = [workload.HOT_ROOM, *self.template.rooms]
+        wanted = len(rooms) * server.settings.workers
+        data = self.work_dir / f"activate-{self.next_serial()}.lua"
+        workload.write_lua_data(data, pulls=[workload.pull_path(room) for room in rooms])
+        started = time.monotonic()
+        deadline = started + ACTIVATION_TIMEOUT_SECONDS
+        held = workload.ring_rooms(server.host_port)
+        if held < 0:
+            # No gauge to watch: a fixed dose instead, and say so.
+            deadline = time.monotonic() + ACTIVATION_BLIND_SECONDS
+            self.report.notes.append(f"{server.settings.label}: /metrics unreadable, rooms warmed blind")
+        while held < wanted and time.monotonic() < deadline:
+            wrk.run(
+                url=server.base_url,
+                script="rooms.lua",
+                args=[str(data)],
+                duration=1,
+                connections=64,
+                threads=self.options.load_threads,
+                server_pgids=[server.pgid],
+            )
+            # The gauge is set at the end of each refresher tick.
+            time.sleep(1.2)
+            held = workload.ring_rooms(server.host_port)
+        self.say(f"  {max(held, 0)} of {wanted} room rings warm after {time.monotonic() - started:.1f} s")
+        if 0 <= held < wanted:
+            note = f"{server.settings.label}: only {held} of {wanted} room rings warm after activation"
+            self.report.notes.append(note)
+            self.say(f"note: {note}")
+
+    def round(self, server: servers.RunningServer, *, rooms: bool = True) -> workload.Round:
+        """Fresh comments and cursors; without ``rooms`` only the hot room's (a hot-only run)."""
+        round_ = workload.prepare_round(
+            server.host_port, server.env, self.template.rooms if rooms else [], salt=f"{self.next_serial()}-"
+        )
+        self.hot_answer = round_.hot_answer
+        self.hot_path = round_.hot_path
+        body = base64.b64decode(round_.hot_answer["body_b64"])
+        self.report.hot_body_bytes = {"gzip": len(body), "identity": round_.identity_body_bytes}
+        return round_
+
+    def lua_data(self, round_: workload.Round, *, send_every: int = 0) -> Path:
+        path = self.work_dir / f"requests-{self.next_serial()}.lua"
+        workload.write_lua_data(
+            path,
+            pulls=round_.room_paths,
+            send_every=send_every,
+            sends=workload.send_paths(self.template.rooms) if send_every else (),
+            tokens=self.template.tokens if send_every else (),
+        )
+        return path
+
+    def project_run(self, scenario: str, server: servers.RunningServer, path: str, connections: int) -> None:
+        round_ = self.round(server, rooms=scenario != "hot")
+        if scenario == "hot":
+            script, args = "hot.lua", [round_.hot_path]
+        else:
+            send_every = MIXED_SEND_EVERY if scenario == "mixed" else 0
+            script, args = "rooms.lua", [str(self.lua_data(round_, send_every=send_every))]
+        self.load(
+            scenario=scenario,
+            server_label=server.settings.label,
+            app=path,
+            url=server.base_url,
+            script=script,
+            args=args,
+            connections=connections,
+            pgids=[server.pgid],
+        )
+
+    def load(
+        self,
+        *,
+        scenario: str,
+        server_label: str,
+        app: str,
+        url: str,
+        script: str,
+        args: list[str],
+        connections: int,
+        pgids: list[int],
+    ) -> Result:
+        common = dict(
+            url=url,
+            script=script,
+            args=args,
+            connections=connections,
+            threads=self.options.load_threads,
+            server_pgids=pgids,
+            cpu_list=self.options.wrk_cpus,
+        )
+        if self.options.warmup > 0:
+            wrk.run(duration=self.options.warmup, **common)
+        measured = wrk.run(duration=self.options.duration, **common)
+        result = Result(
+            scenario=scenario,
+            server=server_label,
+            app=app,
+            connections=connections,
+            rps=round(measured.rps, 1),
+            p50_ms=measured.latency_us["p50"] / 1000,
+            p99_ms=measured.latency_us["p99"] / 1000,
+            errors=measured.errors,
+            socket_errors=measured.socket_errors,
+            status_errors=measured.status_errors,
+            bytes_per_response=round(measured.bytes_per_response, 1),
+            server_cpu_s=round(measured.server_cpu_seconds, 2),
+            wrk_cpu_s=round(measured.wrk_cpu_seconds, 2),
+            seconds=round(measured.seconds, 2),
+            requests=measured.requests,
+            sends=measured.sends,
+        )
+        self.report.results.append(result)
+        self.say(
+            f"  {scenario:<6} {server_label:<24} {app:<12} c{connections:<4} {result.rps:>10,.0f} req/s"
+            f"  p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
+        )
+        return result
+
+    def next_serial(self) -> int:
+        self.serial += 1
+        return self.serial
+
+
+@contextlib.contextmanager
+def _private_redis() -> Iterator:
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        raise Skipped("redis-server is not installed (apt-get install -y -q redis-server)")
+    from harness.services import private_redis
+
+    with private_redis() as redis_server:
+        yield redis_server
+
+
+def _attach_ratios(results: list[Result]) -> None:
+    """Each project row over the bare app on the same server and connections;
+    nginx micro-cache rows over nginx serving the static file."""
+    bare = {(r.server, r.connections): r for r in results if r.app == "bare"}
+    static = {r.connections: r for r in results if r.app == "nginx-static"}
+    for result in results:
+        base = None
+        if result.app in PATHS:
+            base = bare.get((result.server, result.connections))
+        elif result.app == "nginx-cache":
+            base = static.get(result.connections)
+        if base is not None and base.rps:
+            result.baseline = f"{base.app} on {base.server}"
+            result.ratio = round(result.rps / base.rps, 3)
+
+
+def _loadavg() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return "?"
+
+
+def _machine() -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "loadavg_before": _loadavg(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "python": local.BIN_DIR.as_posix(),
+    }

@@ -1,0 +1,147 @@
+"""The printed results: one row per load run, the ratios, and the issue's
+acceptance checks evaluated on this run's own figures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from bench.pullbench.suite import PATHS, Result
+
+# The issue's acceptance bounds.
+GUNICORN_MIN_RATIO = 1.0
+BEST_MIN_RATIO_TO_BARE_GTHREAD = 4.0
+BEST_MIN_RATIO_TO_OWN_BARE = 0.85
+P99_MAX_MS = 50.0
+P99_CONNECTIONS = 256
+NGINX_MIN_RATIO = 0.8
+PULL_SCENARIOS = ("hot", "rooms", "redis")
+REFERENCE_SERVER = "gunicorn-gthread"
+
+COLUMNS = (
+    ("scenario", "<", lambda r: r.scenario),
+    ("server", "<", lambda r: r.server),
+    ("app", "<", lambda r: r.app),
+    ("conns", ">", lambda r: str(r.connections)),
+    ("req/s", ">", lambda r: f"{r.rps:,.0f}"),
+    ("p50 ms", ">", lambda r: f"{r.p50_ms:.2f}"),
+    ("p99 ms", ">", lambda r: f"{r.p99_ms:.2f}"),
+    ("errors", ">", lambda r: str(r.errors)),
+    ("B/resp", ">", lambda r: f"{r.bytes_per_response:,.0f}"),
+    ("srv CPU s", ">", lambda r: f"{r.server_cpu_s:.2f}"),
+    ("srv µs/req", ">", lambda r: f"{r.server_cpu_s / r.requests * 1e6:.1f}" if r.requests else "-"),
+    ("wrk CPU s", ">", lambda r: f"{r.wrk_cpu_s:.2f}"),
+    ("x base", ">", lambda r: f"{r.ratio:.2f}" if r.ratio is not None else "-"),
+)
+
+
+def format_table(results: Iterable[Result]) -> str:
+    rows = [[render(result) for _, _, render in COLUMNS] for result in results]
+    widths = [max([len(title), *(len(row[i]) for row in rows)]) for i, (title, _, _) in enumerate(COLUMNS)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            f"{cell:{align}{width}}" for cell, (_, align, _), width in zip(cells, COLUMNS, widths, strict=True)
+        ).rstrip()
+
+    header = line([title for title, _, _ in COLUMNS])
+    return "\n".join([header, "-" * len(header), *(line(row) for row in rows)])
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None  # None: not measured in this run
+    detail: str
+
+    def __str__(self) -> str:
+        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[self.ok]
+        return f"[{verdict}] {self.name}: {self.detail}"
+
+
+def _find(results: list[Result], **wanted) -> list[Result]:
+    return [r for r in results if all(getattr(r, key) == value for key, value in wanted.items())]
+
+
+def _server_kind(label: str) -> str:
+    return label.split(" ", 1)[0]
+
+
+def checks(results: list[Result]) -> list[Check]:
+    found: list[Check] = []
+    bare_gthread = {r.connections: r for r in results if r.app == "bare" and _server_kind(r.server) == REFERENCE_SERVER}
+    hot_fast = [r for r in results if r.scenario == "hot" and r.app == "fast"]
+
+    details, verdicts = [], []
+    for row in hot_fast:
+        base = bare_gthread.get(row.connections)
+        if _server_kind(row.server) == REFERENCE_SERVER and base is not None:
+            ratio = row.rps / base.rps
+            verdicts.append(ratio >= GUNICORN_MIN_RATIO)
+            details.append(f"c{row.connections}: {ratio:.2f}x")
+    found.append(
+        Check(
+            f"hot pull on gunicorn gthread ≥ {GUNICORN_MIN_RATIO}x the bare app on it",
+            all(verdicts) if verdicts else None,
+            ", ".join(details) or "needs --servers gunicorn-gthread and --scenarios hot",
+        )
+    )
+
+    details, verdicts = [], []
+    for connections, base in sorted(bare_gthread.items()):
+        candidates = [r for r in hot_fast if r.connections == connections]
+        if not candidates:
+            continue
+        best = max(candidates, key=lambda r: r.rps)
+        own = _find(results, app="bare", server=best.server, connections=connections)
+        own_ratio = best.rps / own[0].rps if own else None
+        to_gthread = best.rps / base.rps
+        verdicts.append(
+            to_gthread >= BEST_MIN_RATIO_TO_BARE_GTHREAD
+            and own_ratio is not None
+            and own_ratio >= BEST_MIN_RATIO_TO_OWN_BARE
+        )
+        own_text = f"{own_ratio:.2f}x" if own_ratio is not None else "?"
+        details.append(
+            f"c{connections}: {best.server} {best.rps:,.0f} req/s = {to_gthread:.2f}x bare gunicorn gthread, "
+            f"{own_text} bare on its own server"
+        )
+    found.append(
+        Check(
+            f"best server ≥ {BEST_MIN_RATIO_TO_BARE_GTHREAD}x bare gunicorn gthread and "
+            f"≥ {BEST_MIN_RATIO_TO_OWN_BARE}x bare on itself",
+            all(verdicts) if verdicts else None,
+            "; ".join(details) or "needs the hot scenario and a gunicorn-gthread baseline",
+        )
+    )
+
+    wide = [r for r in results if r.connections >= P99_CONNECTIONS and r.scenario in PULL_SCENARIOS and r.app in PATHS]
+    slow = [r for r in wide if r.p99_ms > P99_MAX_MS]
+    found.append(
+        Check(
+            f"pull p99 ≤ {P99_MAX_MS:.0f} ms at {P99_CONNECTIONS} connections",
+            (not slow) if wide else None,
+            ", ".join(f"{r.scenario}/{r.server}/{r.app} {r.p99_ms:.1f} ms" for r in slow)
+            or (f"{len(wide)} runs, worst {max(r.p99_ms for r in wide):.1f} ms" if wide else "add --connections 256"),
+        )
+    )
+
+    failed = [r for r in results if r.errors]
+    found.append(
+        Check(
+            "0 errors (non-2xx/3xx and socket errors)",
+            not failed,
+            ", ".join(f"{r.scenario}/{r.server}/{r.app}/c{r.connections}: {r.errors}" for r in failed)
+            or f"{len(results)} runs",
+        )
+    )
+
+    cache_rows = [r for r in results if r.app == "nginx-cache" and r.scenario == "hot" and r.ratio is not None]
+    found.append(
+        Check(
+            f"nginx micro-cache ≥ {NGINX_MIN_RATIO}x nginx serving the same bytes as a static file",
+            all(r.ratio >= NGINX_MIN_RATIO for r in cache_rows) if cache_rows else None,
+            ", ".join(f"c{r.connections}: {r.ratio:.2f}x" for r in cache_rows) or "needs nginx and --scenarios nginx",
+        )
+    )
+    return found
