@@ -9,7 +9,7 @@ most of the cost of a pull: the answer itself is a dict lookup.
 Anything else goes to Django unchanged, so every error stays Django's and
 ninja's: other methods (HEAD, POST), other or repeated query parameters,
 anything in the cursor that would need decoding (``%``, ``+``) or is longer
-than the API allows, and any room that is not active in this process yet
+than the API allows, a Host header Django would refuse, and any room that is not active in this process yet
 (its first pull reads the database, which belongs inside Django's request
 cycle: connection checks, query timeouts). ``DANMAKU_PULL_FAST_PATH=0``
 turns the layer off; a send-role process never installs it, so its pulls
@@ -35,6 +35,14 @@ _AFTER_AT = len(QUERY_KEY)
 # answering it here cannot differ from what ninja would answer.
 AFTER_RE = re.compile(rf"[0-9a-z-]{{1,{AFTER_MAX_LENGTH}}}")
 
+# Hosts whose verdict is remembered; beyond this a made-up Host header is
+# checked on every request (still cheap) instead of growing the dict.
+HOSTS_REMEMBERED = 64
+# A process checks its refresher thread on its first pull, on every pull
+# that builds an answer (at least once a second per room while the
+# refresher publishes), and at least every this many pulls.
+REFRESHER_CHECK_EVERY = 1000
+
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
@@ -43,13 +51,25 @@ class PullFastPath:
     """WSGI callable: pulls for active rooms here, everything else to ``app``."""
 
     def __init__(self, app: WSGIApp) -> None:
+        from django.conf import settings
+
         self.app = app
         self._prefix_len = len(PREFIX)
         self._suffix_len = len(SUFFIX)
+        self._autostart = settings.DANMAKU_REFRESHER_AUTOSTART
+        # Django reads the host from X-Forwarded-Host in that case: let it.
+        self._forwarded_host = settings.USE_X_FORWARDED_HOST
+        self._hosts: dict[str, bool] = {}
+        self._until_refresher_check = 0
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if environ["REQUEST_METHOD"] == "GET" and path.startswith(PREFIX) and path.endswith(SUFFIX):
+        if (
+            environ["REQUEST_METHOD"] == "GET"
+            and path.startswith(PREFIX)
+            and path.endswith(SUFFIX)
+            and self._host_allowed(environ)
+        ):
             answer = self._answer(path[self._prefix_len : -self._suffix_len], environ.get("QUERY_STRING", ""))
             if answer is not None:
                 http = respond(
@@ -62,26 +82,55 @@ class PullFastPath:
                 return http.chunks
         return self.app(environ, start_response)
 
-    @staticmethod
-    def _answer(slug: str, query: str):
+    def _host_allowed(self, environ: dict) -> bool:
+        # Django refuses a Host outside ALLOWED_HOSTS with a 400
+        # (CommonMiddleware asks for it); such a request goes to Django.
+        host = environ.get("HTTP_HOST")
+        if host is None or (self._forwarded_host and "HTTP_X_FORWARDED_HOST" in environ):
+            return False
+        allowed = self._hosts.get(host)
+        if allowed is None:
+            allowed = _host_valid(host)
+            if len(self._hosts) < HOSTS_REMEMBERED:
+                self._hosts[host] = allowed
+        return allowed
+
+    def _answer(self, slug: str, query: str):
         if not query:
             after = None
         elif query.startswith(QUERY_KEY):
             after = query[_AFTER_AT:]
         else:
             return None
-        # After gunicorn forked: the first request of a process starts its
-        # refresher, and one that died is started again.
-        runtime.ensure_refresher()
         cache = runtime.pull_cache()
         # A cursor spelling seen before in this snapshot is one that parsed:
         # the common case skips the checks below.
         answer = cache.cached(slug, after)
+        self._until_refresher_check -= 1
+        if answer is not None and self._until_refresher_check > 0:
+            return answer
+        if self._autostart:
+            # After gunicorn forked: the first pull of a process starts its
+            # refresher, and one that died is started again.
+            runtime.refresher().ensure_started()
+        self._until_refresher_check = REFRESHER_CHECK_EVERY
         if answer is not None:
             return answer
         if after is not None and not AFTER_RE.fullmatch(after):
             return None
         return cache.pull_active(slug, after)
+
+
+def _host_valid(host: str) -> bool:
+    from django.conf import settings
+    from django.http.request import split_domain_port, validate_host
+
+    allowed_hosts = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed_hosts:
+        # What Django allows then (HttpRequest.get_host).
+        allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, allowed_hosts)
 
 
 def wrap(app: WSGIApp) -> WSGIApp:

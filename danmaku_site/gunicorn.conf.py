@@ -11,6 +11,9 @@ worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT_SECONDS", "30"))
 graceful_timeout = 10
+# Longer than the 3 s poll: a viewer's next pull reuses its connection
+# instead of paying for a new one (and nginx's upstream keep-alive, 4 s,
+# stays below it, so gunicorn never closes a connection nginx is reusing).
 keepalive = 5
 # Recycle workers now and then so a slow leak cannot grow forever; jitter
 # keeps them from restarting together.

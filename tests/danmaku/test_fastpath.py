@@ -210,6 +210,23 @@ def test_everything_but_a_plain_pull_of_an_active_room_goes_to_django(apps, room
     assert fast == call(django_app, environ(path, method=method))
 
 
+@pytest.mark.parametrize("host", ["evil.example", "", None])
+def test_a_host_django_refuses_goes_to_django(apps, room, host):
+    fast_app, django_app, recorder = apps
+    call(django_app, environ(PATH.format("live")))
+    env = environ(PATH.format("live"))
+    if host is None:
+        del env["HTTP_HOST"]
+    else:
+        env["HTTP_HOST"] = host
+    before = recorder.calls
+
+    fast = call(fast_app, dict(env))
+
+    assert recorder.calls == before + 1
+    assert fast == call(django_app, dict(env))
+
+
 def test_unknown_room_answers_like_ninja_every_time(apps, room):
     for _ in range(2):
         fast, django, answered_itself = both(apps, PATH.format("nowhere"))
