@@ -17,8 +17,10 @@ import logging
 import os
 import threading
 import time
+from datetime import datetime, timedelta
 
 from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
 
 from danmaku import republish
 from danmaku.models import Room
@@ -41,6 +43,14 @@ SWEEP_INTERVAL_SECONDS = 2.0
 # second after a failure). Without this they would show only once the sweep
 # publishes them, 2-7 s late; the ring drops the ids it already has.
 RECOVERY_DATABASE_READ_SECONDS = 3.0
+# The sweep republishes the settings of rooms saved since its previous run,
+# looking back this much further: ``updated_at`` comes from the clock of
+# whichever process saved the room.
+SETTINGS_SAVE_SKEW = timedelta(seconds=60)
+# Every active room's settings are compared with Redis's once per this many
+# sweeps (a slice each time), not all of them every sweep: with 10,000 active
+# rooms that alone cost a core-third.
+ROLLING_REPUBLISH_SWEEPS = 30
 
 
 def settings_from_row(row: dict) -> RoomSettings:
@@ -80,7 +90,14 @@ class Refresher:
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._next_sweep = 0.0
+        # Rooms the next sweep publishes whatever their age (absent from Redis).
+        self._republish_rooms: set[int] = set()
+        # Where the rolling republish of every active room's settings is.
+        self._rolling_at = 0
+        # Wall time the last successful sweep started; None: none yet.
+        self._swept_at: datetime | None = None
         self._read_database_until = 0.0
+        self._refs: dict[int, RoomRef] = {}
         self.last_success_ms: int | None = None
         self.store_degraded = False
         self.errors = 0
@@ -110,7 +127,7 @@ class Refresher:
         REFRESH_SECONDS.observe(time.perf_counter() - started)
 
     def _read(self, entries: list[RoomEntry]) -> tuple[Batch, bool]:
-        refs = [RoomRef(e.settings.room_id, e.settings.slug) for e in entries]
+        refs = [self._ref(e.settings) for e in entries]
         fallback_seal = self.sealable_second(self.store.now_ms())
         oldest_open = min(_sealed_or(e, fallback_seal) for e in entries) + 1
         since_ms = oldest_open * 1000 - self.overlap_ms
@@ -135,6 +152,14 @@ class Refresher:
                 entry.degraded = True
             raise
 
+    def _ref(self, settings: RoomSettings) -> RoomRef:
+        # Kept across ticks: with thousands of active rooms, building every
+        # ref anew each tick was a visible share of the tick.
+        ref = self._refs.get(settings.room_id)
+        if ref is None or ref.slug != settings.slug:
+            ref = self._refs[settings.room_id] = RoomRef(settings.room_id, settings.slug)
+        return ref
+
     def _add_database_rows(self, batch: Batch, refs: list[RoomRef], since_ms: int) -> None:
         """Add what the database holds since ``since_ms`` to a store batch."""
         try:
@@ -151,16 +176,21 @@ class Refresher:
         if not degraded and batch.epoch != self.cache.epoch:
             self.cache.change_epoch(batch.epoch)
         entries = list(self.cache.rooms.values())
-        if batch.rooms is not None:
+        if batch.rooms is not None and (batch.rooms or batch.all_rooms):
             self._apply_settings(entries, batch, degraded)
             entries = list(self.cache.rooms.values())
         seal = self.sealable_second(batch.now_ms)
+        # Most rooms get nothing in most ticks: look up only what the batch has.
+        items, retracted, partial = batch.items, batch.retracted, batch.partial
         for entry in entries:
             room_id = entry.settings.room_id
-            entry.ring.add(batch.items.get(room_id, ()))
-            _retract(entry, batch.retracted.get(room_id, ()))
-            partial_ms = batch.partial.get(room_id)
-            entry.ring.seal_through(seal if partial_ms is None else min(seal, partial_ms // 1000 - 1))
+            ring = entry.ring
+            if room_id in items:
+                ring.add(items[room_id])
+            if room_id in retracted:
+                _retract(entry, retracted[room_id])
+            partial_ms = partial.get(room_id) if partial else None
+            ring.seal_through(seal if partial_ms is None else min(seal, partial_ms // 1000 - 1))
             entry.degraded = degraded
 
     def _apply_settings(self, entries: list[RoomEntry], batch: Batch, degraded: bool) -> None:
@@ -168,7 +198,8 @@ class Refresher:
         for entry in entries:
             row = batch.rooms.get(entry.settings.room_id)
             if row is None:
-                missing.append(entry)
+                if batch.all_rooms:
+                    missing.append(entry)
                 continue
             fresh = settings_from_row(row)
             if fresh != entry.settings:
@@ -184,6 +215,7 @@ class Refresher:
         else:
             # Not in Redis yet (never published, or Redis lost it): the sweep
             # republishes it from the database; the current settings stay.
+            self._republish_rooms.update(entry.settings.room_id for entry in missing)
             self._next_sweep = 0.0
 
     def activate(self, slug: str) -> RoomEntry | None:
@@ -234,6 +266,7 @@ class Refresher:
             return self.store.room_row(slug)
 
     def _forget_position(self, room_id: int) -> None:
+        self._refs.pop(room_id, None)
         if self.uses_redis:
             self.store.forget(room_id)
 
@@ -244,10 +277,34 @@ class Refresher:
         if now < self._next_sweep:
             return
         self._next_sweep = now + SWEEP_INTERVAL_SECONDS
+        started = timezone.now()
+        room_ids = self._rooms_to_republish()
+        updated_since = None if self._swept_at is None else self._swept_at - SETTINGS_SAVE_SKEW
         try:
-            republish.sweep(self.store, rooms=[e.settings for e in self.cache.rooms.values()])
+            republish.sweep(self.store, room_ids=room_ids, updated_since=updated_since)
         except (StoreUnavailable, DatabaseError) as exc:
+            self._republish_rooms.update(room_ids)
             fallback_log.warning("republish sweep postponed: %s", exc)
+        else:
+            self._swept_at = started
+
+    def _rooms_to_republish(self) -> set[int]:
+        """Rooms whose settings this sweep publishes (only changed ones reach Redis).
+
+        Rooms saved since the last sweep are added by the sweep itself. Every
+        active room, a slice per sweep, so a change Redis missed any other way
+        (a queryset update that did not touch ``updated_at``) still lands
+        within ``ROLLING_REPUBLISH_SWEEPS`` sweeps; all of them on the first.
+        """
+        room_ids, self._republish_rooms = self._republish_rooms, set()
+        active = [entry.settings.room_id for entry in self.cache.rooms.values()]
+        if self._swept_at is None:
+            return room_ids | set(active)
+        share = -(-len(active) // ROLLING_REPUBLISH_SWEEPS)
+        start = self._rolling_at % max(len(active), 1)
+        room_ids.update(active[start : start + share])
+        self._rolling_at = start + share
+        return room_ids
 
     def _apply_pre_deadlines(self) -> None:
         # Here rather than in a task: it must work with every worker down.

@@ -10,9 +10,12 @@ was lost, or two processes sweeping at once, still add each comment once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
+from datetime import datetime
+
+from django.db.models import Q
 
 from danmaku.models import Danmaku, Room
-from danmaku.pullcache import RoomSettings
 from danmaku.store import ROOM_FIELDS, RedisStore, avatar_url
 from danmaku_site.metrics import REPUBLISHED
 
@@ -26,14 +29,32 @@ GRACE_MS = 1000
 BATCH = 500
 
 
-def sweep(store: RedisStore, *, rooms: list[RoomSettings], now_ms: int | None = None) -> int:
-    """Publish held-back comments, retractions and room settings; returns comments published."""
+def sweep(
+    store: RedisStore,
+    *,
+    room_ids: Collection[int] = (),
+    updated_since: datetime | None = None,
+    now_ms: int | None = None,
+) -> int:
+    """Publish held-back comments, retractions and room settings; returns comments published.
+
+    Settings go out for ``room_ids`` and for every room saved since
+    ``updated_since``; Redis keeps only the ones that differ from what it holds.
+    """
     now_ms = store.now_ms() if now_ms is None else now_ms
     published = comments(store, now_ms=now_ms)
     retractions(store, now_ms=now_ms)
-    if rooms:
-        store.publish_rooms(Room.objects.filter(id__in=[r.room_id for r in rooms]).values(*ROOM_FIELDS))
+    rooms(store, room_ids=room_ids, updated_since=updated_since)
     return published
+
+
+def rooms(store: RedisStore, *, room_ids: Collection[int], updated_since: datetime | None) -> int:
+    """Publish these rooms' settings; returns how many changed in Redis."""
+    wanted = Q(id__in=list(room_ids)) if room_ids else Q(pk__in=[])
+    if updated_since is not None:
+        wanted |= Q(updated_at__gte=updated_since)
+    rows = list(Room.objects.filter(wanted).values(*ROOM_FIELDS))
+    return store.publish_rooms(rows) if rows else 0
 
 
 def comments(store: RedisStore, *, now_ms: int) -> int:

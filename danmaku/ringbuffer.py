@@ -198,7 +198,7 @@ class RoomRing:
         ("nothing happened"), and it keeps the window contiguous so a cursor
         maps to exactly one position.
         """
-        sealed = self.sealed_through
+        sealed = self._sealed[-1].second if self._sealed else None
         # A fresh ring starts with a full window of slots, and a jump longer
         # than the ring only needs its last `size` seconds: either way every
         # process holds the same seconds and agrees on what a cursor means.
@@ -207,17 +207,19 @@ class RoomRing:
             first = max(first, sealed + 1)
         if first > second:
             return 0
-        for stale in [s for s in self._pending if s < first]:
-            self._drop_pending(stale)
+        pending = self._pending
+        if pending:
+            for stale in [s for s in pending if s < first]:
+                self._drop_pending(stale)
         for sec in range(first, second + 1):
-            self._sealed.append(self._build_slot(sec, self._pending.pop(sec, None)))
+            self._sealed.append(self._build_slot(sec, pending.pop(sec, None)) if pending else _empty_slot(sec))
         self._forget_before(self._sealed[0].second)
         self.view = RingView(tuple(self._sealed))
         return second - first + 1
 
     def _build_slot(self, second: int, pending: _Pending | None) -> Slot:
         if pending is None:
-            return Slot(second)
+            return _empty_slot(second)
         # Order is (timestamp, id) so every process that seals this second
         # keeps the same items under the cap and returns them in the same order.
         items = sorted(pending.items.values(), key=lambda item: (item.ts_ms, item.id))
@@ -238,3 +240,20 @@ class RoomRing:
         # Retractions are rare: prune exactly, so the window alone decides.
         if self._retracted:
             self._retracted = {i: s for i, s in self._retracted.items() if s is None or s >= second}
+
+
+# Empty slots of recent seconds, shared by every ring: a slot is immutable, and
+# a process with thousands of quiet rooms seals one per room each second.
+_EMPTY_SLOTS: dict[int, Slot] = {}
+_EMPTY_SLOTS_KEPT = 8
+
+
+def _empty_slot(second: int) -> Slot:
+    slot = _EMPTY_SLOTS.get(second)
+    if slot is None:
+        if len(_EMPTY_SLOTS) >= _EMPTY_SLOTS_KEPT:
+            _EMPTY_SLOTS.clear()
+        # Two writers racing here (rings of different processes never share
+        # this) would at worst build two equal slots: sharing is only a saving.
+        slot = _EMPTY_SLOTS[second] = Slot(second)
+    return slot

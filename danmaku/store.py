@@ -62,6 +62,18 @@ STREAM_KEEP_WINDOWS = 2
 # (a timeout whose command still ran, or two processes sweeping at once)
 # never adds a comment twice.
 PUBLISHED_MEMORY_MS = 10 * 60 * 1000
+# How long the "changed" indexes (which rooms got a stream entry, whose
+# settings changed, by Redis time) keep a room after its last change. A
+# refresher that has not read for longer reads every room instead.
+CHANGED_MEMORY_MS = 10 * 60 * 1000
+# Read the indexes from this long before the previous read: covers a Redis
+# clock that stepped back a little. Costs nothing but a few extra rooms read.
+CHANGED_MARGIN_MS = 2000
+# Every this often a refresher reads every active room's stream and settings
+# regardless of the indexes: a safety net for a change that reached Redis
+# without its index entry (a publisher running older code during a deploy),
+# and how a room whose settings key vanished is noticed and republished.
+FULL_READ_SECONDS = 30.0
 
 
 class StoreUnavailable(Exception):
@@ -85,6 +97,9 @@ class Batch:
     retracted: dict[int, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
     # Room settings rows by room id; None when this read did not include them.
     rooms: dict[int, dict] | None = None
+    # Whether ``rooms`` holds every room asked for (a room absent from it is
+    # gone), or only the rooms whose settings changed.
+    all_rooms: bool = True
     # Rooms whose read stopped at a count limit: seal them only up to the
     # second before the last entry read (room id -> that entry's ms).
     partial: dict[int, int] = field(default_factory=dict)
@@ -172,9 +187,11 @@ class DatabaseStore:
 
 
 # Publishes one comment unless this id was published recently (KEYS: the
-# stream, the room's published-ids set; ARGV: id, keep-ms, trim-ms, then the
-# entry's field/value pairs). Returns the entry's Redis time in ms, or the
-# negative of the time it was first published if it already was.
+# stream, the room's published-ids set, the streams-changed index; ARGV: id,
+# keep-ms, trim-ms, room id, changed-keep-ms, then the entry's field/value
+# pairs). Returns the entry's Redis time in ms, or the negative of the time
+# it was first published if it already was. The index entry is written in the
+# same script as the stream entry, so a reader that sees one sees the other.
 PUBLISH_LUA = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -186,23 +203,54 @@ redis.call('ZADD', KEYS[2], now_ms, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
 local minid = tostring(now_ms - tonumber(ARGV[3])) .. '-0'
-redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', unpack(ARGV, 4))
+redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', unpack(ARGV, 6))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('ZADD', KEYS[3], now_ms, ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms - tonumber(ARGV[5]))
 return now_ms
+"""
+
+# Stores a room's settings blob if it differs from the stored one, and then
+# notes the room in the settings-changed index (KEYS: the room's key, the
+# index; ARGV: the blob, the slug, changed-keep-ms). Returns 1 if it changed.
+# Republishing an unchanged room costs readers nothing.
+PUBLISH_ROOM_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return 0
+end
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], now_ms, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - tonumber(ARGV[3]))
+return 1
 """
 
 
 class RedisStore:
-    """Streams in Redis. Reads for all active rooms go in one round trip."""
+    """Streams in Redis.
 
-    def __init__(self, client_factory, *, prefix: str, window_seconds: int) -> None:
+    A read costs one round trip when nothing changed, two when something
+    did, and only the rooms that changed are read: every publish notes its
+    room in an index by Redis time, so the refresher asks the index what
+    changed since its previous read instead of reading every active room.
+    """
+
+    def __init__(self, client_factory, *, prefix: str, window_seconds: int, clock=time.monotonic) -> None:
         self._client_factory = client_factory
         self.prefix = prefix
         self.window_ms = window_seconds * 1000
+        self._clock = clock
         # Last stream id read per room: a stream never reorders, so no overlap.
         self._positions: dict[int, str] = {}
         self.epoch = 0
         self._publish = None
+        self._publish_room = None
+        # Redis time of the previous successful read; None: read everything.
+        self._last_read_ms: int | None = None
+        # Rooms whose previous read stopped at STREAM_READ_COUNT.
+        self._unfinished: set[int] = set()
+        self._next_full_read = 0.0
 
     # -- keys ---------------------------------------------------------------
 
@@ -220,37 +268,101 @@ class RedisStore:
         return f"{self.prefix}:epoch"
 
     @property
+    def streams_changed_key(self) -> str:
+        return f"{self.prefix}:changed:s"
+
+    @property
+    def rooms_changed_key(self) -> str:
+        return f"{self.prefix}:changed:room"
+
+    @property
     def client(self) -> redis.Redis:
         return self._client_factory()
 
     # -- reading (the refresher) --------------------------------------------
 
     def read(self, rooms: list[RoomRef], since_ms: int) -> Batch:
+        """New entries of ``rooms``, and the settings of those whose settings changed.
+
+        Every entry stamped before the batch's ``now_ms`` is in it (or was in
+        an earlier batch): the indexes and ``now_ms`` come from one
+        transaction, and a room's stream is read after its index entry.
+        """
         if not rooms:
             return Batch(now_ms=int(time.time() * 1000), epoch=self.epoch, rooms={})
         with _unavailable_on_error("read", probe=True):
-            # One transaction: TIME and the stream reads see the same moment,
-            # so every entry stamped before ``now_ms`` is in this batch.
+            full = self._last_read_ms is None or self._clock() >= self._next_full_read
+            threshold = 0 if self._last_read_ms is None else self._last_read_ms - CHANGED_MARGIN_MS
             pipe = self.client.pipeline(transaction=True)
             pipe.time()
             pipe.get(self.epoch_key)
-            pipe.mget([self.room_key(room.slug) for room in rooms])
+            pipe.zrangebyscore(self.streams_changed_key, threshold, "+inf")
+            pipe.zrangebyscore(self.rooms_changed_key, threshold, "+inf")
+            now, epoch_raw, streams_changed, rooms_changed = pipe.execute()
+            now_ms = _time_ms(now)
+            epoch_before = self.epoch
+            batch = Batch(now_ms=now_ms, epoch=self._epoch(epoch_raw), rooms={}, all_rooms=True)
+            if epoch_before != batch.epoch or now_ms - threshold > CHANGED_MEMORY_MS:
+                # The indexes cannot say what changed since then.
+                full = True
+            if full:
+                stream_rooms, setting_rooms = rooms, rooms
+            else:
+                stream_rooms, setting_rooms = self._changed(rooms, streams_changed, rooms_changed)
+                batch.all_rooms = False
+            if stream_rooms or setting_rooms:
+                self._read_changed(batch, stream_rooms, setting_rooms, since_ms)
+            self._last_read_ms = now_ms
+            if full:
+                self._next_full_read = self._clock() + FULL_READ_SECONDS
+            return batch
+
+    def _changed(self, rooms: list[RoomRef], streams_changed, rooms_changed) -> tuple[list[RoomRef], list[RoomRef]]:
+        """The rooms whose stream or settings may hold something unread."""
+        stream_ids = {int(member) for member in streams_changed}
+        stream_ids |= self._unfinished
+        positions = self._positions
+        stream_rooms = [r for r in rooms if r.room_id in stream_ids or r.room_id not in positions]
+        setting_rooms = []
+        if rooms_changed:
+            slugs = {_text(member) for member in rooms_changed}
+            setting_rooms = [r for r in rooms if r.slug in slugs]
+        return stream_rooms, setting_rooms
+
+    def _read_changed(
+        self, batch: Batch, stream_rooms: list[RoomRef], setting_rooms: list[RoomRef], since_ms: int
+    ) -> None:
+        # No transaction: the batch's now_ms is already fixed, and anything
+        # this read sees beyond it is simply placed in a later second.
+        pipe = self.client.pipeline(transaction=False)
+        if setting_rooms:
+            pipe.mget([self.room_key(room.slug) for room in setting_rooms])
+        if stream_rooms:
             pipe.xread(
-                {self.stream_key(room.room_id): self._position(room.room_id, since_ms) for room in rooms},
+                {self.stream_key(room.room_id): self._position(room.room_id, since_ms) for room in stream_rooms},
                 count=STREAM_READ_COUNT,
             )
-            now, epoch_raw, room_blobs, streams = pipe.execute()
-            batch = Batch(now_ms=_time_ms(now), epoch=self._epoch(epoch_raw), rooms={})
-            for raw in room_blobs:
+        replies = pipe.execute()
+        if setting_rooms:
+            for raw in replies.pop(0):
                 if raw:
                     row = json.loads(raw)
                     batch.rooms[row["id"]] = row
-            for key, entries in streams or ():
-                room_id = int(_text(key).rsplit(":", 1)[1])
-                self._apply_entries(batch, room_id, entries)
-                if len(entries) >= STREAM_READ_COUNT:
-                    batch.partial[room_id] = int(self._positions[room_id].split("-", 1)[0])
-            return batch
+        if not stream_rooms:
+            return
+        positions = self._positions
+        for room in stream_rooms:
+            if room.room_id not in positions:
+                # Nothing after this position existed when the stream was
+                # read: from now on the index says when there is.
+                positions[room.room_id] = f"{max(since_ms, 0)}-0"
+        self._unfinished.clear()
+        for key, entries in replies[0] or ():
+            room_id = int(_text(key).rsplit(":", 1)[1])
+            self._apply_entries(batch, room_id, entries)
+            if len(entries) >= STREAM_READ_COUNT:
+                batch.partial[room_id] = int(self._positions[room_id].split("-", 1)[0])
+                self._unfinished.add(room_id)
 
     def backfill(self, room: RoomRef, from_ms: int) -> Batch:
         with _unavailable_on_error("backfill"):
@@ -266,6 +378,7 @@ class RedisStore:
 
     def forget(self, room_id: int) -> None:
         self._positions.pop(room_id, None)
+        self._unfinished.discard(room_id)
 
     def _position(self, room_id: int, since_ms: int) -> str:
         position = self._positions.get(room_id)
@@ -275,7 +388,7 @@ class RedisStore:
         for entry_id, fields in entries:
             entry_id = _text(entry_id)
             self._positions[room_id] = entry_id
-            data = {_text(k): _text(v) for k, v in fields.items()}
+            data = _fields(fields)
             if data.get("k") == "d":
                 batch.retracted[room_id].append((int(data["id"]), int(entry_id.split("-", 1)[0])))
                 continue
@@ -336,14 +449,21 @@ class RedisStore:
     def publish_room(self, row: dict) -> None:
         self.publish_rooms([row])
 
-    def publish_rooms(self, rows) -> None:
+    def publish_rooms(self, rows) -> int:
+        """Store each room's settings where they changed; returns how many did."""
         with _unavailable_on_error("publish_rooms"):
+            if self._publish_room is None:
+                self._publish_room = self.client.register_script(PUBLISH_ROOM_LUA)
             pipe = self.client.pipeline(transaction=False)
             for row in rows:
                 payload = dict(row)
                 payload["updated_at"] = settings_version(row)
-                pipe.set(self.room_key(row["slug"]), json.dumps(payload))
-            pipe.execute()
+                self._publish_room(
+                    keys=[self.room_key(row["slug"]), self.rooms_changed_key],
+                    args=[json.dumps(payload), row["slug"], CHANGED_MEMORY_MS],
+                    client=pipe,
+                )
+            return sum(pipe.execute())
 
     def room_row(self, slug: str) -> dict | None:
         """A room's settings as last published (used while the database is down)."""
@@ -358,15 +478,12 @@ class RedisStore:
     def _run_publish(self, room_id: int, member, fields: dict) -> int:
         if self._publish is None:
             self._publish = self.client.register_script(PUBLISH_LUA)
-        args = [member, PUBLISHED_MEMORY_MS, self.window_ms * STREAM_KEEP_WINDOWS]
+        args = [member, PUBLISHED_MEMORY_MS, self.window_ms * STREAM_KEEP_WINDOWS, room_id, CHANGED_MEMORY_MS]
         for name, value in fields.items():
-            args.extend((name, value))
+            args.extend((name, _plain(value)))
+        keys = [self.stream_key(room_id), self.published_key(room_id), self.streams_changed_key]
         with _unavailable_on_error("publish"):
-            return int(
-                self._publish(
-                    keys=[self.stream_key(room_id), self.published_key(room_id)], args=args, client=self.client
-                )
-            )
+            return int(self._publish(keys=keys, args=args, client=self.client))
 
     def ping(self) -> bool:
         with _unavailable_on_error("ping"):
@@ -400,6 +517,22 @@ class _unavailable_on_error:
 def _time_ms(value) -> int:
     seconds, micros = value
     return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _plain(value):
+    """``value`` as a plain str or int: hiredis packs nothing else (an
+    IntegerChoices member, say), where redis-py's own packer took subclasses."""
+    if type(value) in (str, int):
+        return value
+    return int(value) if isinstance(value, int) else str(value)
+
+
+def _fields(raw: dict) -> dict[str, str]:
+    try:
+        return {k.decode(): v.decode() for k, v in raw.items()}
+    except AttributeError:
+        # A client that decodes replies itself.
+        return {str(k): str(v) for k, v in raw.items()}
 
 
 def _text(value) -> str:
