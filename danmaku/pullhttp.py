@@ -39,8 +39,11 @@ class HttpAnswer:
     status_line: str
     headers: list[tuple[str, str]]
     body: bytes
-    # The WSGI response iterable: (body,) or () for a 304.
-    chunks: tuple[bytes, ...]
+    # The WSGI response iterable: [body], or [] for a 304. A list, not a
+    # tuple: granian sends a list's bytes in one call, but walks any other
+    # iterable chunk by chunk across the GIL (several times the cost of the
+    # whole pull). Shared like ``headers``: never to be mutated.
+    chunks: list[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +129,7 @@ def _forms(answer: PullAnswer) -> _Forms:
             status_line=f"{status} {phrase}",
             headers=headers,
             body=b"" if head_only else body,
-            chunks=() if head_only else (body,),
+            chunks=[] if head_only else [body],
         )
 
     identity = build(answer.status, answer.body, gzipped=False)
