@@ -1,17 +1,20 @@
 """Delivery latency: how long from a send until a pulling viewer first sees it.
 
 Starts its own gunicorn (2 workers, SQLite in a tmp dir, a free 127.0.0.1
-port), sends ``--count`` comments at ``--rate`` per second from one thread
+port; with ``--redis`` also a private redis-server as the store, production
+mode), sends ``--count`` comments at ``--rate`` per second from one thread
 while another pulls every ``--poll-ms`` following its cursor (ignoring
 ``next_ms``: it measures delivery, not the polite client), then prints the
 send -> first-appearance latency and stops gunicorn.
 
     .venv/bin/python bench/latency.py --count 200 --rate 10
+    .venv/bin/python bench/latency.py --redis
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import signal
 import statistics
@@ -25,6 +28,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness import local
+from harness.services import private_redis
 
 ROOM = "bench"
 USERS = ("bench-a", "bench-b", "bench-c")
@@ -39,6 +43,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=10.0, help="comments per second (default 10)")
     parser.add_argument("--poll-ms", type=int, default=50, help="pause between pulls (default 50)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--redis", action="store_true", help="Redis streams as the store (a private redis-server)")
     args = parser.parse_args()
     if args.count < 1 or args.rate <= 0 or args.poll_ms < 1:
         parser.error("--count, --rate and --poll-ms must be positive")
@@ -46,11 +51,15 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     room_fields = {"user_send_interval_ms": 0, "room_send_cap_per_second": 100_000, "display_cap_per_second": 1000}
-    quiet = {"GUNICORN_LOG_LEVEL": "warning", "DANMAKU_LOG_LEVEL": "WARNING"}
+    env = {"GUNICORN_LOG_LEVEL": "warning", "DANMAKU_LOG_LEVEL": "WARNING"}
     try:
-        with local.gunicorn(
-            room=ROOM, users=USERS, workers=args.workers, room_fields=room_fields, extra_env=quiet
-        ) as server:
+        with contextlib.ExitStack() as stack:
+            if args.redis:
+                env["REDIS_URL"] = stack.enter_context(private_redis()).url
+            server = stack.enter_context(
+                local.gunicorn(room=ROOM, users=USERS, workers=args.workers, room_fields=room_fields, extra_env=env)
+            )
+            print(f"store: {'Redis streams (private redis-server)' if args.redis else 'the database (SQLite)'}")
             return _run(server.danmaku_url(ROOM), server.tokens, args)
     except local.LocalServerError as exc:
         raise SystemExit(str(exc)) from None
