@@ -357,3 +357,21 @@ def test_pulls_in_redis_mode_send_no_command_to_redis(private_redis_mode, room, 
         request_finished.connect(close_old_connections)
 
     assert end - start == per_read
+
+
+def test_pull_counts_written_for_multiprocess_scrapes_add_up(tmp_path):
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from danmaku_site.ops import PullCounts
+
+    counts = PullCounts(str(tmp_path))
+    for status in (200, 200, 200, 404):
+        counts.inc(status)
+    # A worker recycled onto the same pid number carries on from the file.
+    PullCounts(str(tmp_path)).inc(200)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))
+
+    assert registry.get_sample_value("danmaku_pulls_total", {"status": "200"}) == 4
+    assert registry.get_sample_value("danmaku_pulls_total", {"status": "404"}) == 1
