@@ -63,7 +63,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 # A pull node serves anonymous GETs, probes and the API docs: no sessions,
-# logins, CSRF or messages to carry (together about a third of Django's cost
+# logins, CSRF or messages to carry (together about a quarter of Django's cost
 # per pull, see bench/pull_inprocess.py). Security headers and
 # Content-Length stay.
 MIDDLEWARE_NOT_ON_PULL_NODES = (
