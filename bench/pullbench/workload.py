@@ -196,7 +196,9 @@ def prepare_round(host_port: str, env: dict[str, str], rooms: list[str], *, salt
     before = join_cursors(host_port, rooms)
     # Last, so the hot cursor is as fresh as a client's that just polled.
     before.update(join_cursors(host_port, [HOT_ROOM]))
-    run_seed(env, "send", {"plan": comment_plan(rooms), "salt": salt})
+    sent = run_seed(env, "send", {"plan": comment_plan(rooms), "salt": salt})
+    if set(sent["outcomes"]) != {"published"}:
+        raise WorkloadError(f"seeded comments were not all published: {sent['outcomes']}")
     hot_path = pull_path(HOT_ROOM, before[HOT_ROOM])
     _wait_for_items(host_port, hot_path, HOT_COMMENTS)
     after = join_cursors(host_port, rooms) if rooms else {}
@@ -224,7 +226,10 @@ def _wait_for_items(host_port: str, path: str, count: int) -> None:
             time.sleep(1.0)
             return
         time.sleep(0.2)
-    raise WorkloadError(f"{path} showed {seen} of {count} seeded comments after {SEAL_TIMEOUT_SECONDS} s")
+    raise WorkloadError(
+        f"{path} showed {seen} of {count} seeded comments after {SEAL_TIMEOUT_SECONDS} s "
+        "(hidden by moderation? the refresher stuck? see the server log)"
+    )
 
 
 def _request_mix(rooms: list[str], before: dict[str, str], after: dict[str, str]) -> list[str]:
