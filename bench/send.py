@@ -87,16 +87,20 @@ def main() -> int:
         tokens = _issue_tokens(server, args.users)
         before = _snapshot(database_url, store_redis, broker_redis)
         load = _Load(server.danmaku_url(ROOM), tokens, args.threads)
-        gunicorn_cpu = _group_cpu_seconds(server.process.pid)
+        database_name = database_url.rsplit("/", 1)[1]
+        gunicorn_cpu = _cpu_seconds(lambda pgrp, _: pgrp == server.process.pid)
+        postgres_cpu = _cpu_seconds(lambda _, cmdline: database_name in cmdline)
         client_cpu = time.process_time()
         load.run(WARMUP_SECONDS, args.seconds)
-        gunicorn_cpu = _group_cpu_seconds(server.process.pid) - gunicorn_cpu
+        gunicorn_cpu = _cpu_seconds(lambda pgrp, _: pgrp == server.process.pid) - gunicorn_cpu
+        # Backends of the private database (gunicorn's connections persist).
+        postgres_cpu = _cpu_seconds(lambda _, cmdline: database_name in cmdline) - postgres_cpu
         client_cpu = time.process_time() - client_cpu
         local.stop(server.process)
         # Backends flush their statistics as they exit; give the collector a moment.
         time.sleep(1.0)
         after = _snapshot(database_url, store_redis, broker_redis)
-    _report(args, load, before, after, gunicorn_cpu, client_cpu)
+    _report(args, load, before, after, {"gunicorn": gunicorn_cpu, "postgres": postgres_cpu, "client": client_cpu})
     return 0 if not load.failures and load.accepted_total else 1
 
 
@@ -217,20 +221,22 @@ def _commandstats(url: str) -> dict[str, int]:
         client.close()
 
 
-def _group_cpu_seconds(leader: int) -> float:
-    """CPU used so far by every live process in ``leader``'s process group."""
+def _cpu_seconds(matches) -> float:
+    """CPU used so far by every live process for which ``matches(pgrp, cmdline)``."""
     ticks = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == leader:  # pgrp
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if matches(int(fields[2]), cmdline):
                 ticks += int(fields[11]) + int(fields[12])  # utime + stime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _report(args, load: _Load, before: dict, after: dict, gunicorn_cpu: float, client_cpu: float) -> None:
+def _report(args, load: _Load, before: dict, after: dict, cpu: dict[str, float]) -> None:
+    gunicorn_cpu, postgres_cpu, client_cpu = cpu["gunicorn"], cpu["postgres"], cpu["client"]
     rate = load.accepted / load.measured_seconds
     print(
         f"send path: PostgreSQL + Redis, celery {args.celery}, {args.workers} gunicorn workers (gthread), "
@@ -249,10 +255,11 @@ def _report(args, load: _Load, before: dict, after: dict, gunicorn_cpu: float, c
     if load.failures:
         print(f"failures: {dict(load.failures)}")
     run_seconds = WARMUP_SECONDS + args.seconds
+    accepted = max(load.accepted_total, 1)
     print(
         f"CPU: gunicorn {gunicorn_cpu:.1f} s ({100 * gunicorn_cpu / run_seconds:.0f} % of a core), "
-        f"load generator {client_cpu:.1f} s; gunicorn CPU per accepted send "
-        f"{1000 * gunicorn_cpu / max(load.accepted_total, 1):.2f} ms"
+        f"postgres backends {postgres_cpu:.1f} s, load generator {client_cpu:.1f} s; per accepted send: "
+        f"gunicorn {1000 * gunicorn_cpu / accepted:.2f} ms, postgres {1000 * postgres_cpu / accepted:.2f} ms"
     )
     sends = max(load.requests_total, 1)
     print(f"\nper send ({load.requests_total} requests, {load.accepted_total} accepted), and per 1,000 sends/s:")
