@@ -4,7 +4,8 @@ and the baselines measured beside them in the same run.
 For every server kind (same workers, threads and CPUs throughout):
 
 - the project, fast path on and/or off (``paths``), in the deployment each
-  scenario needs: ``hot`` and ``rooms`` on a pull-role node over SQLite,
+  scenario needs (``DEPLOYMENTS``): ``hot`` and ``rooms`` on pull-role nodes
+  over SQLite (one holding the hot room, one with all 1,000 rooms warm),
   ``mixed`` on a node serving both roles, ``redis`` on a pull-role node
   reading a private redis-server;
 - the bare app (``bare_app.py``) returning the hot answer's exact bytes:
@@ -17,6 +18,8 @@ same hot answer.
 Every load run is preceded by a fresh round of comments and cursors
 (``workload.prepare_round``) and a short warm-up, so each one measures the
 same state: cursors a few seconds old, every room already in each worker.
+Each server leads its own process group and is stopped when its block
+exits, whatever happened (servers.serve).
 """
 
 from __future__ import annotations
@@ -42,13 +45,16 @@ MIXED_SEND_EVERY = 101
 # Longest time spent loading every room into every worker before measuring.
 ACTIVATION_TIMEOUT_SECONDS = 60
 ACTIVATION_BLIND_SECONDS = 8
-# What each scenario needs the project to run as: (store, role).
+ACTIVATION_ROUND_SECONDS = 2
+# What each scenario needs the project to run as: (store, role, all rooms
+# warm). The hot room gets a node of its own, so its figure never depends on
+# which other scenarios share the run (a node holding 1,000 rooms also pays
+# the refresher's tick for them).
 DEPLOYMENTS = {
-    "hot": ("embedded", "pull"),
-    "rooms": ("embedded", "pull"),
-    "mixed": ("embedded", "all"),
-    "redis": ("redis", "pull"),
-    "nginx": ("embedded", "pull"),
+    "hot": ("embedded", "pull", False),
+    "rooms": ("embedded", "pull", True),
+    "mixed": ("embedded", "all", True),
+    "redis": ("redis", "pull", True),
 }
 
 
@@ -174,26 +180,31 @@ class _Bench:
     # -- blocks ---------------------------------------------------------------
 
     def server_block(self, settings: ServerSettings) -> None:
-        """Every project scenario on this server, then its bare baseline."""
-        wanted = [name for name in self.options.scenarios if name in ("hot", "rooms", "mixed", "redis")]
+        """Every project scenario on this server, and its bare baseline right
+        after the first of them (the hot one when chosen): close in time."""
+        wanted = [name for name in self.options.scenarios if name in DEPLOYMENTS]
+        if not wanted:
+            return
+        bare_done = False
         for path in self.options.paths:
             for deployment in dict.fromkeys(DEPLOYMENTS[name] for name in wanted):
                 scenarios = [name for name in wanted if DEPLOYMENTS[name] == deployment]
                 try:
-                    rooms = any(name != "hot" for name in scenarios)
-                    with self.project(settings, path=path, deployment=deployment, rooms=rooms) as server:
+                    with self.project(settings, path=path, deployment=deployment) as server:
                         for name in scenarios:
                             for connections in self.options.connections:
                                 self.project_run(name, server, path, connections)
                 except Skipped as exc:
                     self.report.skipped.append(f"{', '.join(scenarios)} on {settings.label} ({path}): {exc}")
                     self.say(f"skipped {', '.join(scenarios)}: {exc}")
-        self.bare_block(settings)
+                if not bare_done:
+                    self.bare_block(settings)
+                    bare_done = True
 
     def bare_block(self, settings: ServerSettings) -> None:
         if self.hot_answer is None:
             # No scenario ran yet: one round on the project gives the bytes.
-            with self.project(settings, path="fast", deployment=("embedded", "pull"), rooms=False) as server:
+            with self.project(settings, path="fast", deployment=DEPLOYMENTS["hot"]) as server:
                 self.round(server, rooms=False)
         answer_path = self.work_dir / f"bare-answer-{self.next_serial()}.json"
         answer_path.write_text(json.dumps(self.hot_answer))
@@ -227,7 +238,7 @@ class _Bench:
             raise Skipped("nginx is not installed (apt-get install -y -q nginx-light)")
         label = f"nginx w{self.options.nginx_workers} + {settings.label}"
         with contextlib.ExitStack() as stack:
-            upstream = stack.enter_context(self.project(settings, path="fast", deployment=("embedded", "pull")))
+            upstream = stack.enter_context(self.project(settings, path="fast", deployment=DEPLOYMENTS["rooms"]))
             proxy = stack.enter_context(
                 nginx_harness.nginx(upstream=upstream.host_port, workers=self.options.nginx_workers)
             )
@@ -270,14 +281,13 @@ class _Bench:
     # -- pieces -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def project(
-        self, settings: ServerSettings, *, path: str, deployment: tuple[str, str], rooms: bool = True
-    ) -> Iterator:
-        """The project on ``settings``; with ``rooms``, every room warm in every worker."""
-        store, role = deployment
+    def project(self, settings: ServerSettings, *, path: str, deployment: tuple[str, str, bool]) -> Iterator:
+        """The project on ``settings`` as ``deployment`` says (store, role, every room warm)."""
+        store, role, rooms = deployment
         var_dir = workload.fresh_var_dir(self.template, self.work_dir, f"project-{self.next_serial()}")
         extra = {"DANMAKU_ROLE": role, "DANMAKU_PULL_FAST_PATH": "1" if path == "fast" else "0"}
-        self.say(f"starting {settings.label}: project, {path} path, {store} store, role {role}")
+        held = f"{len(self.template.rooms)} rooms warm" if rooms else "the hot room"
+        self.say(f"starting {settings.label}: project, {path} path, {store} store, role {role}, {held}")
         with contextlib.ExitStack() as stack:
             if store == "redis":
                 extra["REDIS_URL"] = stack.enter_context(_private_redis()).url
@@ -315,17 +325,17 @@ class _Bench:
             deadline = time.monotonic() + ACTIVATION_BLIND_SECONDS
             self.report.notes.append(f"{server.settings.label}: /metrics unreadable, rooms warmed blind")
         while held < wanted and time.monotonic() < deadline:
+            # The gauge is set at the end of each refresher tick, so it lags
+            # by up to a second: at most one round more than needed.
             wrk.run(
                 url=server.base_url,
                 script="rooms.lua",
                 args=[str(data)],
-                duration=1,
+                duration=ACTIVATION_ROUND_SECONDS,
                 connections=64,
                 threads=self.options.load_threads,
                 server_pgids=[server.pgid],
             )
-            # The gauge is set at the end of each refresher tick.
-            time.sleep(1.2)
             held = workload.ring_rooms(server.host_port)
         self.say(f"  {max(held, 0)} of {wanted} room rings warm after {time.monotonic() - started:.1f} s")
         if 0 <= held < wanted:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bench.pullbench.suite import PATHS, Result
+from bench.pullbench.suite import Result
 
 # The acceptance bounds.
 GUNICORN_MIN_RATIO = 1.0
@@ -50,6 +50,7 @@ def format_table(results: Iterable[Result]) -> str:
 
 @dataclass
 class Check:
+    key: str  # gunicorn, best, p99, errors, nginx: what a caller looks a verdict up by
     name: str
     ok: bool | None  # None: not measured in this run
     detail: str
@@ -81,6 +82,7 @@ def checks(results: list[Result]) -> list[Check]:
             details.append(f"c{row.connections}: {ratio:.2f}x")
     found.append(
         Check(
+            "gunicorn",
             f"hot pull on gunicorn gthread ≥ {GUNICORN_MIN_RATIO}x the bare app on it",
             all(verdicts) if verdicts else None,
             ", ".join(details) or "needs --servers gunicorn-gthread and --scenarios hot",
@@ -108,6 +110,7 @@ def checks(results: list[Result]) -> list[Check]:
         )
     found.append(
         Check(
+            "best",
             f"best server ≥ {BEST_MIN_RATIO_TO_BARE_GTHREAD}x bare gunicorn gthread and "
             f"≥ {BEST_MIN_RATIO_TO_OWN_BARE}x bare on itself",
             all(verdicts) if verdicts else None,
@@ -115,20 +118,30 @@ def checks(results: list[Result]) -> list[Check]:
         )
     )
 
-    wide = [r for r in results if r.connections >= P99_CONNECTIONS and r.scenario in PULL_SCENARIOS and r.app in PATHS]
-    slow = [r for r in wide if r.p99_ms > P99_MAX_MS]
-    found.append(
-        Check(
-            f"pull p99 ≤ {P99_MAX_MS:.0f} ms at {P99_CONNECTIONS} connections",
-            (not slow) if wide else None,
-            ", ".join(f"{r.scenario}/{r.server}/{r.app} {r.p99_ms:.1f} ms" for r in slow)
-            or (f"{len(wide)} runs, worst {max(r.p99_ms for r in wide):.1f} ms" if wide else "add --connections 256"),
+    # The shipped pull path (fast) on each server; the ninja rows are there
+    # for comparison, not as a configuration anyone would deploy.
+    wide = [r for r in results if r.connections >= P99_CONNECTIONS and r.scenario in PULL_SCENARIOS and r.app == "fast"]
+    for server in dict.fromkeys(r.server for r in wide):
+        rows = [r for r in wide if r.server == server]
+        found.append(
+            Check(
+                "p99",
+                f"pull p99 ≤ {P99_MAX_MS:.0f} ms at {P99_CONNECTIONS} connections on {server}",
+                all(r.p99_ms <= P99_MAX_MS for r in rows),
+                ", ".join(f"{r.scenario} {r.p99_ms:.1f} ms" for r in rows),
+            )
         )
-    )
+    if not wide:
+        found.append(
+            Check(
+                "p99", f"pull p99 ≤ {P99_MAX_MS:.0f} ms at {P99_CONNECTIONS} connections", None, "add --connections 256"
+            )
+        )
 
     failed = [r for r in results if r.errors]
     found.append(
         Check(
+            "errors",
             "0 errors (non-2xx/3xx and socket errors)",
             not failed,
             ", ".join(f"{r.scenario}/{r.server}/{r.app}/c{r.connections}: {r.errors}" for r in failed)
@@ -139,6 +152,7 @@ def checks(results: list[Result]) -> list[Check]:
     cache_rows = [r for r in results if r.app == "nginx-cache" and r.scenario == "hot" and r.ratio is not None]
     found.append(
         Check(
+            "nginx",
             f"nginx micro-cache ≥ {NGINX_MIN_RATIO}x nginx serving the same bytes as a static file",
             all(r.ratio >= NGINX_MIN_RATIO for r in cache_rows) if cache_rows else None,
             ", ".join(f"c{r.connections}: {r.ratio:.2f}x" for r in cache_rows) or "needs nginx and --scenarios nginx",
