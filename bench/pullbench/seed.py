@@ -6,7 +6,7 @@ Runs inside Django in a process of its own with the server's environment
 would hold:
 
     python -m bench.pullbench.seed prepare '{"rooms": 1000, "users": 40}'
-    python -m bench.pullbench.seed send '{"plan": [["hot", 15], ["r0007", 2]]}'
+    python -m bench.pullbench.seed send '{"plan": [["hot", 15], ["r0007", 2]], "round_number": 1}'
 
 Each prints one JSON line on stdout. ``prepare`` makes the rooms (limits
 lifted so the mixed scenario's sends are all accepted), the users with a
@@ -89,14 +89,16 @@ def prepare(*, rooms: int, users: int) -> dict:
     }
 
 
-def send(*, plan: list[tuple[str, int]], salt: str = "") -> dict:
+def send(*, plan: list[tuple[str, int]], round_number: int = 0) -> dict:
     """Send ``count`` comments to each room of ``plan``; count the outcomes."""
     from django.contrib.auth import get_user_model
 
     from danmaku.models import Danmaku
     from danmaku.services import danmaku_send
 
-    rng = random.Random(f"{RANDOM_SEED}-{salt}")
+    # The same senders, texts and colours every round: answers of two rounds
+    # differ only in their ids and numbers, so sizes stay comparable.
+    rng = random.Random(RANDOM_SEED)
     users = list(get_user_model().objects.filter(username__startswith=USER_PREFIX).order_by("username"))
     if not users:
         raise SystemExit("no benchmark users: run prepare first")
@@ -109,13 +111,13 @@ def send(*, plan: list[tuple[str, int]], salt: str = "") -> dict:
             outcome = danmaku_send(
                 room_slug=slug,
                 user=rng.choice(users),
-                # Numbered: the moderation task hides one user's repeated
-                # text and one text pasted by many (spam and raid rules),
-                # and rounds of comments would trip both.
-                text=f"{rng.choice(TEXTS)} {salt}{serial}",
+                # Numbered (fixed width): the moderation task hides one
+                # user's repeated text and one text pasted by many (spam
+                # and raid rules), and rounds of comments would trip both.
+                text=f"{rng.choice(TEXTS)} {round_number % 1000:03d}{serial % 10000:04d}",
                 color=rng.choice(COLORS),
                 mode=rng.choice(MODES),
-                client_id=f"seed-{salt}{os.getpid()}-{serial}",
+                client_id=f"seed-{round_number}-{os.getpid()}-{serial}",
             )
             if outcome.broadcast:
                 ids.append(outcome.danmaku.id)

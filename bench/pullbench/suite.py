@@ -346,7 +346,7 @@ class _Bench:
     def round(self, server: servers.RunningServer, *, rooms: bool = True) -> workload.Round:
         """Fresh comments and cursors; without ``rooms`` only the hot room's (a hot-only run)."""
         round_ = workload.prepare_round(
-            server.host_port, server.env, self.template.rooms if rooms else [], salt=f"{self.next_serial()}-"
+            server.host_port, server.env, self.template.rooms if rooms else [], round_number=self.next_serial()
         )
         self.hot_answer = round_.hot_answer
         self.hot_path = round_.hot_path

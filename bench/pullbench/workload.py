@@ -191,12 +191,12 @@ def comment_plan(rooms: list[str]) -> list[tuple[str, int]]:
     return plan
 
 
-def prepare_round(host_port: str, env: dict[str, str], rooms: list[str], *, salt: str) -> Round:
+def prepare_round(host_port: str, env: dict[str, str], rooms: list[str], *, round_number: int) -> Round:
     """Seed comments into the running server's store and take real cursors around them."""
     before = join_cursors(host_port, rooms)
     # Last, so the hot cursor is as fresh as a client's that just polled.
     before.update(join_cursors(host_port, [HOT_ROOM]))
-    sent = run_seed(env, "send", {"plan": comment_plan(rooms), "salt": salt})
+    sent = run_seed(env, "send", {"plan": comment_plan(rooms), "round_number": round_number})
     if set(sent["outcomes"]) != {"published"}:
         raise WorkloadError(f"seeded comments were not all published: {sent['outcomes']}")
     hot_path = pull_path(HOT_ROOM, before[HOT_ROOM])
