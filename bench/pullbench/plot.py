@@ -44,9 +44,17 @@ def write_png(results: list[Result], path: Path, *, title: str) -> None:
         latency.text(result.p99_ms, position, f" {result.p99_ms:.1f}", va="center", fontsize=7)
     latency.margins(x=0.2)
     used = [app for app in COLORS if any(r.app == app for r in results)]
-    throughput.legend(handles=[Patch(color=COLORS[app], label=app) for app in used], loc="lower right", fontsize=8)
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+    # Above the panels: inside them it would cover a bar.
+    figure.legend(
+        handles=[Patch(color=COLORS[app], label=app) for app in used],
+        loc="upper right",
+        bbox_to_anchor=(0.985, 1.0),
+        ncol=len(used),
+        fontsize=8,
+        frameon=False,
+    )
+    figure.suptitle(title, fontsize=10, x=0.02, ha="left")
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
