@@ -189,8 +189,8 @@ class DatabaseStore:
 # Publishes one comment unless this id was published recently (KEYS: the
 # stream, the room's published-ids set, the streams-changed index; ARGV: id,
 # keep-ms, trim-ms, room id, changed-keep-ms, then the entry's field/value
-# pairs). Returns the entry's Redis time in ms, or the negative of the time
-# it was first published if it already was. The index entry is written in the
+# pairs). Returns the entry's Redis time in ms (its stream id's), or the
+# negative of the time it was first published if it already was. The index entry is written in the
 # same script as the stream entry, so a reader that sees one sees the other.
 PUBLISH_LUA = """
 local now = redis.call('TIME')
@@ -199,12 +199,16 @@ local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if seen then
   return -tonumber(seen)
 end
+local minid = tostring(now_ms - tonumber(ARGV[3])) .. '-0'
+local id = redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', unpack(ARGV, 6))
+-- The entry's own id decides its second: XADD reads the clock again (a
+-- millisecond may have passed since TIME) and never goes below the
+-- stream's last id, so the comment's time is taken from the id.
+now_ms = tonumber(string.match(id, '^(%d+)'))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[2], now_ms, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
-local minid = tostring(now_ms - tonumber(ARGV[3])) .. '-0'
-redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', unpack(ARGV, 6))
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[3], now_ms, ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms - tonumber(ARGV[5]))
 return now_ms

@@ -110,6 +110,21 @@ def test_publishing_the_same_comment_twice_adds_it_once(redis_mode, room, user, 
     assert stream_ids(redis_mode, settings.DANMAKU_REDIS_PREFIX, room.id) == [danmaku.id]
 
 
+def test_published_time_is_the_stream_entry_id_even_when_the_stream_is_ahead(redis_mode, room, user, settings):
+    # XADD never goes below the stream's last id (and reads the clock again
+    # after the script's TIME): the time returned, which the record keeps,
+    # must be the entry's own id, or the record and the ring disagree on its second.
+    stream = f"{settings.DANMAKU_REDIS_PREFIX}:s:{room.id}"
+    ahead_ms = int(time.time() * 1000) + 3000
+    redis_mode.xadd(stream, {"k": "x"}, id=f"{ahead_ms}-0")
+    danmaku = Danmaku.objects.create(room=room, user=user, text="late clock", ts_ms=int(time.time() * 1000))
+
+    published_ms = runtime.refresher().store.publish(danmaku, nick="n", avatar="a")
+
+    entry_id = redis_mode.xrange(stream)[-1][0]
+    assert published_ms == int(entry_id.split(b"-")[0]) == ahead_ms
+
+
 def test_retraction_reaches_cursor_pulls_and_hides_it_from_joiners(redis_mode, client, room, auth_headers):
     joined = pull(client)
     danmaku_id = send(client, auth_headers, "regrettable").json()["id"]
