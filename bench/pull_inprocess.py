@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import os
 import pstats
 import sys
@@ -34,6 +33,8 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+
+from harness.wsgi import wsgi_environ  # noqa: E402
 
 ROOM = "bench"
 TEXTS = ("\u54c8\u54c8\u54c8\u54c8", "this song is so good", "\u524d\u65b9\u9ad8\u80fd!!!", "2333333", "nice shot")
@@ -139,28 +140,7 @@ def _bare_app(status: str, headers: list[tuple[str, str]], body: bytes):
 
 
 def _environ(path: str, query: str, **headers: str) -> dict:
-    env = {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "127.0.0.1:8000",
-        "HTTP_USER_AGENT": "bench",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
-    for name, value in headers.items():
-        env["HTTP_" + name] = value
-    return env
+    return wsgi_environ(path, query, host="127.0.0.1:8000", USER_AGENT="bench", **headers)
 
 
 def _start_response(status, headers, exc_info=None):

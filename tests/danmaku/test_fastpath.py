@@ -9,8 +9,6 @@ exactly Django's answer or hands the request to Django.
 from __future__ import annotations
 
 import gzip
-import io
-import sys
 import time
 from dataclasses import dataclass
 
@@ -31,6 +29,7 @@ from danmaku.wire import encode_cursor
 from danmaku_site import fastpath
 from danmaku_site import settings as site_settings
 from danmaku_site.fastpath import PullFastPath
+from harness.wsgi import wsgi_environ
 
 EPOCH = DatabaseStore.epoch
 PATH = "/api/v1/rooms/{}/danmaku"
@@ -43,27 +42,7 @@ class Answer:
     body: bytes
 
 
-def environ(path: str, query: str = "", method: str = "GET", **headers: str) -> dict:
-    env = {
-        "REQUEST_METHOD": method,
-        "SCRIPT_NAME": "",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "testserver",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "testserver",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
-    for name, value in headers.items():
-        env["HTTP_" + name.upper()] = value
-    return env
+environ = wsgi_environ
 
 
 def call(app, env: dict) -> Answer:
