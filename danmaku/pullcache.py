@@ -103,11 +103,6 @@ class PullAnswer:
     cache_control: str = "no-store"
     http: object | None = field(default=None, compare=False)
 
-    def body_for(self, accepts_gzip: bool) -> tuple[bytes, bool]:
-        if accepts_gzip and self.gzipped is not None:
-            return self.gzipped, True
-        return self.body, False
-
 
 class PullCache:
     def __init__(self, config: PullConfig | None = None, *, clock: Callable[[], float] = time.monotonic):
@@ -157,32 +152,30 @@ class PullCache:
         entry = self.rooms.get(slug)
         if entry is None:
             return None
-        stamp, _, by_raw = entry.memo
-        # Compared field by field: nothing is allocated on the common path.
-        if (
-            stamp is None
-            or stamp[0] is not entry.ring.view
-            or stamp[1] is not entry.settings
-            or stamp[2] is not entry.degraded
-            or stamp[3] != self.epoch
-        ):
+        if not self._memo_current(entry, entry.ring.view):
             return None
-        answer = by_raw.get(after)
+        answer = entry.memo[2].get(after)
         if answer is not None:
             entry.last_pulled = self.clock()
         return answer
 
+    def _memo_current(self, entry: RoomEntry, view: RingView) -> bool:
+        """Whether the room's memo was built from this snapshot, settings,
+        health and epoch. Compared field by field: nothing is allocated."""
+        stamp = entry.memo[0]
+        return (
+            stamp is not None
+            and stamp[0] is view
+            and stamp[1] is entry.settings
+            and stamp[2] is entry.degraded
+            and stamp[3] == self.epoch
+        )
+
     def _answer(self, entry: RoomEntry, after: str | None) -> PullAnswer:
         entry.last_pulled = self.clock()
         view = entry.ring.view
-        stamp, memo, by_raw = entry.memo
-        if (
-            stamp is None
-            or stamp[0] is not view
-            or stamp[1] is not entry.settings
-            or stamp[2] is not entry.degraded
-            or stamp[3] != self.epoch
-        ):
+        _, memo, by_raw = entry.memo
+        if not self._memo_current(entry, view):
             memo, by_raw = {}, {}
             entry.memo = ((view, entry.settings, entry.degraded, self.epoch), memo, by_raw)
         else:
