@@ -91,9 +91,9 @@ class PullAnswer:
     """One finished answer, shared by every client asking the same question.
 
     Immutable once built, except ``http``: the HTTP forms of the answer
-    (status line, header lists, body per encoding), attached by
-    ``danmaku.pullhttp`` the first time the answer is served and reused by
-    every later request.
+    (status line, header list, body per encoding), each built by
+    ``danmaku.pullhttp`` the first time it is asked for and reused by every
+    later request.
     """
 
     status: int
@@ -101,7 +101,7 @@ class PullAnswer:
     gzipped: bytes | None = None
     etag: str = ""
     cache_control: str = "no-store"
-    http: object | None = field(default=None, compare=False)
+    http: list | None = field(default=None, compare=False)
 
 
 class PullCache:

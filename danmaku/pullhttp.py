@@ -4,20 +4,22 @@ The ninja endpoint (``danmaku.api.pull``, the documented contract) and the
 WSGI fast path (``danmaku_site.fastpath``) both answer through ``respond``,
 so they cannot drift apart; a test holds them to the same bytes.
 
-Every form an answer can take (identity, gzip, 304 for either) is built
-once, the first time the answer is served, and attached to the shared
-``PullAnswer``: per request, serving is two header tests and an attribute
-read. Nothing here touches a database or a store.
+Each form an answer can take (identity, gzip, 304 for either) is built
+once, the first time it is asked for, and kept on the shared
+``PullAnswer``: per request, serving is two header tests and a list read. Nothing here touches a database or a store.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from dataclasses import dataclass
 from http import HTTPStatus
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from danmaku.pullcache import PullAnswer
 
@@ -46,23 +48,25 @@ class HttpAnswer:
     chunks: list[bytes]
 
 
-@dataclass(frozen=True, slots=True)
-class _Forms:
-    identity: HttpAnswer
-    gzip: HttpAnswer | None
-    identity_304: HttpAnswer | None
-    gzip_304: HttpAnswer | None
+# Where each form of an answer is kept in ``PullAnswer.http``.
+_IDENTITY, _GZIP, _IDENTITY_304, _GZIP_304 = range(4)
 
 
 def respond(answer: PullAnswer, *, accept_encoding: str, if_none_match: str | None) -> HttpAnswer:
     """The HTTP answer for one request, from its two request headers that matter."""
     forms = answer.http
     if forms is None:
-        forms = answer.http = _forms(answer)
-    gzipped = forms.gzip is not None and accept_encoding and accepts_gzip(accept_encoding)
-    if if_none_match and forms.identity_304 is not None and etag_matches(if_none_match, answer.etag):
-        return forms.gzip_304 if gzipped else forms.identity_304
-    return forms.gzip if gzipped else forms.identity
+        forms = answer.http = [None, None, None, None]
+    form = _GZIP if answer.gzipped is not None and accept_encoding and accepts_gzip(accept_encoding) else _IDENTITY
+    if if_none_match and answer.etag and etag_matches(if_none_match, answer.etag):
+        form += _IDENTITY_304
+    built = forms[form]
+    if built is None:
+        # Built on first use: most answers are only ever asked for in one
+        # form, and every answer of every room is rebuilt each second.
+        # Two threads racing here build equal forms; either may stay.
+        built = forms[form] = _build(answer, form)
+    return built
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -102,56 +106,65 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
     return False
 
 
-def _forms(answer: PullAnswer) -> _Forms:
-    tail = [("Cache-Control", answer.cache_control)]
+def _build(answer: PullAnswer, form: int) -> HttpAnswer:
+    gzipped = form in (_GZIP, _GZIP_304)
+    not_modified = form in (_IDENTITY_304, _GZIP_304)
+    body = answer.gzipped if gzipped else answer.body
+    headers = [] if not_modified else [("Content-Type", CONTENT_TYPE)]
+    # A 304 may carry the length of the answer it stands for (RFC 9110
+    # 8.6); it keeps Django from adding a wrong "0".
+    headers.append(("Content-Length", str(len(body))))
+    if gzipped and not not_modified:
+        headers.append(("Content-Encoding", "gzip"))
+    headers.append(("Cache-Control", answer.cache_control))
     if answer.etag:
-        tail.append(("ETag", answer.etag))
+        headers.append(("ETag", answer.etag))
     # Even an answer too small to gzip says so: a proxy must not hand a
     # gzip-capable client's entry to one that cannot read it, or the reverse.
-    tail.append(("Vary", "Accept-Encoding"))
+    headers.append(("Vary", "Accept-Encoding"))
     if answer.status == HTTPStatus.SERVICE_UNAVAILABLE:
-        tail.append(("Retry-After", str(RETRY_AFTER_SECONDS)))
-    tail += deployment_headers()
-
-    def build(status: int, body: bytes, *, gzipped: bool, head_only: bool = False) -> HttpAnswer:
-        headers = []
-        if not head_only:
-            headers.append(("Content-Type", CONTENT_TYPE))
-        # A 304 may carry the length of the answer it stands for (RFC 9110
-        # 8.6); it keeps Django from adding a wrong "0".
-        headers.append(("Content-Length", str(len(body))))
-        if gzipped and not head_only:
-            headers.append(("Content-Encoding", "gzip"))
-        headers += tail
-        phrase = HTTPStatus(status).phrase
-        return HttpAnswer(
-            status=status,
-            status_line=f"{status} {phrase}",
-            headers=headers,
-            body=b"" if head_only else body,
-            chunks=[] if head_only else [body],
-        )
-
-    identity = build(answer.status, answer.body, gzipped=False)
-    gzip = build(answer.status, answer.gzipped, gzipped=True) if answer.gzipped is not None else None
-    if not answer.etag:
-        return _Forms(identity, gzip, None, None)
-    return _Forms(
-        identity,
-        gzip,
-        build(HTTPStatus.NOT_MODIFIED, answer.body, gzipped=False, head_only=True),
-        build(HTTPStatus.NOT_MODIFIED, answer.gzipped, gzipped=True, head_only=True) if gzip is not None else None,
+        headers.append(("Retry-After", str(RETRY_AFTER_SECONDS)))
+    headers += deployment_headers()
+    status = HTTPStatus.NOT_MODIFIED if not_modified else answer.status
+    return HttpAnswer(
+        status=status,
+        status_line=_status_line(status),
+        headers=headers,
+        body=b"" if not_modified else body,
+        chunks=[] if not_modified else [body],
     )
+
+
+@functools.cache
+def _status_line(status: int) -> str:
+    return f"{status} {HTTPStatus(status).phrase}"
 
 
 _HOSTNAME = socket.gethostname()
 
 
-def deployment_headers() -> list[tuple[str, str]]:
+# By process id: X-Served-By names the process, and a forked child must not
+# inherit its parent's.
+_deployment: dict[int, tuple[tuple[str, str], ...]] = {}
+
+
+def deployment_headers() -> tuple[tuple[str, str], ...]:
     """Headers every API answer of this deployment carries, as Django's
     middleware would add them (so the fast path's answers match the ninja
-    endpoint's whichever middleware the role runs). Read when an answer's
-    forms are built, so after the fork: X-Served-By names this process."""
+    endpoint's whichever middleware the role runs). Worked out once per
+    process: reading settings cost a quarter of building an answer."""
+    headers = _deployment.get(os.getpid())
+    if headers is None:
+        headers = _deployment[os.getpid()] = tuple(_read_deployment_headers())
+    return headers
+
+
+@receiver(setting_changed)
+def _forget_deployment_headers(**_) -> None:
+    _deployment.clear()
+
+
+def _read_deployment_headers() -> list[tuple[str, str]]:
     middleware = set(settings.MIDDLEWARE)
     headers = []
     if "django.middleware.security.SecurityMiddleware" in middleware:

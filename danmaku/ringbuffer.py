@@ -243,16 +243,22 @@ class RoomRing:
 
 
 # Empty slots of recent seconds, shared by every ring: a slot is immutable, and
-# a process with thousands of quiet rooms seals one per room each second.
+# a process with thousands of quiet rooms seals one per room each second. A
+# ring activated now seals a whole window at once, so a window's worth of
+# seconds is kept (fewer, and 1,000 rooms activated together built 60,000
+# slots that every full garbage collection then had to walk).
 _EMPTY_SLOTS: dict[int, Slot] = {}
-_EMPTY_SLOTS_KEPT = 8
+_EMPTY_SLOTS_KEPT = 128
 
 
 def _empty_slot(second: int) -> Slot:
     slot = _EMPTY_SLOTS.get(second)
     if slot is None:
         if len(_EMPTY_SLOTS) >= _EMPTY_SLOTS_KEPT:
+            # Keep the half made last: the seconds rings are sealing now.
+            kept = list(_EMPTY_SLOTS.items())[_EMPTY_SLOTS_KEPT // 2 :]
             _EMPTY_SLOTS.clear()
+            _EMPTY_SLOTS.update(kept)
         # Two writers racing here (rings of different processes never share
         # this) would at worst build two equal slots: sharing is only a saving.
         slot = _EMPTY_SLOTS[second] = Slot(second)

@@ -9,6 +9,8 @@ exactly Django's answer or hands the request to Django.
 from __future__ import annotations
 
 import gzip
+import os
+import socket
 import time
 from dataclasses import dataclass
 
@@ -22,7 +24,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from danmaku import runtime
+from danmaku import pullhttp, runtime
 from danmaku.models import Danmaku
 from danmaku.store import DatabaseStore
 from danmaku.wire import encode_cursor
@@ -244,6 +246,16 @@ def test_fast_path_answers_carry_the_contract_headers(apps, comments):
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["ETag"].startswith('"')
     assert len(answer.headers) == len(headers), "a header was sent twice"
+
+
+def test_deployment_headers_are_read_again_when_settings_change(settings):
+    # Worked out once per process, so a change must reset them.
+    served_by = ("X-Served-By", f"{socket.gethostname()}:{os.getpid()}")
+    settings.DANMAKU_SERVED_BY_HEADER = True
+    assert served_by in pullhttp.deployment_headers()
+
+    settings.DANMAKU_SERVED_BY_HEADER = False
+    assert [name for name, _ in pullhttp.deployment_headers() if name == "X-Served-By"] == []
 
 
 def test_pulls_touch_no_database_through_either_path(apps, comments, django_assert_num_queries):

@@ -792,3 +792,16 @@ def test_retraction_whose_second_is_sealed_is_told_in_the_first_open_one():
     ring.seal_through(106)
 
     assert [slot.second for slot in ring.view.slots if slot.deleted] == [106]
+
+
+def test_rings_sealing_the_same_window_share_its_empty_slots():
+    # A thousand rooms activated together must not hold a thousand copies
+    # of every empty second (each one walked by every full collection).
+    rings = [RoomRing(size=60) for _ in range(3)]
+    for ring in rings:
+        ring.seal_through(10_000)
+
+    first = rings[0].view.slots
+    assert [slot.second for slot in first] == list(range(9_941, 10_001))
+    for ring in rings[1:]:
+        assert all(mine is theirs for mine, theirs in zip(ring.view.slots, first, strict=True))
