@@ -27,7 +27,7 @@ from danmaku.models import Room
 from danmaku.pullcache import PullCache, RoomEntry, RoomSettings
 from danmaku.store import ROOM_FIELDS, Batch, DatabaseStore, RedisStore, RoomRef, StoreUnavailable, settings_version
 from danmaku_site.metrics import FALLBACKS, REFRESH_ERRORS, REFRESH_SECONDS
-from danmaku_site.ops import observe_refresher
+from danmaku_site.ops import flush_pull_counts, observe_refresher
 from danmaku_site.ratelimitlog import RateLimitedLog
 
 logger = logging.getLogger(__name__)
@@ -352,6 +352,7 @@ class Refresher:
             finally:
                 # Also after a failure: the lag gauge must show an outage grow.
                 observe_refresher(self)
+                flush_pull_counts()
                 close_old_connections()
             self._stop.wait(self._delay_s())
         logger.info("refresher stopped")

@@ -414,7 +414,14 @@ def _pull_until_both_workers_answered(server: local.LocalServer) -> tuple[int, s
 def test_metrics_add_up_every_gunicorn_worker_and_survive_a_dead_one(tmp_path):
     with _server(tmp_path) as server:
         pulls, workers = _pull_until_both_workers_answered(server)
-        text = _get(server, "/metrics").text
+        # Each worker writes its pull tallies on its refresher's tick: a
+        # scrape answered by one worker is at most a second behind the other.
+        deadline = time.monotonic() + 5
+        while True:
+            text = _get(server, "/metrics").text
+            if sample(text, "danmaku_pulls_total", status="200") == pulls or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         counter_files = {path.name for path in (tmp_path / "prometheus").glob("counter_*.db")}
         victim = int(sorted(workers)[0].rsplit(":", 1)[1])
         live_gauges = tmp_path / "prometheus" / f"gauge_livesum_{victim}.db"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 
@@ -356,13 +357,31 @@ def test_pull_counts_written_for_multiprocess_scrapes_add_up(tmp_path):
 
     from danmaku_site.ops import PullCounts
 
-    counts = PullCounts(str(tmp_path))
-    for status in (200, 200, 200, 404):
-        counts.inc(status)
-    # A worker recycled onto the same pid number carries on from the file.
-    PullCounts(str(tmp_path)).inc(200)
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(tmp_path))
+    def scraped(status: str) -> float | None:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(tmp_path))
+        return registry.get_sample_value("danmaku_pulls_total", {"status": status})
 
-    assert registry.get_sample_value("danmaku_pulls_total", {"status": "200"}) == 4
-    assert registry.get_sample_value("danmaku_pulls_total", {"status": "404"}) == 1
+    counts = PullCounts(str(tmp_path))
+    for status in (200, 200, 404):
+        counts.inc(status)
+    # Counted by threads of their own (as the server's threads do).
+    threads = [threading.Thread(target=lambda: [counts.inc(200) for _ in range(1000)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert scraped("200") is None, "tallied, not written until a flush"
+    counts.flush()
+    assert scraped("200") == 4002
+    assert scraped("404") == 1
+
+    counts.inc(200)
+    counts.flush()
+    counts.flush()
+    assert scraped("200") == 4003
+    # A worker recycled onto the same pid number carries on from the file.
+    again = PullCounts(str(tmp_path))
+    again.inc(200)
+    again.flush()
+    assert scraped("200") == 4004
