@@ -10,6 +10,7 @@ acceptance checks. Writes artifacts/bench/pull.png and pull.json.
 
     .venv/bin/python bench/pull.py                          # everything, 10 s per run, 64 connections
     .venv/bin/python bench/pull.py --connections 64,256     # plus the p99 check at 256
+    .venv/bin/python bench/pull.py --repeat 5               # 5 alternating pairs per row, medians
     .venv/bin/python bench/pull.py --pin                    # server on CPU 0, wrk on CPU 1
     .venv/bin/python bench/pull.py --scenarios hot --servers gunicorn-gthread --duration 3
 
@@ -82,13 +83,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[suite.Options, Path]:
         help="fast (DANMAKU_PULL_FAST_PATH=1) and/or ninja (=0) (default both)",
     )
     add("--rooms", type=int, default=defaults.rooms, help="rooms in the rooms/mixed/redis loads (default %(default)s)")
+    add(
+        "--repeat",
+        type=int,
+        default=defaults.repeat,
+        help="runs per row, each paired with a run of the bare app; figures are their medians (default %(default)s)",
+    )
     add("--pin", action="store_true", help="taskset: server on CPU 0, wrk on CPU 1")
     add("--wrk-threads", type=int, default=None, help="wrk threads (default 2, or 1 with --pin)")
     add("--nginx-workers", type=int, default=defaults.nginx_workers, help="nginx worker processes (default 1)")
     add("--out", type=Path, default=DEFAULT_OUT, help="where pull.png and pull.json go (default artifacts/bench)")
     args = parser.parse_args(argv)
-    if args.duration < 1 or args.warmup < 0 or args.workers < 1 or (args.threads or 1) < 1 or args.rooms < 1:
-        parser.error("--duration ≥ 1, --warmup ≥ 0, --workers, --threads and --rooms ≥ 1")
+    if args.duration < 1 or args.warmup < 0 or min(args.workers, args.threads or 1, args.rooms, args.repeat) < 1:
+        parser.error("--duration ≥ 1, --warmup ≥ 0, --workers, --threads, --rooms and --repeat ≥ 1")
     options = suite.Options(
         duration=args.duration,
         warmup=args.warmup,
@@ -102,6 +109,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[suite.Options, Path]:
         pin=args.pin,
         wrk_threads=args.wrk_threads,
         nginx_workers=args.nginx_workers,
+        repeat=args.repeat,
     )
     return options, args.out
 
@@ -122,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     threads = f"{options.threads} threads" if options.threads else "shipped thread counts"
     print()
     print(
-        f"pull benchmark: {options.duration:g} s per run after {options.warmup:g} s warm-up, "
+        f"pull benchmark: {options.repeat} run(s) per row, {options.duration:g} s each "
+        f"after {options.warmup:g} s warm-up, "
         f"{options.workers} workers, {threads}, wrk {options.load_threads} thread(s)"
         f"{', pinned (server CPU 0, wrk CPU 1)' if options.pin else ''}; "
         f"load average before {report.machine['loadavg_before']}, after {report.machine['loadavg_after']}"
@@ -135,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table.format_table(report.results))
     print()
-    print("x base: req/s over the bare app on the same server settings (nginx-cache: over nginx-static)")
+    print(
+        "x base: req/s over the bare app on the same server settings, the median of the runs' pairs "
+        "(range: lowest-highest pair); nginx-cache: over nginx-static"
+    )
     for check in table.checks(report.results):
         print(check)
     for skipped in report.skipped:

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from bench.pullbench import table
-from bench.pullbench.suite import Result, _attach_ratios
+from bench.pullbench.suite import Result, _attach_ratios, _combine
 from harness.local import BASE_DIR
 from harness.services import services_required
 
@@ -30,7 +30,7 @@ def test_pull_benchmark_prints_a_table_and_writes_the_plot(tmp_path):
             sys.executable, "bench/pull.py",
             "--duration", "1", "--warmup", "0", "--connections", "2",
             "--scenarios", "hot", "--servers", "gunicorn-gthread", "--paths", "fast",
-            "--rooms", "5", "--out", str(tmp_path),
+            "--rooms", "5", "--repeat", "2", "--out", str(tmp_path),
         ],
         cwd=BASE_DIR,
         capture_output=True,
@@ -48,6 +48,9 @@ def test_pull_benchmark_prints_a_table_and_writes_the_plot(tmp_path):
     # (within the few bytes next_ms's jitter and the ETag may vary by).
     assert rows[1]["bytes_per_response"] == pytest.approx(rows[0]["bytes_per_response"], rel=0.05)
     assert rows[0]["ratio"] is not None
+    # Two project runs, each paired with a bare run: the ratio is their median.
+    assert rows[0]["runs"] == rows[1]["runs"] == 2
+    assert rows[0]["ratio_low"] <= rows[0]["ratio"] <= rows[0]["ratio_high"]
     assert (tmp_path / "pull.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
@@ -102,3 +105,18 @@ def test_checks_fail_a_best_server_below_its_own_bare_app_and_say_what_was_not_m
     assert verdicts["best"] is False  # 4.1x bare gunicorn, but only 0.74x bare granian
     assert verdicts["p99"] is None
     assert verdicts["nginx"] is None
+
+
+def test_repeated_runs_combine_into_medians_and_checks_use_the_paired_ratio():
+    runs = [_row("hot", "gunicorn-gthread w2t4", "fast", rps) for rps in (9_000, 12_000, 10_000)]
+    row = _combine(runs)
+    assert (row.rps, row.runs, row.rps_runs) == (10_000, 3, [9_000, 12_000, 10_000])
+    assert row.requests == sum(run.requests for run in runs)
+    # Paired with bare runs seconds apart: 1.02x, although the medians of the
+    # two rows divide to 0.91x (the bare runs met a quieter machine).
+    row.ratio, row.ratio_low, row.ratio_high = 1.02, 0.98, 1.05
+    row.baseline = "bare on gunicorn-gthread w2t4, paired"
+    bare = _combine([_row("hot", "gunicorn-gthread w2t4", "bare", rps) for rps in (11_000, 11_000)])
+    verdicts = _verdicts([row, bare])
+    assert row.ratio == 1.02, "a paired ratio is kept, not recomputed"
+    assert verdicts["gunicorn"] is True

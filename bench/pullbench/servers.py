@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -137,6 +138,9 @@ def server_env(var_dir: Path, port: int, settings: ServerSettings, extra: dict[s
         GUNICORN_THREADS=str(settings.threads),
         # A worker recycled mid-run would put its restart into the figures.
         GUNICORN_MAX_REQUESTS="0",
+        # No heartbeat deadline: a server stopped (SIGSTOP) while another one
+        # is measured must not find its workers overdue when it resumes.
+        GUNICORN_TIMEOUT_SECONDS="0",
         GUNICORN_LOG_LEVEL="warning",
         GUNICORN_CONTROL_SOCKET="off",
         DANMAKU_LOG_LEVEL="WARNING",
@@ -178,7 +182,40 @@ def serve(
         _wait_until_ready(server, probe_path)
         yield server
     finally:
+        # A stopped group would not act on SIGTERM.
+        resume(server)
         local.stop(process)
+
+
+def pause(server: RunningServer) -> None:
+    """SIGSTOP the whole process group: it takes no CPU until resumed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pgid, signal.SIGSTOP)
+
+
+def resume(server: RunningServer) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pgid, signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def paused(server: RunningServer) -> Iterator[None]:
+    """``server`` stopped for the block (a run of another server is measured)."""
+    pause(server)
+    try:
+        yield
+    finally:
+        resume(server)
+
+
+@contextlib.contextmanager
+def resumed(server: RunningServer) -> Iterator[None]:
+    """A server kept stopped between its runs, running for the block."""
+    resume(server)
+    try:
+        yield
+    finally:
+        pause(server)
 
 
 def _wait_until_ready(server: RunningServer, probe_path: str) -> None:

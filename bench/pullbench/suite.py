@@ -11,6 +11,14 @@ For every server kind (same workers, threads and CPUs throughout):
 - the bare app (``bare_app.py``) returning the hot answer's exact bytes:
   the ceiling every project figure on that server is divided by.
 
+The project and its bare app run side by side, and their load runs
+alternate: each project run of the fast path is paired with a bare run
+right before or after it (the order flips every repetition), and the
+server not being measured is stopped (SIGSTOP) so it takes no CPU. A row's
+ratio is the median of its pairs' ratios: on a shared, noisy machine two
+runs seconds apart see the same weather, two runs minutes apart do not.
+``repeat`` sets the pairs per row; its figures are the runs' medians.
+
 Then, when nginx is installed, the shipped ``deploy/nginx.conf`` micro-cache
 in front of a pull node, against nginx serving a static file holding the
 same hot answer.
@@ -28,8 +36,10 @@ import base64
 import contextlib
 import json
 import os
+import statistics
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,6 +87,8 @@ class Options:
     pin: bool = False
     wrk_threads: int | None = None
     nginx_workers: int = 1
+    # Load runs per row, each paired with a bare run (see the module's docstring).
+    repeat: int = 1
 
     def settings(self, kind: str) -> ServerSettings:
         threads = self.threads or servers.shipped_threads(kind)
@@ -119,6 +131,13 @@ class Result:
     # The baseline this row is divided by (same server, same connections).
     baseline: str = ""
     ratio: float | None = None
+    # Runs this row combines (medians of each figure; counts added up), and
+    # the lowest and highest of its paired ratios and p99s.
+    runs: int = 1
+    ratio_low: float | None = None
+    ratio_high: float | None = None
+    p99_high_ms: float | None = None
+    rps_runs: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -180,54 +199,102 @@ class _Bench:
     # -- blocks ---------------------------------------------------------------
 
     def server_block(self, settings: ServerSettings) -> None:
-        """Every project scenario on this server, and its bare baseline right
-        after the first of them (the hot one when chosen): close in time."""
+        """Every project scenario on this server, each run paired with a run
+        of the bare app on the same settings (started once, stopped between
+        its runs)."""
         wanted = [name for name in self.options.scenarios if name in DEPLOYMENTS]
         if not wanted:
             return
-        bare_done = False
-        for path in self.options.paths:
-            for deployment in dict.fromkeys(DEPLOYMENTS[name] for name in wanted):
-                scenarios = [name for name in wanted if DEPLOYMENTS[name] == deployment]
-                try:
-                    with self.project(settings, path=path, deployment=deployment) as server:
-                        for name in scenarios:
-                            for connections in self.options.connections:
-                                self.project_run(name, server, path, connections)
-                except Skipped as exc:
-                    self.report.skipped.append(f"{', '.join(scenarios)} on {settings.label} ({path}): {exc}")
-                    self.say(f"skipped {', '.join(scenarios)}: {exc}")
-                if not bare_done:
-                    self.bare_block(settings)
-                    bare_done = True
+        # Fast-path rows are paired; ninja rows too when no fast path runs
+        # (otherwise they are divided by the bare runs' median).
+        paired_paths = {"fast"} if "fast" in self.options.paths else set(self.options.paths)
+        bare_runs: dict[int, list[Result]] = defaultdict(list)
+        with contextlib.ExitStack() as bare_stack:
+            bare = None
+            for path in self.options.paths:
+                for deployment in dict.fromkeys(DEPLOYMENTS[name] for name in wanted):
+                    scenarios = [name for name in wanted if DEPLOYMENTS[name] == deployment]
+                    try:
+                        with self.project(settings, path=path, deployment=deployment) as server:
+                            for name in scenarios:
+                                for connections in self.options.connections:
+                                    if bare is None:
+                                        bare = self.start_bare(settings, server, bare_stack)
+                                    pair = bare if path in paired_paths else None
+                                    self.compare(name, server, path, connections, pair, bare_runs)
+                    except Skipped as exc:
+                        self.report.skipped.append(f"{', '.join(scenarios)} on {settings.label} ({path}): {exc}")
+                        self.say(f"skipped {', '.join(scenarios)}: {exc}")
+        for connections in self.options.connections:
+            if bare_runs[connections]:
+                self.report.results.append(_combine(bare_runs[connections]))
 
-    def bare_block(self, settings: ServerSettings) -> None:
+    def start_bare(
+        self, settings: ServerSettings, project: servers.RunningServer, stack: contextlib.ExitStack
+    ) -> servers.RunningServer:
+        """The bare app serving the hot answer's bytes, stopped until its first run."""
         if self.hot_answer is None:
             # No scenario ran yet: one round on the project gives the bytes.
-            with self.project(settings, path="fast", deployment=DEPLOYMENTS["hot"]) as server:
-                self.round(server, rooms=False)
+            self.round(project, rooms=False)
         answer_path = self.work_dir / f"bare-answer-{self.next_serial()}.json"
         answer_path.write_text(json.dumps(self.hot_answer))
         var_dir = self.work_dir / f"bare-{self.next_serial()}"
         var_dir.mkdir()
-        with servers.serve(
-            settings,
-            app=servers.BARE_APP,
-            var_dir=var_dir,
-            probe_path="/",
-            extra_env={"BENCH_BARE_ANSWER": str(answer_path)},
-        ) as server:
-            for connections in self.options.connections:
-                self.load(
-                    scenario="hot",
-                    server_label=settings.label,
-                    app="bare",
-                    url=server.base_url,
-                    script="hot.lua",
-                    args=[self.hot_path],
-                    connections=connections,
-                    pgids=[server.pgid],
-                )
+        bare = stack.enter_context(
+            servers.serve(
+                settings,
+                app=servers.BARE_APP,
+                var_dir=var_dir,
+                probe_path="/",
+                extra_env={"BENCH_BARE_ANSWER": str(answer_path)},
+            )
+        )
+        servers.pause(bare)
+        return bare
+
+    def compare(
+        self,
+        scenario: str,
+        server: servers.RunningServer,
+        path: str,
+        connections: int,
+        bare: servers.RunningServer | None,
+        bare_runs: dict[int, list[Result]],
+    ) -> None:
+        """``repeat`` runs of the project, each beside a bare run when ``bare``
+        is given (project first, then bare first, and so on)."""
+        runs, ratios = [], []
+        for repetition in range(self.options.repeat):
+            bare_run = None
+            if bare is not None and repetition % 2:
+                bare_run = self.bare_run(bare, server, connections)
+            runs.append(self.project_run(scenario, server, path, connections))
+            if bare is not None and bare_run is None:
+                bare_run = self.bare_run(bare, server, connections)
+            if bare_run is not None:
+                bare_runs[connections].append(bare_run)
+                if bare_run.rps:
+                    ratios.append(runs[-1].rps / bare_run.rps)
+        row = _combine(runs)
+        if ratios:
+            row.baseline = f"bare on {server.settings.label}, paired"
+            row.ratio = round(statistics.median(ratios), 3)
+            row.ratio_low, row.ratio_high = round(min(ratios), 3), round(max(ratios), 3)
+        self.report.results.append(row)
+
+    def bare_run(self, bare: servers.RunningServer, project: servers.RunningServer, connections: int) -> Result:
+        """One run of the bare app while the project is stopped."""
+        with servers.paused(project), servers.resumed(bare):
+            return self.load(
+                scenario="hot",
+                server_label=bare.settings.label,
+                app="bare",
+                url=bare.base_url,
+                script="hot.lua",
+                args=[self.hot_path],
+                connections=connections,
+                pgids=[bare.pgid],
+            )
 
     def nginx_block(self, settings: ServerSettings) -> None:
         try:
@@ -249,7 +316,7 @@ class _Bench:
                     ("hot", "hot.lua", [round_.hot_path]),
                     ("rooms", "rooms.lua", [str(self.lua_data(round_))]),
                 ):
-                    self.load(
+                    self.keep(
                         scenario=scenario,
                         server_label=label,
                         app="nginx-cache",
@@ -263,7 +330,7 @@ class _Bench:
         with nginx_harness.nginx(upstream=None, static_files=static, workers=self.options.nginx_workers) as proxy:
             self.pin_nginx(proxy)
             for connections in self.options.connections:
-                self.load(
+                self.keep(
                     scenario="hot",
                     server_label=f"nginx w{self.options.nginx_workers}",
                     app="nginx-static",
@@ -365,14 +432,14 @@ class _Bench:
         )
         return path
 
-    def project_run(self, scenario: str, server: servers.RunningServer, path: str, connections: int) -> None:
+    def project_run(self, scenario: str, server: servers.RunningServer, path: str, connections: int) -> Result:
         round_ = self.round(server, rooms=scenario != "hot")
         if scenario == "hot":
             script, args = "hot.lua", [round_.hot_path]
         else:
             send_every = MIXED_SEND_EVERY if scenario == "mixed" else 0
             script, args = "rooms.lua", [str(self.lua_data(round_, send_every=send_every))]
-        self.load(
+        return self.load(
             scenario=scenario,
             server_label=server.settings.label,
             app=path,
@@ -425,12 +492,15 @@ class _Bench:
             requests=measured.requests,
             sends=measured.sends,
         )
-        self.report.results.append(result)
         self.say(
             f"  {scenario:<6} {server_label:<24} {app:<12} c{connections:<4} {result.rps:>10,.0f} req/s"
             f"  p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
         )
         return result
+
+    def keep(self, **load) -> None:
+        """One load run that is a row of its own."""
+        self.report.results.append(self.load(**load))
 
     def next_serial(self) -> int:
         self.serial += 1
@@ -449,12 +519,54 @@ def _private_redis() -> Iterator:
         yield redis_server
 
 
+def _combine(runs: list[Result]) -> Result:
+    """One row for repeated runs of the same load: the median of each rate
+    and latency, counts and CPU seconds added up (so µs per request stays
+    CPU over requests)."""
+    first = runs[0]
+    if len(runs) == 1:
+        first.rps_runs = [first.rps]
+        first.p99_high_ms = first.p99_ms
+        return first
+
+    def median(name: str) -> float:
+        return statistics.median(getattr(run, name) for run in runs)
+
+    def total(name: str):
+        return sum(getattr(run, name) for run in runs)
+
+    return Result(
+        scenario=first.scenario,
+        server=first.server,
+        app=first.app,
+        connections=first.connections,
+        rps=round(median("rps"), 1),
+        p50_ms=median("p50_ms"),
+        p99_ms=median("p99_ms"),
+        errors=total("errors"),
+        socket_errors=total("socket_errors"),
+        status_errors=total("status_errors"),
+        bytes_per_response=round(median("bytes_per_response"), 1),
+        server_cpu_s=round(total("server_cpu_s"), 2),
+        wrk_cpu_s=round(total("wrk_cpu_s"), 2),
+        seconds=round(total("seconds"), 2),
+        requests=total("requests"),
+        sends=total("sends"),
+        runs=len(runs),
+        p99_high_ms=max(run.p99_ms for run in runs),
+        rps_runs=[run.rps for run in runs],
+    )
+
+
 def _attach_ratios(results: list[Result]) -> None:
-    """Each project row over the bare app on the same server and connections;
-    nginx micro-cache rows over nginx serving the static file."""
+    """Rows not paired with bare runs: project rows over the bare row on the
+    same server and connections; nginx micro-cache rows over nginx serving
+    the static file."""
     bare = {(r.server, r.connections): r for r in results if r.app == "bare"}
     static = {r.connections: r for r in results if r.app == "nginx-static"}
     for result in results:
+        if result.ratio is not None:
+            continue
         base = None
         if result.app in PATHS:
             base = bare.get((result.server, result.connections))

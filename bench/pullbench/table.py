@@ -1,5 +1,7 @@
-"""The printed results: one row per load run, the ratios, and the issue's
-acceptance checks evaluated on this run's own figures."""
+"""The printed results: one row per load (the median of its runs), the
+ratios, and the issue's acceptance checks evaluated on this run's own
+figures. A ratio to the bare app on the same server is the row's paired
+ratio when it has one (runs seconds apart), not a quotient of medians."""
 
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ COLUMNS = (
     ("srv µs/req", ">", lambda r: f"{r.server_cpu_s / r.requests * 1e6:.1f}" if r.requests else "-"),
     ("wrk CPU s", ">", lambda r: f"{r.wrk_cpu_s:.2f}"),
     ("x base", ">", lambda r: f"{r.ratio:.2f}" if r.ratio is not None else "-"),
+    ("range", ">", lambda r: f"{r.ratio_low:.2f}-{r.ratio_high:.2f}" if r.ratio_low is not None else "-"),
+    ("runs", ">", lambda r: str(r.runs)),
 )
 
 
@@ -68,6 +72,19 @@ def _server_kind(label: str) -> str:
     return label.split(" ", 1)[0]
 
 
+def _own_ratio(row: Result, bare: Result) -> float:
+    """``row`` over the bare app on its own server: paired when it can be."""
+    if row.ratio is not None and row.baseline.startswith("bare on "):
+        return row.ratio
+    return row.rps / bare.rps
+
+
+def _spread(row: Result) -> str:
+    if row.ratio_low is None or row.runs < 2:
+        return ""
+    return f" (pairs {row.ratio_low:.2f}-{row.ratio_high:.2f}, {row.runs} runs)"
+
+
 def checks(results: list[Result]) -> list[Check]:
     found: list[Check] = []
     bare_gthread = {r.connections: r for r in results if r.app == "bare" and _server_kind(r.server) == REFERENCE_SERVER}
@@ -77,9 +94,9 @@ def checks(results: list[Result]) -> list[Check]:
     for row in hot_fast:
         base = bare_gthread.get(row.connections)
         if _server_kind(row.server) == REFERENCE_SERVER and base is not None:
-            ratio = row.rps / base.rps
+            ratio = _own_ratio(row, base)
             verdicts.append(ratio >= GUNICORN_MIN_RATIO)
-            details.append(f"c{row.connections}: {ratio:.2f}x")
+            details.append(f"c{row.connections}: {ratio:.2f}x{_spread(row)}")
     found.append(
         Check(
             "gunicorn",
@@ -96,14 +113,14 @@ def checks(results: list[Result]) -> list[Check]:
             continue
         best = max(candidates, key=lambda r: r.rps)
         own = _find(results, app="bare", server=best.server, connections=connections)
-        own_ratio = best.rps / own[0].rps if own else None
+        own_ratio = _own_ratio(best, own[0]) if own else None
         to_gthread = best.rps / base.rps
         verdicts.append(
             to_gthread >= BEST_MIN_RATIO_TO_BARE_GTHREAD
             and own_ratio is not None
             and own_ratio >= BEST_MIN_RATIO_TO_OWN_BARE
         )
-        own_text = f"{own_ratio:.2f}x" if own_ratio is not None else "?"
+        own_text = f"{own_ratio:.2f}x{_spread(best)}" if own_ratio is not None else "?"
         details.append(
             f"c{connections}: {best.server} {best.rps:,.0f} req/s = {to_gthread:.2f}x bare gunicorn gthread, "
             f"{own_text} bare on its own server"
