@@ -10,11 +10,14 @@
 #
 #   GRANIAN_HOST / GRANIAN_PORT   bind address (127.0.0.1:8000)
 #   GRANIAN_WORKERS               processes, one per core (2)
-#   GRANIAN_BLOCKING_THREADS      Python threads per process running the app (2):
-#                                 pulls hold the GIL throughout, so more threads
-#                                 add no throughput; the second one keeps a
-#                                 worker answering while a room's first pull
-#                                 waits on the database
+#   GRANIAN_BLOCKING_THREADS      Python threads per process running the app (1):
+#                                 pulls hold the GIL throughout, and a second
+#                                 thread only hands it back and forth (1 thread
+#                                 served ~37 % more pulls than 2 in bench/pull.py).
+#                                 A room's first pull in a worker reads the
+#                                 database meanwhile (ms; the query deadline
+#                                 if the database hangs): set 2 to keep
+#                                 answering through those
 #   GRANIAN_BACKLOG               listen backlog (2048)
 #   GRANIAN_HTTP1_HEADER_READ_TIMEOUT
 #                                 ms an idle keep-alive connection waits for its
@@ -34,7 +37,7 @@ export GRANIAN_WEBSOCKETS=false
 export GRANIAN_HOST="${GRANIAN_HOST:-127.0.0.1}"
 export GRANIAN_PORT="${GRANIAN_PORT:-8000}"
 export GRANIAN_WORKERS="${GRANIAN_WORKERS:-2}"
-export GRANIAN_BLOCKING_THREADS="${GRANIAN_BLOCKING_THREADS:-2}"
+export GRANIAN_BLOCKING_THREADS="${GRANIAN_BLOCKING_THREADS:-1}"
 export GRANIAN_BACKLOG="${GRANIAN_BACKLOG:-2048}"
 export GRANIAN_HTTP1_KEEP_ALIVE=true
 export GRANIAN_HTTP1_HEADER_READ_TIMEOUT="${GRANIAN_HTTP1_HEADER_READ_TIMEOUT:-10000}"
