@@ -183,39 +183,41 @@ def serve(
         yield server
     finally:
         # A stopped group would not act on SIGTERM.
-        resume(server)
+        resume(server.pgid)
         local.stop(process)
 
 
-def pause(server: RunningServer) -> None:
-    """SIGSTOP the whole process group: it takes no CPU until resumed."""
+def pause(pgid: int) -> None:
+    """SIGSTOP a whole process group: it takes no CPU until resumed."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pgid, signal.SIGSTOP)
+        os.killpg(pgid, signal.SIGSTOP)
 
 
-def resume(server: RunningServer) -> None:
+def resume(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pgid, signal.SIGCONT)
+        os.killpg(pgid, signal.SIGCONT)
 
 
 @contextlib.contextmanager
-def paused(server: RunningServer) -> Iterator[None]:
-    """``server`` stopped for the block (a run of another server is measured)."""
-    pause(server)
+def paused(*pgids: int) -> Iterator[None]:
+    """Process groups stopped for the block (a run of another server is measured)."""
+    for pgid in pgids:
+        pause(pgid)
     try:
         yield
     finally:
-        resume(server)
+        for pgid in pgids:
+            resume(pgid)
 
 
 @contextlib.contextmanager
-def resumed(server: RunningServer) -> Iterator[None]:
-    """A server kept stopped between its runs, running for the block."""
-    resume(server)
+def resumed(pgid: int) -> Iterator[None]:
+    """A process group kept stopped between its runs, running for the block."""
+    resume(pgid)
     try:
         yield
     finally:
-        pause(server)
+        pause(pgid)
 
 
 def _wait_until_ready(server: RunningServer, probe_path: str) -> None:

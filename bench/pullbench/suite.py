@@ -249,7 +249,7 @@ class _Bench:
                 extra_env={"BENCH_BARE_ANSWER": str(answer_path)},
             )
         )
-        servers.pause(bare)
+        servers.pause(bare.pgid)
         return bare
 
     def compare(
@@ -284,7 +284,7 @@ class _Bench:
 
     def bare_run(self, bare: servers.RunningServer, project: servers.RunningServer, connections: int) -> Result:
         """One run of the bare app while the project is stopped."""
-        with servers.paused(project), servers.resumed(bare):
+        with servers.paused(project.pgid), servers.resumed(bare.pgid):
             return self.load(
                 scenario="hot",
                 server_label=bare.settings.label,
@@ -297,6 +297,9 @@ class _Bench:
             )
 
     def nginx_block(self, settings: ServerSettings) -> None:
+        """The micro-cache in front of a pull node, each hot run paired with a
+        run of nginx serving the hot answer as a static file (the other nginx
+        and the node stopped meanwhile)."""
         try:
             from harness import nginx as nginx_harness
         except ImportError as exc:
@@ -304,42 +307,73 @@ class _Bench:
         if nginx_harness.find_nginx() is None:
             raise Skipped("nginx is not installed (apt-get install -y -q nginx-light)")
         label = f"nginx w{self.options.nginx_workers} + {settings.label}"
+        static_runs: dict[int, list[Result]] = defaultdict(list)
         with contextlib.ExitStack() as stack:
             upstream = stack.enter_context(self.project(settings, path="fast", deployment=DEPLOYMENTS["rooms"]))
             proxy = stack.enter_context(
                 nginx_harness.nginx(upstream=upstream.host_port, workers=self.options.nginx_workers)
             )
             self.pin_nginx(proxy)
+            static = None
             for connections in self.options.connections:
-                round_ = self.round(upstream)
-                for scenario, script, args in (
-                    ("hot", "hot.lua", [round_.hot_path]),
-                    ("rooms", "rooms.lua", [str(self.lua_data(round_))]),
-                ):
-                    self.keep(
-                        scenario=scenario,
-                        server_label=label,
-                        app="nginx-cache",
-                        url=proxy.base_url,
-                        script=script,
-                        args=args,
-                        connections=connections,
-                        pgids=[proxy.process.pid, upstream.pgid],
+                hot_runs, rooms_runs, ratios = [], [], []
+                for repetition in range(self.options.repeat):
+                    round_ = self.round(upstream)
+                    if static is None:
+                        static = self.start_static(nginx_harness, stack)
+                    static_run = None
+                    if repetition % 2:
+                        static_run = self.static_run(static, [upstream.pgid, proxy.process.pid], connections)
+                    cached = dict(server_label=label, app="nginx-cache", url=proxy.base_url, connections=connections)
+                    pgids = [proxy.process.pid, upstream.pgid]
+                    hot_runs.append(
+                        self.load(scenario="hot", script="hot.lua", args=[round_.hot_path], pgids=pgids, **cached)
                     )
-        static = {"hot.json": base64.b64decode(self.hot_answer["body_b64"])}
-        with nginx_harness.nginx(upstream=None, static_files=static, workers=self.options.nginx_workers) as proxy:
-            self.pin_nginx(proxy)
-            for connections in self.options.connections:
-                self.keep(
-                    scenario="hot",
-                    server_label=f"nginx w{self.options.nginx_workers}",
-                    app="nginx-static",
-                    url=proxy.base_url,
-                    script="hot.lua",
-                    args=[f"{nginx_harness.STATIC_PREFIX}hot.json"],
-                    connections=connections,
-                    pgids=[proxy.process.pid],
-                )
+                    rooms_args = [str(self.lua_data(round_))]
+                    rooms_runs.append(
+                        self.load(scenario="rooms", script="rooms.lua", args=rooms_args, pgids=pgids, **cached)
+                    )
+                    if static_run is None:
+                        static_run = self.static_run(static, [upstream.pgid, proxy.process.pid], connections)
+                    static_runs[connections].append(static_run)
+                    if static_run.rps:
+                        ratios.append(hot_runs[-1].rps / static_run.rps)
+                hot_row = _combine(hot_runs)
+                if ratios:
+                    hot_row.baseline = "nginx-static, paired"
+                    hot_row.ratio = round(statistics.median(ratios), 3)
+                    hot_row.ratio_low, hot_row.ratio_high = round(min(ratios), 3), round(max(ratios), 3)
+                self.report.results += [hot_row, _combine(rooms_runs)]
+        for connections in self.options.connections:
+            if static_runs[connections]:
+                self.report.results.append(_combine(static_runs[connections]))
+
+    def start_static(self, nginx_harness, stack: contextlib.ExitStack):
+        """nginx serving the hot answer's bytes as a file, stopped until its first run."""
+        body = base64.b64decode(self.hot_answer["body_b64"])
+        static = stack.enter_context(
+            nginx_harness.nginx(upstream=None, static_files={"hot.json": body}, workers=self.options.nginx_workers)
+        )
+        # Unwound before the server above: a stopped nginx would not act on its stop signal.
+        stack.callback(servers.resume, static.process.pid)
+        self.pin_nginx(static)
+        servers.pause(static.process.pid)
+        return static
+
+    def static_run(self, static, others: list[int], connections: int) -> Result:
+        from harness.nginx import STATIC_PREFIX
+
+        with servers.paused(*others), servers.resumed(static.process.pid):
+            return self.load(
+                scenario="hot",
+                server_label=f"nginx w{self.options.nginx_workers}",
+                app="nginx-static",
+                url=static.base_url,
+                script="hot.lua",
+                args=[f"{STATIC_PREFIX}hot.json"],
+                connections=connections,
+                pgids=[static.process.pid],
+            )
 
     def pin_nginx(self, proxy) -> None:
         if self.options.server_cpus is not None:
@@ -497,10 +531,6 @@ class _Bench:
             f"  p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
         )
         return result
-
-    def keep(self, **load) -> None:
-        """One load run that is a row of its own."""
-        self.report.results.append(self.load(**load))
 
     def next_serial(self) -> int:
         self.serial += 1
