@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
@@ -25,7 +25,16 @@ from django.utils import timezone
 from danmaku import republish
 from danmaku.models import Room
 from danmaku.pullcache import PullCache, RoomEntry, RoomSettings
-from danmaku.store import ROOM_FIELDS, Batch, DatabaseStore, RedisStore, RoomRef, StoreUnavailable, settings_version
+from danmaku.store import (
+    ROOM_FIELDS,
+    SETTINGS_SAVE_SKEW,
+    Batch,
+    DatabaseStore,
+    RedisStore,
+    RoomRef,
+    StoreUnavailable,
+    settings_version,
+)
 from danmaku_site.metrics import FALLBACKS, REFRESH_ERRORS, REFRESH_SECONDS
 from danmaku_site.ops import flush_pull_counts, observe_refresher
 from danmaku_site.ratelimitlog import RateLimitedLog
@@ -43,10 +52,6 @@ SWEEP_INTERVAL_SECONDS = 2.0
 # second after a failure). Without this they would show only once the sweep
 # publishes them, 2-7 s late; the ring drops the ids it already has.
 RECOVERY_DATABASE_READ_SECONDS = 3.0
-# The sweep republishes the settings of rooms saved since its previous run,
-# looking back this much further: ``updated_at`` comes from the clock of
-# whichever process saved the room.
-SETTINGS_SAVE_SKEW = timedelta(seconds=60)
 # Every active room's settings are compared with Redis's once per this many
 # sweeps (a slice each time), not all of them every sweep: with 10,000 active
 # rooms that alone cost a core-third.

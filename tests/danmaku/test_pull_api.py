@@ -12,6 +12,7 @@ import gzip
 import json
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -20,7 +21,7 @@ from django.utils import timezone
 from danmaku import runtime
 from danmaku import store as store_module
 from danmaku.models import ApiToken, Danmaku, Room, ViewerProfile
-from danmaku.store import DatabaseStore
+from danmaku.store import FULL_READ_SECONDS, DatabaseStore, RoomRef
 from danmaku.wire import decode_cursor, encode_cursor
 
 URL = "/api/v1/rooms/{}/danmaku"
@@ -394,6 +395,9 @@ def test_room_setting_change_reaches_the_next_pull_after_a_refresh(client, room,
 
 def test_room_setting_saved_in_admin_style_reaches_the_next_pull(client, room):
     pull(client)
+    # A tick that reads every room's settings, then ticks that read only
+    # rooms saved since: the save must reach the pulls through the latter.
+    runtime.refresher().refresh_once()
     room.quiet_interval_ms = 20_000
     room.save()
     runtime.refresher().refresh_once()
@@ -404,12 +408,21 @@ def test_room_setting_saved_in_admin_style_reaches_the_next_pull(client, room):
     assert within(body["next_ms"], 20_000)
 
 
-def test_deleted_room_stops_answering_after_a_refresh(client, room):
+def test_deleted_room_stops_answering_after_the_next_full_settings_read(client, room, monkeypatch):
     assert pull(client).status_code == 200
+    refresher = runtime.refresher()
+    refresher.refresh_once()
+    store = refresher.store
+    now = time.monotonic()
 
     room.delete()
-    runtime.refresher().refresh_once()
+    refresher.refresh_once()
+    # Between full reads only saved rooms are read: a deleted one is not
+    # among them and keeps answering from its ring (at most FULL_READ_SECONDS).
+    assert pull(client).status_code == 200
 
+    monkeypatch.setattr(store, "_monotonic", lambda: now + FULL_READ_SECONDS + 1)
+    refresher.refresh_once()
     assert pull(client).status_code == 404
 
 
@@ -495,3 +508,27 @@ def test_pull_carries_each_senders_avatar_thumbnail_or_the_default(client, room,
     assert items["text"] == ["with avatar", "without"]
     assert items["nick"] == ["Nick", "no-avatar"]
     assert items["avatar"] == [settings.MEDIA_URL + "avatars/abc.png", settings.DANMAKU_DEFAULT_AVATAR_URL]
+
+
+def test_database_store_reads_only_saved_rooms_between_full_settings_reads(room):
+    other = Room.objects.create(slug="other", title="Other")
+    Room.objects.update(updated_at=timezone.now() - timedelta(minutes=5))
+    clock = [1000.0]
+    store = DatabaseStore(monotonic=lambda: clock[0])
+    refs = [RoomRef(room.id, room.slug), RoomRef(other.id, other.slug)]
+
+    first = store.read(refs, 0)
+    assert (first.all_rooms, sorted(first.rooms)) == (True, sorted([room.id, other.id]))
+    nothing_saved = store.read(refs, 0)
+    assert (nothing_saved.all_rooms, nothing_saved.rooms) == (False, {})
+
+    room.poll_interval_ms = 1500
+    room.save()
+    Room.objects.create(slug="not-active-here", title="Not asked for")
+    saved = store.read(refs, 0)
+    assert (saved.all_rooms, list(saved.rooms)) == (False, [room.id])
+    assert saved.rooms[room.id]["poll_interval_ms"] == 1500
+
+    clock[0] += FULL_READ_SECONDS
+    again = store.read(refs, 0)
+    assert (again.all_rooms, sorted(again.rooms)) == (True, sorted([room.id, other.id]))
