@@ -365,6 +365,9 @@ def test_pull_role_serves_pulls_and_probes_but_not_sends_or_admin(tmp_path):
         readiness = _get(server, "/readyz").json()
 
     assert pulled.status_code == 200, pulled.text
+    # JSON carries nosniff; the headers that only govern documents are not sent.
+    assert pulled.headers["X-Content-Type-Options"] == "nosniff"
+    assert {"X-Frame-Options", "Referrer-Policy", "Cross-Origin-Opener-Policy"}.isdisjoint(pulled.headers)
     assert sent.status_code == 405
     assert admin.status_code == 404
     assert page.status_code == 404
