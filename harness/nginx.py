@@ -136,7 +136,8 @@ def render_config(
         raise NginxError(f"{CONFIG_PATH}: the line {INSERT_MARKER!r} must appear once")
     locations = [f"location = {PROBE_PATH} {{ access_log off; return 204; }}"]
     if static_dir is not None:
-        locations.append(f"location {STATIC_PREFIX} {{ alias {static_dir}/; }}")
+        # Unlogged, like a pull answered from the cache: the two are compared.
+        locations.append(f"location {STATIC_PREFIX} {{ access_log off; alias {static_dir}/; }}")
     return text.replace(INSERT_MARKER, "\n        ".join(locations))
 
 

@@ -133,6 +133,22 @@ def test_repeat_pull_within_a_second_is_a_byte_identical_hit(stack):
     assert stack.upstream_requests(f"GET /api/v1/rooms/{ROOM}/danmaku?after=0-1 ") == 1
 
 
+def test_hits_are_not_logged_misses_are(stack):
+    url = stack.front.pull_url(ROOM) + "?after=0-log"
+    first, second = fetch(url, GZIP), fetch(url, GZIP)
+    assert (first.cache, second.cache) == ("MISS", "HIT")
+
+    # The log is buffered (flushed every second).
+    deadline = time.monotonic() + 5
+    logged: list[str] = []
+    while not logged and time.monotonic() < deadline:
+        time.sleep(0.3)
+        text = stack.front.access_log.read_text(errors="replace") if stack.front.access_log.exists() else ""
+        logged = [line for line in text.splitlines() if "after=0-log " in line]
+    assert len(logged) == 1, logged
+    assert "cache=MISS" in logged[0]
+
+
 def test_other_cursor_or_room_is_its_own_entry(stack):
     joined = fetch(stack.front.pull_url(ROOM), IDENTITY)
     cursor = joined.json()["cursor"]
