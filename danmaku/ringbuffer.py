@@ -117,6 +117,10 @@ class RoomRing:
         # Items kept per second when sealing; 0 means no cap.
         self.display_cap = display_cap
         self.view = RingView()
+        # Items in the sealed window, kept as slots come and go: the ring
+        # gauge reads it for every room each tick, and summing 60 slots per
+        # room was 30 ms a tick at 10,000 rooms.
+        self.item_count = 0
         self._sealed: deque[Slot] = deque(maxlen=size)
         self._pending: dict[int, _Pending] = {}
         # Ids already placed, so a store read that overlaps an earlier one
@@ -176,6 +180,7 @@ class RoomRing:
             if any(item.id in ids for item in slot.items):
                 kept = tuple(item for item in slot.items if item.id not in ids)
                 self._sealed[index] = Slot(slot.second, kept, slot.missed, slot.deleted)
+                self.item_count -= len(slot.items) - len(kept)
                 rebuilt = True
         sealed = self.sealed_through
         open_second = (sealed + 1) if sealed is not None else min(self._pending, default=None)
@@ -211,8 +216,14 @@ class RoomRing:
         if pending:
             for stale in [s for s in pending if s < first]:
                 self._drop_pending(stale)
+        sealed_slots = self._sealed
         for sec in range(first, second + 1):
-            self._sealed.append(self._build_slot(sec, pending.pop(sec, None)) if pending else _empty_slot(sec))
+            slot = self._build_slot(sec, pending.pop(sec, None)) if pending else _empty_slot(sec)
+            if len(sealed_slots) == self.size:
+                # The deque drops its oldest slot on append.
+                self.item_count -= len(sealed_slots[0].items)
+            sealed_slots.append(slot)
+            self.item_count += len(slot.items)
         self._forget_before(self._sealed[0].second)
         self.view = RingView(tuple(self._sealed))
         return second - first + 1

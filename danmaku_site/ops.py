@@ -264,10 +264,11 @@ def observe_refresher(refresher: Any, *, now_ms: int | None = None) -> None:
     items = 0
     newest: int | None = None
     for entry in entries:
-        view = entry.ring.view
-        items += sum(len(slot.items) for slot in view.slots)
-        if view.newest is not None and (newest is None or view.newest > newest):
-            newest = view.newest
+        ring = entry.ring
+        items += ring.item_count
+        sealed = ring.sealed_through
+        if sealed is not None and (newest is None or sealed > newest):
+            newest = sealed
     RING_ROOMS.set(len(entries))
     RING_ITEMS.set(items)
     # Lag: how far the newest sealed second's end is behind now. About

@@ -736,6 +736,10 @@ class RingMatchesModel(RuleBasedStateMachine):
         assert self.ring.sealed_through == self.model.sealed_through
 
     @invariant()
+    def item_count_is_what_the_window_holds(self):
+        assert self.ring.item_count == sum(len(slot.items) for slot in self.ring.view.slots)
+
+    @invariant()
     def window_is_contiguous_and_bounded(self):
         secs = seconds(self.ring.view.slots)
         if secs:
