@@ -56,7 +56,7 @@ class Result:
     cpu_ms: list[float]
     redis_us: list[float]
     interval_ms: int
-    # CPU of the tick that reads every room (Redis mode), and how often it comes.
+    # CPU of the tick that reads every room, and how often it comes.
     full_read_ms: float | None = None
     full_read_seconds: float = 30.0
 
@@ -237,7 +237,7 @@ def _run_case(mode: str, rows: list[dict], user, args: argparse.Namespace) -> Re
             if measuring and profile is not None:
                 profile.enable()
             started_wall, started_cpu = time.perf_counter(), time.thread_time()
-            tick(refresher)
+            _tick(refresher)
             cpu_s, wall_s = time.thread_time() - started_cpu, time.perf_counter() - started_wall
             if measuring and profile is not None:
                 profile.disable()
@@ -255,7 +255,7 @@ def _run_case(mode: str, rows: list[dict], user, args: argparse.Namespace) -> Re
         else:
             store._next_full_settings_read = 0.0
         started_cpu = time.thread_time()
-        tick(refresher)
+        _tick(refresher)
         full_read_ms = (time.thread_time() - started_cpu) * 1000
         if len(cache.rooms) != len(rows):
             raise SystemExit(f"{mode}: {len(rows) - len(cache.rooms)} rooms fell out of the cache")
@@ -267,7 +267,7 @@ def _run_case(mode: str, rows: list[dict], user, args: argparse.Namespace) -> Re
     )
 
 
-def tick(refresher) -> None:
+def _tick(refresher) -> None:
     """What the refresher thread does each tick (``Refresher._run``), less
     waiting and the database connection check."""
     from danmaku_site.ops import observe_refresher
