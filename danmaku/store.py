@@ -26,6 +26,7 @@ from typing import Protocol
 import redis
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.utils import timezone
 
 from danmaku.models import Danmaku, Room
@@ -199,18 +200,34 @@ class DatabaseStore:
         return batch
 
     def _read_into(self, batch: Batch, room_ids: list[int], since_ms: int) -> None:
+        in_rooms = _room_id_in(room_ids)
         rows = (
-            Danmaku.objects.filter(room_id__in=room_ids, ts_ms__gte=since_ms, status=Danmaku.Status.PUBLISHED)
+            Danmaku.objects.filter(ts_ms__gte=since_ms, status=Danmaku.Status.PUBLISHED)
+            .extra(where=[in_rooms])
             .order_by("ts_ms", "id")
             .values(*ITEM_FIELDS)
         )
         for row in rows:
             batch.items[row["room_id"]].append(item_from_row(row))
-        retracted = Danmaku.objects.filter(room_id__in=room_ids, retracted_at_ms__gte=since_ms).values_list(
-            "room_id", "id", "retracted_at_ms"
+        retracted = (
+            Danmaku.objects.filter(retracted_at_ms__gte=since_ms)
+            .extra(where=[in_rooms])
+            .values_list("room_id", "id", "retracted_at_ms")
         )
         for room_id, danmaku_id, at_ms in retracted:
             batch.retracted[room_id].append((danmaku_id, at_ms))
+
+
+def _room_id_in(room_ids: list[int]) -> str:
+    """``room_id IN (...)`` for the Danmaku table, the ids written out.
+
+    Django's ``room_id__in`` prepares each id through the foreign key one by
+    one: with 10,000 active rooms, two such lists were most of a refresher
+    tick. The ids are the rings' own room ids, made integers here, so
+    nothing from outside reaches the SQL.
+    """
+    column = f"{connection.ops.quote_name(Danmaku._meta.db_table)}.{connection.ops.quote_name('room_id')}"
+    return f"{column} IN ({','.join(str(int(room_id)) for room_id in room_ids)})"
 
 
 # Publishes one comment unless this id was published recently (KEYS: the
