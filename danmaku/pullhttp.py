@@ -6,7 +6,8 @@ so they cannot drift apart; a test holds them to the same bytes.
 
 Each form an answer can take (identity, gzip, 304 for either) is built
 once, the first time it is asked for, and kept on the shared
-``PullAnswer``: per request, serving is two header tests and a list read. Nothing here touches a database or a store.
+``PullAnswer``: per request, serving is two header tests and a list read.
+Nothing here touches a database or a store.
 """
 
 from __future__ import annotations
@@ -153,9 +154,10 @@ def deployment_headers() -> tuple[tuple[str, str], ...]:
     middleware would add them (so the fast path's answers match the ninja
     endpoint's whichever middleware the role runs). Worked out once per
     process: reading settings cost a quarter of building an answer."""
-    headers = _deployment.get(os.getpid())
+    pid = os.getpid()
+    headers = _deployment.get(pid)
     if headers is None:
-        headers = _deployment[os.getpid()] = tuple(_read_deployment_headers())
+        headers = _deployment[pid] = tuple(_read_deployment_headers())
     return headers
 
 

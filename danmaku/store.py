@@ -234,8 +234,9 @@ def _room_id_in(room_ids: list[int]) -> str:
 # stream, the room's published-ids set, the streams-changed index; ARGV: id,
 # keep-ms, trim-ms, room id, changed-keep-ms, then the entry's field/value
 # pairs). Returns the entry's Redis time in ms (its stream id's), or the
-# negative of the time it was first published if it already was. The index entry is written in the
-# same script as the stream entry, so a reader that sees one sees the other.
+# negative of the time it was first published if it already was. The index
+# entry is written in the same script as the stream entry, so a reader that
+# sees one sees the other.
 PUBLISH_LUA = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)

@@ -276,10 +276,7 @@ class _Bench:
                 if bare_run.rps:
                     ratios.append(runs[-1].rps / bare_run.rps)
         row = _combine(runs)
-        if ratios:
-            row.baseline = f"bare on {server.settings.label}, paired"
-            row.ratio = round(statistics.median(ratios), 3)
-            row.ratio_low, row.ratio_high = round(min(ratios), 3), round(max(ratios), 3)
+        _set_paired_ratio(row, ratios, f"bare on {server.settings.label}, paired")
         self.report.results.append(row)
 
     def bare_run(self, bare: servers.RunningServer, project: servers.RunningServer, connections: int) -> Result:
@@ -339,10 +336,7 @@ class _Bench:
                     if static_run.rps:
                         ratios.append(hot_runs[-1].rps / static_run.rps)
                 hot_row = _combine(hot_runs)
-                if ratios:
-                    hot_row.baseline = "nginx-static, paired"
-                    hot_row.ratio = round(statistics.median(ratios), 3)
-                    hot_row.ratio_low, hot_row.ratio_high = round(min(ratios), 3), round(max(ratios), 3)
+                _set_paired_ratio(hot_row, ratios, "nginx-static, paired")
                 self.report.results += [hot_row, _combine(rooms_runs)]
         for connections in self.options.connections:
             if static_runs[connections]:
@@ -586,6 +580,14 @@ def _combine(runs: list[Result]) -> Result:
         p99_high_ms=max(run.p99_ms for run in runs),
         rps_runs=[run.rps for run in runs],
     )
+
+
+def _set_paired_ratio(row: Result, ratios: list[float], baseline: str) -> None:
+    """The row's ratio: the median of its pairs', with their range."""
+    if ratios:
+        row.baseline = baseline
+        row.ratio = round(statistics.median(ratios), 3)
+        row.ratio_low, row.ratio_high = round(min(ratios), 3), round(max(ratios), 3)
 
 
 def _attach_ratios(results: list[Result]) -> None:
