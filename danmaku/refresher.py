@@ -328,15 +328,20 @@ class Refresher:
         Called from requests, so it runs after gunicorn forked the worker; a
         thread inherited across a fork is dead, hence the pid check.
         """
-        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+        if self.running():
             return
         with self._lock:
-            if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+            if self.running():
                 return
             self._stop.clear()
             self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="danmaku-refresher", daemon=True)
             self._thread.start()
+
+    def running(self) -> bool:
+        """Whether the loop runs in this process (takes no lock)."""
+        thread = self._thread
+        return thread is not None and self._pid == os.getpid() and thread.is_alive()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

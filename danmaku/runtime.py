@@ -28,6 +28,12 @@ def refresher():
     return _refresher
 
 
+def built_pull_cache() -> PullCache | None:
+    """This process's pull cache if it was built, without building it (that
+    reads the store's epoch: a network call)."""
+    return _cache
+
+
 def current_refresher():
     """This process's refresher if it was built, without building it."""
     return _refresher

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from danmaku import runtime
-from danmaku.pullhttp import AFTER_MAX_LENGTH, respond
+from danmaku.pullhttp import AFTER_MAX_LENGTH, HttpAnswer, respond
 from danmaku_site.ops import count_pull
 
 PREFIX = "/api/v1/rooms/"
@@ -63,6 +63,20 @@ class PullFastPath:
         self._until_refresher_check = 0
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        http = self.answer(environ)
+        if http is None:
+            return self.app(environ, start_response)
+        start_response(http.status_line, http.headers)
+        return http.chunks
+
+    def answer(self, environ: dict, *, on_event_loop: bool = False) -> HttpAnswer | None:
+        """The answer to a pull this layer serves (counted), else ``None``.
+
+        Never touches the database, the store or the network. With
+        ``on_event_loop`` (the pull worker's loop, danmaku_site.pullworker)
+        it does not wait on a lock either: a process whose pull cache is not
+        built yet or whose refresher must be started answers ``None``, and
+        the request goes the regular way, which does both."""
         path = environ.get("PATH_INFO", "")
         if (
             environ["REQUEST_METHOD"] == "GET"
@@ -70,7 +84,9 @@ class PullFastPath:
             and path.endswith(SUFFIX)
             and self._host_allowed(environ)
         ):
-            answer = self._answer(path[self._prefix_len : -self._suffix_len], environ.get("QUERY_STRING", ""))
+            answer = self._answer(
+                path[self._prefix_len : -self._suffix_len], environ.get("QUERY_STRING", ""), on_event_loop
+            )
             if answer is not None:
                 http = respond(
                     answer,
@@ -78,9 +94,8 @@ class PullFastPath:
                     if_none_match=environ.get("HTTP_IF_NONE_MATCH"),
                 )
                 count_pull(http.status)
-                start_response(http.status_line, http.headers)
-                return http.chunks
-        return self.app(environ, start_response)
+                return http
+        return None
 
     def _host_allowed(self, environ: dict) -> bool:
         # Django refuses a Host outside ALLOWED_HOSTS with a 400
@@ -95,14 +110,16 @@ class PullFastPath:
                 self._hosts[host] = allowed
         return allowed
 
-    def _answer(self, slug: str, query: str):
+    def _answer(self, slug: str, query: str, on_event_loop: bool):
         if not query:
             after = None
         elif query.startswith(QUERY_KEY):
             after = query[_AFTER_AT:]
         else:
             return None
-        cache = runtime.pull_cache()
+        cache = runtime.built_pull_cache() if on_event_loop else runtime.pull_cache()
+        if cache is None:
+            return None
         # A cursor spelling seen before in this snapshot is one that parsed:
         # the common case skips the checks below.
         answer = cache.cached(slug, after)
@@ -112,7 +129,10 @@ class PullFastPath:
         if self._autostart:
             # After gunicorn forked: the first pull of a process starts its
             # refresher, and one that died is started again.
-            runtime.refresher().ensure_started()
+            refresher = runtime.refresher()
+            if on_event_loop and not refresher.running():
+                return None
+            refresher.ensure_started()
         self._until_refresher_check = REFRESHER_CHECK_EVERY
         if answer is not None:
             return answer

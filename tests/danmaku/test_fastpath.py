@@ -385,3 +385,40 @@ def test_pull_counts_written_for_multiprocess_scrapes_add_up(tmp_path):
     again.inc(200)
     again.flush()
     assert scraped("200") == 4004
+
+
+def test_on_the_event_loop_nothing_is_built_started_or_waited_for(
+    settings, room, monkeypatch, django_assert_num_queries
+):
+    """The pull worker's loop must not block: a process whose pull cache is
+    not built (that reads the store) or whose refresher must be started
+    (that takes the refresher's lock) hands the pull over instead."""
+    from danmaku.refresher import Refresher
+
+    started = []
+    monkeypatch.setattr(Refresher, "running", lambda self: bool(started))
+    monkeypatch.setattr(Refresher, "ensure_started", lambda self: started.append(True))
+    settings.DANMAKU_REFRESHER_AUTOSTART = True
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        fast = PullFastPath(Recorder(WSGIHandler()))
+        env = environ(PATH.format(room.slug))
+        with django_assert_num_queries(0):
+            assert fast.answer(env, on_event_loop=True) is None
+        assert runtime.built_pull_cache() is None
+        runtime.pull_cache()  # built now, the room not active yet
+        assert fast.answer(env, on_event_loop=True) is None
+        assert call(fast, env).status == "200 OK"  # Django activates it and starts the refresher
+        assert started
+        assert fast.answer(env, on_event_loop=True) is not None
+        # The refresher died; the check comes due (every REFRESHER_CHECK_EVERY pulls).
+        started.clear()
+        fast._until_refresher_check = 0
+        assert fast.answer(env, on_event_loop=True) is None
+        assert fast.answer(env) is not None  # the regular way starts it again
+        assert started
+        assert fast.answer(env, on_event_loop=True) is not None
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
