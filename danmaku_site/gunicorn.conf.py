@@ -5,9 +5,11 @@ import os
 
 bind = os.environ.get("DANMAKU_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-# Threads let one worker answer many short pulls while another request waits
-# on the database; the pull path itself holds no lock.
-worker_class = "gthread"
+# gthread, plus viewers' polls answered on the worker's event loop instead
+# of a pool thread (danmaku_site.pullworker): several times the pulls per
+# core. Threads serve everything else, so a request waiting on the database
+# holds one thread, not the worker. "gthread" turns the loop answers off.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "danmaku_site.pullworker.PullWorker")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT_SECONDS", "30"))
 graceful_timeout = 10

@@ -1,0 +1,237 @@
+"""gunicorn as shipped (danmaku_site.pullworker) against stock gthread, over
+raw sockets the way a client's kept-alive connection uses them.
+
+Two real gunicorn instances over the same database: the same requests get
+the same bytes from both (Date aside) whichever way the pull worker takes
+them, and what only a client on a real network does (a request in two
+packets, two requests in one, a send between polls, a client that stops
+reading) still gets every answer, whole and in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from harness import local
+
+pytestmark = pytest.mark.slow
+
+ROOM = "loop"
+PATH = f"/api/v1/rooms/{ROOM}/danmaku"
+DATE = re.compile(rb"\r\nDate: [^\r]*\r\n")
+ETAG = re.compile(rb"\r\nETag: ([^\r]*)")
+TIMEOUT_SECONDS = 5
+# Comments whose answer makes a slow reader's buffers fill within a bounded
+# number of polls.
+COMMENTS = 30
+COMMENT_TEXT = "\u5f39" * 95
+SLOW_READER_MAX_POLLS = 3000
+SLOW_READER_MAX_SECONDS = 20
+
+
+@contextlib.contextmanager
+def gthread(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """Stock gthread with the project's config, over ``env``'s database."""
+    port = local.free_port()
+    run_env = env | {"DANMAKU_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKER_CLASS": "gthread"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(local.BIN_DIR / "gunicorn"), "-c", "danmaku_site/gunicorn.conf.py"],
+            cwd=local.BASE_DIR,
+            env=run_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        server = local.LocalServer(f"http://127.0.0.1:{port}", [], process, log_path, run_env)
+        local.wait_until_answering(server)
+        yield f"127.0.0.1:{port}"
+    finally:
+        local.stop(process)
+
+
+class Connection:
+    """One kept-alive client connection, reading answers by Content-Length."""
+
+    def __init__(self, host_port: str, *, receive_buffer: int | None = None) -> None:
+        host, port = host_port.rsplit(":", 1)
+        self.sock = socket.socket()
+        if receive_buffer is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(TIMEOUT_SECONDS)
+        self.sock.connect((host, int(port)))
+        self.host = host_port
+        self.buffer = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def answer(self) -> bytes:
+        while b"\r\n\r\n" not in self.buffer:
+            self._read()
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"\r\nContent-Length: (\d+)", head)[1])
+        if head.startswith(b"HTTP/1.1 304"):
+            length = 0
+        while len(rest) < length:
+            self.buffer = head + b"\r\n\r\n" + rest
+            self._read()
+            head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        self.buffer = rest[length:]
+        return head + b"\r\n\r\n" + rest[:length]
+
+    def _read(self) -> None:
+        chunk = self.sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        self.buffer += chunk
+
+
+def pull(host: str, query: str = "", *headers: str) -> bytes:
+    target = PATH + (f"?{query}" if query else "")
+    return "\r\n".join([f"GET {target} HTTP/1.1", f"Host: {host}", *headers, "", ""]).encode()
+
+
+def cursor_of(answer: bytes) -> str:
+    return re.search(rb'"cursor":"([^"]+)"', answer)[1].decode()
+
+
+def etag_of(answer: bytes) -> str:
+    return ETAG.search(answer)[1].decode()
+
+
+def without_date(answer: bytes) -> bytes:
+    return DATE.sub(b"\r\nDate: -\r\n", answer)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory) -> Iterator[tuple[local.LocalServer, str]]:
+    """(gunicorn as shipped, stock gthread), one worker each, one database."""
+    var_dir = tmp_path_factory.mktemp("pullworker")
+    extra = {"DANMAKU_SERVED_BY_HEADER": "0", "GUNICORN_LOG_LEVEL": "debug"}
+    fields = {"user_send_interval_ms": 0, "room_send_cap_per_second": 1000}
+    try:
+        with local.gunicorn(room=ROOM, var_dir=var_dir, workers=1, room_fields=fields, extra_env=extra) as shipped:
+            for n in range(COMMENTS):
+                sent = requests.post(
+                    shipped.danmaku_url(ROOM),
+                    json={"text": f"{n} {COMMENT_TEXT}"},
+                    headers={"Authorization": f"Bearer {shipped.tokens[0]}"},
+                    timeout=TIMEOUT_SECONDS,
+                )
+                assert sent.status_code == 201, sent.text
+            with gthread(shipped.env, var_dir / "gthread.log") as stock:
+                yield shipped, stock
+                print(shipped.log_tail())
+    except local.LocalServerError as exc:
+        pytest.fail(str(exc))
+
+
+def ask_both(ours: Connection, theirs: Connection, question: bytes) -> tuple[bytes, bytes]:
+    """The same request to both, until they answer from the same second."""
+    for _ in range(20):
+        ours.send(question)
+        theirs.send(question.replace(ours.host.encode(), theirs.host.encode()))
+        mine, other = ours.answer(), theirs.answer()
+        if ETAG.findall(mine) == ETAG.findall(other):
+            return mine, other
+        time.sleep(0.1)  # one of them sealed a second more: ask again
+    pytest.fail("the servers never answered from the same second")
+
+
+def test_the_same_requests_get_the_same_bytes_as_from_stock_gthread(servers):
+    shipped, stock = servers
+    ours = Connection(shipped.base_url.removeprefix("http://"))
+    theirs = Connection(stock)
+    try:
+        # The first pull in each process activates the room (Django); from
+        # then on the shipped worker answers polls on its loop.
+        joined, _ = ask_both(ours, theirs, pull(ours.host))
+        cursor, etag = cursor_of(joined), etag_of(joined)
+        questions = [
+            pull(ours.host),
+            pull(ours.host, f"after={cursor}"),
+            pull(ours.host, f"after={cursor}", "Accept-Encoding: gzip, deflate, br"),
+            pull(ours.host, "", f"If-None-Match: {etag}", "Connection: keep-alive"),
+            pull(ours.host, "after=x"),  # a cursor that does not parse: 400
+        ]
+        for question in questions:
+            mine, other = ask_both(ours, theirs, question)
+            assert without_date(mine) == without_date(other), question
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_split_pipelined_and_mixed_requests_are_all_answered_in_order(servers):
+    shipped, _ = servers
+    conn = Connection(shipped.base_url.removeprefix("http://"))
+    try:
+        request = pull(conn.host)
+        conn.send(request[:25])
+        time.sleep(0.05)
+        conn.send(request[25:])
+        assert conn.answer().startswith(b"HTTP/1.1 200 OK\r\n")
+        conn.send(request + pull(conn.host, "after=x") + request)
+        statuses = [conn.answer().split(b" ", 2)[1] for _ in range(3)]
+        assert statuses == [b"200", b"400", b"200"]
+        # A send between two polls, on the same connection.
+        body = b'{"text": "between polls"}'
+        conn.send(
+            b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: " + conn.host.encode()
+            + b"\r\nAuthorization: Bearer " + shipped.tokens[0].encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
+            + b"\r\n\r\n" + body
+        )  # fmt: skip
+        assert conn.answer().startswith(b"HTTP/1.1 201 Created\r\n")
+        conn.send(request)
+        assert conn.answer().startswith(b"HTTP/1.1 200 OK\r\n")
+        # A room this process never served: Django answers, 404.
+        conn.send(request.replace(ROOM.encode(), b"nowhere"))
+        assert conn.answer().startswith(b"HTTP/1.1 404 Not Found\r\n")
+    finally:
+        conn.close()
+
+
+def test_a_client_that_stops_reading_still_gets_every_answer_whole(servers):
+    shipped, _ = servers
+    log_path = shipped.log_path
+    handed_over = b"written on the loop, the rest in a thread"
+    before = log_path.read_bytes().count(handed_over)
+    conn = Connection(shipped.base_url.removeprefix("http://"), receive_buffer=4096)
+    try:
+        request = pull(conn.host, "", "Accept-Encoding: identity")
+        conn.send(request)
+        assert len(json.loads(conn.answer().partition(b"\r\n\r\n")[2])["items"]["text"]) == COMMENTS
+        sent = 0
+        deadline = time.monotonic() + SLOW_READER_MAX_SECONDS
+        # Poll without reading until the server's writes stop fitting.
+        while sent < SLOW_READER_MAX_POLLS and time.monotonic() < deadline:
+            conn.send(request)
+            sent += 1
+            time.sleep(0.001)
+            if sent % 50 == 0 and log_path.read_bytes().count(handed_over) > before:
+                break
+        assert log_path.read_bytes().count(handed_over) > before, f"the buffers never filled in {sent} polls"
+        for _ in range(sent):
+            answer = conn.answer()
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert len(json.loads(answer.partition(b"\r\n\r\n")[2])["items"]["text"]) == COMMENTS
+        # Still kept alive, and answering.
+        conn.send(request)
+        assert conn.answer().startswith(b"HTTP/1.1 200 OK\r\n")
+    finally:
+        conn.close()
