@@ -9,6 +9,7 @@ the whole group is pinned there (taskset at start; children inherit it).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import os
 import re
@@ -21,7 +22,10 @@ from pathlib import Path
 
 from harness import local
 
-SERVERS = ("gunicorn-gthread", "gunicorn-sync", "granian")
+# "gunicorn" is gunicorn as the project ships it (its config's worker class:
+# gthread with polls answered on the event loop); the others name a stock
+# worker class.
+SERVERS = ("gunicorn", "gunicorn-gthread", "gunicorn-sync", "granian")
 PROJECT_APP = "danmaku_site.wsgi:application"
 BARE_APP = "bench.pullbench.bare_app:application"
 GRANIAN_SCRIPT = local.BASE_DIR / "deploy" / "granian-pull.sh"
@@ -73,8 +77,9 @@ class RunningServer:
 
 def command(settings: ServerSettings, app: str, port: int) -> list[str]:
     bin_dir = local.BIN_DIR
-    if settings.kind.startswith("gunicorn-"):
-        worker_class = settings.kind.removeprefix("gunicorn-")
+    if settings.kind.startswith("gunicorn"):
+        stock = settings.kind.removeprefix("gunicorn-")
+        worker_class = shipped_worker_class() if settings.kind == "gunicorn" else stock
         # The project's own config (keep-alive, timeouts, logging); the
         # command line wins over it for what the benchmark varies.
         argv = [
@@ -82,7 +87,7 @@ def command(settings: ServerSettings, app: str, port: int) -> list[str]:
             "-c", "danmaku_site/gunicorn.conf.py",
             "-k", worker_class,
             "-w", str(settings.workers),
-            "--threads", str(settings.threads if worker_class == "gthread" else 1),
+            "--threads", str(1 if worker_class == "sync" else settings.threads),
             "-b", f"127.0.0.1:{port}",
             app,
         ]  # fmt: skip
@@ -113,6 +118,29 @@ def granian_env(settings: ServerSettings, port: int) -> dict[str, str]:
         "GRANIAN_HTTP1_KEEP_ALIVE": "true",
         "GRANIAN_LOG_LEVEL": "warning",
     }
+
+
+def bare_settings(settings: ServerSettings) -> ServerSettings:
+    """Where the bare app runs beside the project on ``settings``: the same
+    server and settings, except that gunicorn's shipped worker class is
+    gthread for an app without a pull fast path, so the bare app gets stock
+    gthread (the ceiling the issue names)."""
+    if settings.kind == "gunicorn":
+        return dataclasses.replace(settings, kind="gunicorn-gthread")
+    return settings
+
+
+def bare_label(label: str) -> str:
+    """The label of the server the bare app runs on beside ``label``'s."""
+    kind, _, rest = label.partition(" ")
+    return f"gunicorn-gthread {rest}" if kind == "gunicorn" else label
+
+
+def shipped_worker_class() -> str:
+    found = re.search(r'GUNICORN_WORKER_CLASS", "([^"]+)"', GUNICORN_CONFIG.read_text())
+    if found is None:
+        raise ServerError(f"cannot find the shipped worker class in {GUNICORN_CONFIG}")
+    return found.group(1)
 
 
 def shipped_threads(kind: str) -> int:

@@ -81,7 +81,7 @@ class Options:
     # None: what each server ships with (gunicorn.conf.py, deploy/granian-pull.sh).
     threads: int | None = None
     scenarios: tuple[str, ...] = ("hot", "rooms", "mixed", "redis", "nginx")
-    servers: tuple[str, ...] = ("gunicorn-gthread", "granian")
+    servers: tuple[str, ...] = ("gunicorn", "granian")
     paths: tuple[str, ...] = ("fast", "ninja")
     rooms: int = 1000
     pin: bool = False
@@ -242,7 +242,7 @@ class _Bench:
         var_dir.mkdir()
         bare = stack.enter_context(
             servers.serve(
-                settings,
+                servers.bare_settings(settings),
                 app=servers.BARE_APP,
                 var_dir=var_dir,
                 probe_path="/",
@@ -276,7 +276,7 @@ class _Bench:
                 if bare_run.rps:
                     ratios.append(runs[-1].rps / bare_run.rps)
         row = _combine(runs)
-        _set_paired_ratio(row, ratios, f"bare on {server.settings.label}, paired")
+        _set_paired_ratio(row, ratios, f"bare on {(bare or server).settings.label}, paired")
         self.report.results.append(row)
 
     def bare_run(self, bare: servers.RunningServer, project: servers.RunningServer, connections: int) -> Result:
@@ -601,7 +601,7 @@ def _attach_ratios(results: list[Result]) -> None:
             continue
         base = None
         if result.app in PATHS:
-            base = bare.get((result.server, result.connections))
+            base = bare.get((servers.bare_label(result.server), result.connections))
         elif result.app == "nginx-cache":
             base = static.get(result.connections)
         if base is not None and base.rps:
