@@ -11,6 +11,11 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 # holds one thread, not the worker. "gthread" turns the loop answers off.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "danmaku_site.pullworker.PullWorker")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Connections a worker holds open at once (gunicorn's default). A viewer
+# keeps its connection between polls, so a pull node facing viewers without
+# nginx in front needs one per viewer it serves; past it, new connections
+# wait in the listen queue.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT_SECONDS", "30"))
 graceful_timeout = 10
 # Longer than the 3 s poll: a viewer's next pull reuses its connection

@@ -119,10 +119,26 @@ class PullWorker(ThreadWorker):
             future = self.tpool.submit(_send_rest, conn, tail)
             future.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
             return
-        # Still on the poller: only its keep-alive deadline moves.
-        self.keepalived_conns.remove(conn)
+        # Still on the poller and in the keep-alive queue where it was: its
+        # deadline moves, and murder_keepalived moves it to the back when it
+        # reaches the front (finding it in the queue costs one step per
+        # kept-alive connection, on every poll).
         conn.set_timeout()
-        self.keepalived_conns.append(conn)
+        conn.extended = True
+
+    def murder_keepalived(self, force: bool = False) -> None:
+        """gthread's, with connections whose deadline a loop answer moved
+        sent to the back of the queue instead of closed. Each goes back once
+        per move, so the queue stays in deadline order but for those: one
+        may be closed up to a keep-alive timeout late, never early."""
+        while True:
+            super().murder_keepalived(force)
+            # Left at the front: nothing, or a connection not expired yet.
+            queue = self.keepalived_conns
+            if not queue or not getattr(queue[0], "extended", False):
+                return
+            queue[0].extended = False
+            queue.rotate(-1)
 
     def _head(self, http) -> bytes:
         second = int(time.time())

@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import requests
@@ -37,6 +38,8 @@ COMMENTS = 30
 COMMENT_TEXT = "\u5f39" * 95
 SLOW_READER_MAX_POLLS = 3000
 SLOW_READER_MAX_SECONDS = 20
+# Comments are sealed into the window about a second after they are sent.
+DELIVERY_SECONDS = 5
 
 
 @contextlib.contextmanager
@@ -117,14 +120,24 @@ def without_date(answer: bytes) -> bytes:
     return DATE.sub(b"\r\nDate: -\r\n", answer)
 
 
+class Servers(NamedTuple):
+    shipped: local.LocalServer  # gunicorn as shipped (the pull worker)
+    stock: str  # host:port of stock gthread
+    before_comments: str  # a cursor from before the fixture's comments
+
+
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory) -> Iterator[tuple[local.LocalServer, str]]:
+def servers(tmp_path_factory) -> Iterator[Servers]:
     """(gunicorn as shipped, stock gthread), one worker each, one database."""
     var_dir = tmp_path_factory.mktemp("pullworker")
     extra = {"DANMAKU_SERVED_BY_HEADER": "0", "GUNICORN_LOG_LEVEL": "debug"}
     fields = {"user_send_interval_ms": 0, "room_send_cap_per_second": 1000}
     try:
         with local.gunicorn(room=ROOM, var_dir=var_dir, workers=1, room_fields=fields, extra_env=extra) as shipped:
+            # A cursor from before the comments: pulls after it carry all of
+            # them for as long as they stay in the window (a minute).
+            joined = requests.get(shipped.danmaku_url(ROOM), timeout=TIMEOUT_SECONDS)
+            before_comments = joined.json()["cursor"]
             for n in range(COMMENTS):
                 sent = requests.post(
                     shipped.danmaku_url(ROOM),
@@ -134,7 +147,7 @@ def servers(tmp_path_factory) -> Iterator[tuple[local.LocalServer, str]]:
                 )
                 assert sent.status_code == 201, sent.text
             with gthread(shipped.env, var_dir / "gthread.log") as stock:
-                yield shipped, stock
+                yield Servers(shipped, stock, before_comments)
                 print(shipped.log_tail())
     except local.LocalServerError as exc:
         pytest.fail(str(exc))
@@ -153,7 +166,7 @@ def ask_both(ours: Connection, theirs: Connection, question: bytes) -> tuple[byt
 
 
 def test_the_same_requests_get_the_same_bytes_as_from_stock_gthread(servers):
-    shipped, stock = servers
+    shipped, stock, _ = servers
     ours = Connection(shipped.base_url.removeprefix("http://"))
     theirs = Connection(stock)
     try:
@@ -177,7 +190,7 @@ def test_the_same_requests_get_the_same_bytes_as_from_stock_gthread(servers):
 
 
 def test_split_pipelined_and_mixed_requests_are_all_answered_in_order(servers):
-    shipped, _ = servers
+    shipped = servers.shipped
     conn = Connection(shipped.base_url.removeprefix("http://"))
     try:
         request = pull(conn.host)
@@ -206,16 +219,23 @@ def test_split_pipelined_and_mixed_requests_are_all_answered_in_order(servers):
         conn.close()
 
 
+def items(conn: Connection, request: bytes) -> int:
+    conn.send(request)
+    return len(json.loads(conn.answer().partition(b"\r\n\r\n")[2])["items"]["text"])
+
+
 def test_a_client_that_stops_reading_still_gets_every_answer_whole(servers):
-    shipped, _ = servers
+    shipped = servers.shipped
     log_path = shipped.log_path
     handed_over = b"written on the loop, the rest in a thread"
     before = log_path.read_bytes().count(handed_over)
     conn = Connection(shipped.base_url.removeprefix("http://"), receive_buffer=4096)
     try:
-        request = pull(conn.host, "", "Accept-Encoding: identity")
-        conn.send(request)
-        assert len(json.loads(conn.answer().partition(b"\r\n\r\n")[2])["items"]["text"]) == COMMENTS
+        request = pull(conn.host, f"after={servers.before_comments}", "Accept-Encoding: identity")
+        deadline = time.monotonic() + DELIVERY_SECONDS
+        while items(conn, request) < COMMENTS:  # until their second is sealed
+            assert time.monotonic() < deadline, "the comments never arrived"
+            time.sleep(0.1)
         sent = 0
         deadline = time.monotonic() + SLOW_READER_MAX_SECONDS
         # Poll without reading until the server's writes stop fitting.

@@ -187,9 +187,10 @@ def test_the_loop_answers_a_poll_itself_with_gunicorns_bytes(worker, client, hea
     assert worker.nr == nr + 1
     assert loop.startswith(b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nDate: ")
     assert b"\r\nConnection: keep-alive\r\n" in loop
-    # Still on the poller, its keep-alive deadline moved to the back.
+    # Still on the poller, and kept alive from now on.
     assert worker.poller.get_key(client.conn.sock)
-    assert worker.keepalived_conns[-1] is client.conn
+    assert client.conn in worker.keepalived_conns
+    assert client.conn.timeout > time.monotonic() + worker.cfg.keepalive - 1
     same_but_date(loop, through_gunicorn(worker, client, request("", *headers, "X_Hand_Over: 1")))
 
 
@@ -332,3 +333,33 @@ def test_settings_the_loop_would_skip_turn_it_off(django_app, name, value):
         assert worker._answer is None
     finally:
         worker.tmp.close()
+
+
+class Conn:
+    def __init__(self, name: str, timeout: float) -> None:
+        self.name, self.timeout, self.sock = name, timeout, None
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_keep_alive_deadlines_moved_by_the_loop_are_kept_and_the_rest_expire_on_time(worker):
+    """A loop answer moves a connection's deadline without looking for it in
+    the queue; expiry must still close every idle connection that is due,
+    and none whose deadline moved."""
+    now = time.monotonic()
+    a, b, c, d = Conn("a", now - 2), Conn("b", now - 1), Conn("c", now - 0.5), Conn("d", now + 3)
+    worker.keepalived_conns.extend([a, b, c, d])
+    worker.nr_conns += 4
+    b.timeout, b.extended = now + 5, True  # answered on the loop since it was queued
+    worker.murder_keepalived()
+    assert [conn.name for conn in worker.keepalived_conns] == ["d", "b"]
+    assert (a.closed, b.closed, c.closed, d.closed) == (True, False, True, False)
+    assert not b.extended
+    # Forced (shutdown): everything goes, moved or not.
+    b.extended = True
+    worker.murder_keepalived(force=True)
+    assert not worker.keepalived_conns
+    assert b.closed
+    assert d.closed
