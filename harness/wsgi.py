@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
+from collections.abc import Iterator
 
 
 def wsgi_environ(path: str, query: str = "", *, method: str = "GET", host: str = "testserver", **headers: str) -> dict:
@@ -31,3 +33,20 @@ def wsgi_environ(path: str, query: str = "", *, method: str = "GET", host: str =
     for name, value in headers.items():
         env["HTTP_" + name.upper()] = value
     return env
+
+
+@contextlib.contextmanager
+def connections_kept_open() -> Iterator[None]:
+    """Django's handler called in a test, without closing the test's database
+    connection at the end of each request (it lives in the test's
+    transaction), as Django's test client does."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)

@@ -20,8 +20,6 @@ from functools import partial
 
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import TConn
@@ -30,6 +28,7 @@ from danmaku.models import Danmaku
 from danmaku_site import fastpath
 from danmaku_site.fastpath import PullFastPath
 from danmaku_site.pullworker import PullWorker
+from harness.wsgi import connections_kept_open
 
 PATH = "/api/v1/rooms/live/danmaku"
 DATE = re.compile(rb"\r\nDate: [^\r]*\r\n")
@@ -72,15 +71,8 @@ class App:
 
 @pytest.fixture
 def django_app(settings):
-    # Like Django's test client: the handler must not close the test's
-    # connection (it lives in the test's transaction).
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
+    with connections_kept_open():
         yield WSGIHandler()
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

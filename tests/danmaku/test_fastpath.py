@@ -8,6 +8,7 @@ exactly Django's answer or hands the request to Django.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import socket
@@ -18,8 +19,7 @@ from dataclasses import dataclass
 import orjson
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
-from django.core.signals import request_finished, request_started
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -32,7 +32,7 @@ from danmaku.wire import encode_cursor
 from danmaku_site import fastpath
 from danmaku_site import settings as site_settings
 from danmaku_site.fastpath import PullFastPath
-from harness.wsgi import wsgi_environ
+from harness.wsgi import connections_kept_open, wsgi_environ
 
 EPOCH = DatabaseStore.epoch
 PATH = "/api/v1/rooms/{}/danmaku"
@@ -85,15 +85,10 @@ def apps(request, settings):
     if request.param == "pull":
         settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m not in site_settings.MIDDLEWARE_NOT_ON_PULL_NODES]
     settings.DANMAKU_SERVED_BY_HEADER = True
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
+    with connections_kept_open():
         django_app = WSGIHandler()
         recorder = Recorder(django_app)
         yield PullFastPath(recorder), django_app, recorder
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
@@ -324,10 +319,8 @@ def test_pulls_in_redis_mode_send_no_command_to_redis(private_redis_mode, room, 
     from redis import Redis
 
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m not in site_settings.MIDDLEWARE_NOT_ON_PULL_NODES]
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
     probe = Redis.from_url(private_redis_mode.url, socket_timeout=2, socket_connect_timeout=2)
-    try:
+    with contextlib.closing(probe), connections_kept_open():
         django_app = WSGIHandler()
         fast_app = PullFastPath(django_app)
         cursor = _cursor(call(django_app, environ(PATH.format("live"))))  # activates: reads Redis
@@ -343,10 +336,6 @@ def test_pulls_in_redis_mode_send_no_command_to_redis(private_redis_mode, room, 
                 for headers in ({}, GZIP):
                     assert call(app, environ(PATH.format("live"), query, **headers)).status.startswith(("200", "400"))
         end = processed()
-    finally:
-        probe.close()
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
 
     assert end - start == per_read
 
@@ -399,9 +388,7 @@ def test_on_the_event_loop_nothing_is_built_started_or_waited_for(
     monkeypatch.setattr(Refresher, "running", lambda self: bool(started))
     monkeypatch.setattr(Refresher, "ensure_started", lambda self: started.append(True))
     settings.DANMAKU_REFRESHER_AUTOSTART = True
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
+    with connections_kept_open():
         fast = PullFastPath(Recorder(WSGIHandler()))
         env = environ(PATH.format(room.slug))
         with django_assert_num_queries(0):
@@ -419,6 +406,3 @@ def test_on_the_event_loop_nothing_is_built_started_or_waited_for(
         assert fast.answer(env) is not None  # the regular way starts it again
         assert started
         assert fast.answer(env, on_event_loop=True) is not None
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
