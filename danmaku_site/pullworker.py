@@ -43,9 +43,10 @@ class PullWorker(ThreadWorker):
         self._answer = None
         self._date_second = -1
         self._head_prefix = b""
-        # id(HttpAnswer) -> (the answer, its status line and headers as
-        # bytes), for the current second (the Date header changes).
-        self._heads: dict[int, tuple[object, bytes]] = {}
+        # id(HttpAnswer) -> (the answer, what sendmsg writes for it: the
+        # status line and headers as bytes, then the body), for the current
+        # second (the Date header changes).
+        self._sent: dict[int, tuple[object, list[bytes]]] = {}
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
@@ -100,19 +101,19 @@ class PullWorker(ThreadWorker):
             conn.parser.unreader.unread(data)
             return super().on_client_socket_readable(conn, client)
         self.nr += 1
-        head = self._head(http)
+        buffers = self._buffers(http)
         try:
-            sent = conn.sock.sendmsg([head, http.body] if http.body else [head])
+            sent = conn.sock.sendmsg(buffers)
         except BlockingIOError:
             sent = 0
         except OSError:
             self._close_kept_alive(conn, client)
             return
-        rest = len(head) + len(http.body) - sent
+        rest = sum(map(len, buffers)) - sent
         if rest:
             # The client's buffer is full (a slow reader): a pool thread
             # waits for it, and the loop goes on.
-            tail = (head + http.body)[sent:]
+            tail = b"".join(buffers)[sent:]
             self.log.debug("pull answer: %d of %d bytes written on the loop, the rest in a thread", sent, sent + rest)
             self.poller.unregister(client)
             self.keepalived_conns.remove(conn)
@@ -140,23 +141,24 @@ class PullWorker(ThreadWorker):
             queue[0].extended = False
             queue.rotate(-1)
 
-    def _head(self, http) -> bytes:
+    def _buffers(self, http) -> list[bytes]:
+        """gunicorn's bytes for ``http``, built once per answer per second."""
         second = int(time.time())
         if second != self._date_second:
             self._date_second = second
             self._head_prefix = f"Server: {SERVER}\r\nDate: {http_date(second)}\r\nConnection: keep-alive\r\n".encode(
                 "latin-1"
             )
-            self._heads.clear()
-        cached = self._heads.get(id(http))
+            self._sent.clear()
+        cached = self._sent.get(id(http))
         if cached is not None and cached[0] is http:
             return cached[1]
         lines = [f"HTTP/1.1 {http.status_line}\r\n".encode("latin-1"), self._head_prefix]
         lines += [f"{name}: {value}\r\n".encode("latin-1") for name, value in http.headers]
         lines.append(b"\r\n")
-        head = b"".join(lines)
-        self._heads[id(http)] = (http, head)
-        return head
+        buffers = [b"".join(lines), http.body] if http.body else [b"".join(lines)]
+        self._sent[id(http)] = (http, buffers)
+        return buffers
 
     def _close_kept_alive(self, conn, client) -> None:
         self.poller.unregister(client)
