@@ -36,6 +36,9 @@ from harness.services import private_redis
 
 # What "fails fast" means here, per publish, with the broker stopped or frozen.
 PUBLISH_BUDGET_S = 1.0
+# A thawed broker answers again within this (each attempt is bounded by the
+# publish budget).
+THAW_DEADLINE_S = 5.0
 # Longest wait for a worker to start, or for its task's effect to show.
 WORKER_WAIT_S = 30.0
 QUEUE = "celery"
@@ -82,6 +85,20 @@ def timed_enqueue(*args, **kwargs) -> tuple[bool, float]:
     started = time.monotonic()
     published = enqueue(fetch_avatar_task, *args, **kwargs)
     return published, time.monotonic() - started
+
+
+def publish_after_thaw(deadline_s: float = THAW_DEADLINE_S) -> tuple[int, float]:
+    """Publish until one goes through: (attempts, seconds). A thawed broker
+    first works through what reached it while frozen, and on a busy machine
+    that can outlast one publish's budget; it must recover within seconds."""
+    started = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        published, _ = timed_enqueue(100 + attempts)
+        if published:
+            return attempts, time.monotonic() - started
+        assert time.monotonic() - started < deadline_s, f"no publish went through {deadline_s} s after the thaw"
 
 
 @pytest.fixture
@@ -165,12 +182,11 @@ def test_broker_frozen_falls_back_fast_every_time_and_recovers_on_thaw(broker, c
     assert max(elapsed for _, elapsed in results) < PUBLISH_BUDGET_S, results
     assert len(fell_back) == 5
 
-    published, elapsed = timed_enqueue(99)
-    assert published is True
-    # Pushes sent while frozen may still have landed when the server woke:
-    # the reason tasks and fallbacks must both be idempotent.
+    attempts, elapsed = publish_after_thaw()
+    # Pushes sent while frozen (or right after) may still have landed when
+    # the server woke: the reason tasks and fallbacks must both be idempotent.
     queued = client.llen(QUEUE)
-    assert 2 <= queued <= 7
+    assert 2 <= queued <= 6 + attempts
     with capsys.disabled():
         print(
             f"\n[frozen broker] publish latencies (s): {[round(e, 3) for _, e in results]}; "
@@ -187,7 +203,7 @@ def test_broker_frozen_before_first_connect_falls_back_fast(broker, capsys):
 
     assert [published for published, _ in results] == [False] * 3
     assert max(elapsed for _, elapsed in results) < PUBLISH_BUDGET_S, results
-    assert timed_enqueue(4)[0] is True
+    publish_after_thaw()
     with capsys.disabled():
         print(f"\n[frozen before first connect] publish latencies (s): {[round(e, 3) for _, e in results]}")
 
