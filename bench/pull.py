@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         "x base: req/s over the bare app on the same server settings, the median of the runs' pairs "
-        "(range: lowest-highest pair); nginx-cache: over nginx-static"
+        "(range: lowest-highest pair); nginx-cache: over nginx-static; pulls p99 (mixed): a 2-connection probe "
+        "pulling the hot room beside the load (p99 mixes sends and pulls)"
     )
     for check in table.checks(report.results):
         print(check)

@@ -29,7 +29,7 @@ def test_pull_benchmark_prints_a_table_and_writes_the_plot(tmp_path):
         [
             sys.executable, "bench/pull.py",
             "--duration", "1", "--warmup", "0", "--connections", "2",
-            "--scenarios", "hot", "--servers", "gunicorn", "--paths", "fast",
+            "--scenarios", "hot,mixed", "--servers", "gunicorn", "--paths", "fast",
             "--rooms", "5", "--repeat", "2", "--out", str(tmp_path),
         ],
         cwd=BASE_DIR,
@@ -42,14 +42,20 @@ def test_pull_benchmark_prints_a_table_and_writes_the_plot(tmp_path):
     assert "req/s" in done.stdout
     assert "[PASS] 0 errors" in done.stdout
     rows = json.loads((tmp_path / "pull.json").read_text())["results"]
-    assert [(row["scenario"], row["app"]) for row in rows] == [("hot", "fast"), ("hot", "bare")]
+    assert [(row["scenario"], row["app"]) for row in rows] == [("hot", "fast"), ("mixed", "fast"), ("hot", "bare")]
+    mixed = rows.pop(1)
+    assert mixed["sends"] > 0
+    # Beside the mixed load a probe times pulls alone; only that row has it.
+    assert mixed["pull_p99_ms"] > 0
+    assert rows[0]["pull_p99_ms"] is None
     assert all(row["requests"] > 0 and row["errors"] == 0 for row in rows)
     # The baseline was fed the project's own answer: the same size on the wire
     # (within the few bytes next_ms's jitter and the ETag may vary by).
     assert rows[1]["bytes_per_response"] == pytest.approx(rows[0]["bytes_per_response"], rel=0.05)
     assert rows[0]["ratio"] is not None
     # Two project runs, each paired with a bare run: the ratio is their median.
-    assert rows[0]["runs"] == rows[1]["runs"] == 2
+    assert rows[0]["runs"] == mixed["runs"] == 2
+    assert rows[1]["runs"] == 4  # a bare run beside each of the four
     assert rows[0]["ratio_low"] <= rows[0]["ratio"] <= rows[0]["ratio_high"]
     assert (tmp_path / "pull.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 

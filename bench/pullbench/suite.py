@@ -41,6 +41,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,11 @@ SCENARIOS = ("hot", "rooms", "mixed", "redis", "nginx")
 PATHS = ("fast", "ninja")
 # 1 send per 100 pulls: every 101st request is a send.
 MIXED_SEND_EVERY = 101
+# Beside the mixed load, a probe of this many connections pulls the hot room
+# only: wrk puts sends and pulls in one latency distribution, and with one
+# request in 100 a send, its p99 is where the sends begin. The probe's p99 is
+# the pulls' own, what a viewer on a node that also takes sends waits.
+PULL_PROBE_CONNECTIONS = 2
 # Longest time spent loading every room into every worker before measuring.
 ACTIVATION_TIMEOUT_SECONDS = 60
 ACTIVATION_BLIND_SECONDS = 8
@@ -138,6 +144,9 @@ class Result:
     ratio_high: float | None = None
     p99_high_ms: float | None = None
     rps_runs: list[float] = field(default_factory=list)
+    # The mixed load only: the p99 of a probe pulling beside it (see
+    # PULL_PROBE_CONNECTIONS).
+    pull_p99_ms: float | None = None
 
 
 @dataclass
@@ -501,7 +510,19 @@ class _Bench:
         )
         if self.options.warmup > 0:
             wrk.run(duration=self.options.warmup, **common)
-        measured = wrk.run(duration=self.options.duration, **common)
+        probe = None
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            if scenario == "mixed":
+                probe_options = common | dict(
+                    script="hot.lua",
+                    args=[self.hot_path],
+                    connections=PULL_PROBE_CONNECTIONS,
+                    threads=1,
+                    server_pgids=[],
+                )
+                probe = pool.submit(wrk.run, duration=self.options.duration, **probe_options)
+            measured = wrk.run(duration=self.options.duration, **common)
+            probed = probe.result() if probe is not None else None
         result = Result(
             scenario=scenario,
             server=server_label,
@@ -519,6 +540,7 @@ class _Bench:
             seconds=round(measured.seconds, 2),
             requests=measured.requests,
             sends=measured.sends,
+            pull_p99_ms=probed.latency_us["p99"] / 1000 if probed is not None else None,
         )
         self.say(
             f"  {scenario:<6} {server_label:<24} {app:<12} c{connections:<4} {result.rps:>10,.0f} req/s"
@@ -579,6 +601,7 @@ def _combine(runs: list[Result]) -> Result:
         runs=len(runs),
         p99_high_ms=max(run.p99_ms for run in runs),
         rps_runs=[run.rps for run in runs],
+        pull_p99_ms=statistics.median(probed) if (probed := [r.pull_p99_ms for r in runs if r.pull_p99_ms]) else None,
     )
 
 

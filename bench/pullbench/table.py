@@ -32,6 +32,7 @@ COLUMNS = (
     ("req/s", ">", lambda r: f"{r.rps:,.0f}"),
     ("p50 ms", ">", lambda r: f"{r.p50_ms:.2f}"),
     ("p99 ms", ">", lambda r: f"{r.p99_ms:.2f}"),
+    ("pulls p99", ">", lambda r: f"{r.pull_p99_ms:.2f}" if r.pull_p99_ms is not None else "-"),
     ("errors", ">", lambda r: str(r.errors)),
     ("B/resp", ">", lambda r: f"{r.bytes_per_response:,.0f}"),
     ("srv CPU s", ">", lambda r: f"{r.server_cpu_s:.2f}"),
