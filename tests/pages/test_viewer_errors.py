@@ -105,6 +105,15 @@ def send_in_page(page, text: str | None = None):
     return answer.value
 
 
+def status_is_error(page) -> None:
+    """Wait for the status line to turn to an error. A function, not an
+    expression: Playwright polls an expression with eval(), which the page's
+    Content-Security-Policy (no 'unsafe-eval') refuses once a poll is needed."""
+    page.wait_for_function(
+        "status => document.querySelector(status).dataset.kind === 'error'", arg=STATUS, timeout=2000
+    )
+
+
 def send_status(page) -> tuple[str, str]:
     kind, words = page.eval_on_selector(STATUS, "el => [el.dataset.kind || '', el.textContent]")
     return kind, words
@@ -192,7 +201,7 @@ def test_banned_viewer_is_told_so(server, page, js_problems):
     text = f"after the ban {uuid.uuid4().hex[:8]}"
     answer = send_in_page(page, text)
     assert answer.status == 403, answer.text()
-    page.wait_for_function(f"document.querySelector({STATUS!r}).dataset.kind === 'error'", timeout=2000)
+    status_is_error(page)
     assert send_status(page) == ("error", "You are banned from this room.")
     assert echoes_of(page, text).count() == 0
     let_through_refusals(js_problems, server.base_url, 403)
@@ -212,7 +221,7 @@ def test_timed_out_viewer_sees_until_when_and_seconds_left(server, page, js_prob
     assert detail.startswith("timed out until "), detail
     # The same clock time the browser shows for that instant, in its own zone.
     until = page.evaluate("iso => new Date(iso).toLocaleTimeString()", detail.removeprefix("timed out until "))
-    page.wait_for_function(f"document.querySelector({STATUS!r}).dataset.kind === 'error'", timeout=2000)
+    status_is_error(page)
     kind, words = send_status(page)
     match = re.fullmatch(r"You are timed out until (.+) \((\d+) s left\)\.", words)
     assert kind == "error", (kind, words)
