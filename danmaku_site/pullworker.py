@@ -44,9 +44,9 @@ class PullWorker(ThreadWorker):
         self._date_second = -1
         self._head_prefix = b""
         # id(HttpAnswer) -> (the answer, what sendmsg writes for it: the
-        # status line and headers as bytes, then the body), for the current
-        # second (the Date header changes).
-        self._sent: dict[int, tuple[object, list[bytes]]] = {}
+        # status line and headers as bytes, then the body; and their length),
+        # for the current second (the Date header changes).
+        self._sent: dict[int, tuple[object, list[bytes], int]] = {}
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
@@ -101,7 +101,7 @@ class PullWorker(ThreadWorker):
             conn.parser.unreader.unread(data)
             return super().on_client_socket_readable(conn, client)
         self.nr += 1
-        buffers = self._buffers(http)
+        buffers, length = self._buffers(http)
         try:
             sent = conn.sock.sendmsg(buffers)
         except BlockingIOError:
@@ -109,7 +109,7 @@ class PullWorker(ThreadWorker):
         except OSError:
             self._close_kept_alive(conn, client)
             return
-        rest = sum(map(len, buffers)) - sent
+        rest = length - sent
         if rest:
             # The client's buffer is full (a slow reader): a pool thread
             # waits for it, and the loop goes on.
@@ -141,8 +141,9 @@ class PullWorker(ThreadWorker):
             queue[0].extended = False
             queue.rotate(-1)
 
-    def _buffers(self, http) -> list[bytes]:
-        """gunicorn's bytes for ``http``, built once per answer per second."""
+    def _buffers(self, http) -> tuple[list[bytes], int]:
+        """gunicorn's bytes for ``http`` and their length, built once per
+        answer per second."""
         second = int(time.time())
         if second != self._date_second:
             self._date_second = second
@@ -152,13 +153,14 @@ class PullWorker(ThreadWorker):
             self._sent.clear()
         cached = self._sent.get(id(http))
         if cached is not None and cached[0] is http:
-            return cached[1]
+            return cached[1], cached[2]
         lines = [f"HTTP/1.1 {http.status_line}\r\n".encode("latin-1"), self._head_prefix]
         lines += [f"{name}: {value}\r\n".encode("latin-1") for name, value in http.headers]
         lines.append(b"\r\n")
         buffers = [b"".join(lines), http.body] if http.body else [b"".join(lines)]
-        self._sent[id(http)] = (http, buffers)
-        return buffers
+        length = sum(map(len, buffers))
+        self._sent[id(http)] = (http, buffers, length)
+        return buffers, length
 
     def _close_kept_alive(self, conn, client) -> None:
         self.poller.unregister(client)
