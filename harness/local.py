@@ -119,22 +119,29 @@ def gunicorn(
         port = free_port()
         env = environment(var_dir, DANMAKU_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS=str(workers), **(extra_env or {}))
         tokens = prepare_room(env, room, users, **(room_fields or {}))
-        log_path = Path(var_dir) / "gunicorn.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [str(BIN_DIR / "gunicorn"), "-c", "danmaku_site/gunicorn.conf.py"],
-                cwd=BASE_DIR,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            server = LocalServer(f"http://127.0.0.1:{port}", tokens, process, log_path, env)
-            wait_until_answering(server)
-            yield server
-        finally:
-            stop(process)
+        yield stack.enter_context(gunicorn_over(env, Path(var_dir) / "gunicorn.log", tokens))
+
+
+@contextlib.contextmanager
+def gunicorn_over(env: dict[str, str], log_path: Path, tokens: list[str] = ()) -> Iterator[LocalServer]:
+    """Run gunicorn with the project's config over ``env`` (its database
+    already prepared, ``DANMAKU_BIND`` a free 127.0.0.1 port) until the
+    block exits."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(BIN_DIR / "gunicorn"), "-c", "danmaku_site/gunicorn.conf.py"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        server = LocalServer(f"http://{env['DANMAKU_BIND']}", list(tokens), process, log_path, env)
+        wait_until_answering(server)
+        yield server
+    finally:
+        stop(process)
 
 
 def wait_until_answering(server: LocalServer, timeout: float = START_TIMEOUT_SECONDS) -> None:

@@ -10,20 +10,18 @@ reading) still gets every answer, whole and in order.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 import requests
 
 from harness import local
+from harness.rawhttp import AnswerReader
 
 pytestmark = pytest.mark.slow
 
@@ -42,30 +40,8 @@ SLOW_READER_MAX_SECONDS = 20
 DELIVERY_SECONDS = 5
 
 
-@contextlib.contextmanager
-def gthread(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """Stock gthread with the project's config, over ``env``'s database."""
-    port = local.free_port()
-    run_env = env | {"DANMAKU_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKER_CLASS": "gthread"}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(local.BIN_DIR / "gunicorn"), "-c", "danmaku_site/gunicorn.conf.py"],
-            cwd=local.BASE_DIR,
-            env=run_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        server = local.LocalServer(f"http://127.0.0.1:{port}", [], process, log_path, run_env)
-        local.wait_until_answering(server)
-        yield f"127.0.0.1:{port}"
-    finally:
-        local.stop(process)
-
-
 class Connection:
-    """One kept-alive client connection, reading answers by Content-Length."""
+    """One kept-alive client connection."""
 
     def __init__(self, host_port: str, *, receive_buffer: int | None = None) -> None:
         host, port = host_port.rsplit(":", 1)
@@ -75,7 +51,7 @@ class Connection:
         self.sock.settimeout(TIMEOUT_SECONDS)
         self.sock.connect((host, int(port)))
         self.host = host_port
-        self.buffer = b""
+        self.reader = AnswerReader(self.sock)
 
     def close(self) -> None:
         self.sock.close()
@@ -88,23 +64,7 @@ class Connection:
         return self.answer()
 
     def answer(self) -> bytes:
-        while b"\r\n\r\n" not in self.buffer:
-            self._read()
-        head, _, rest = self.buffer.partition(b"\r\n\r\n")
-        length = int(re.search(rb"\r\nContent-Length: (\d+)", head)[1])
-        if head.startswith(b"HTTP/1.1 304"):
-            length = 0
-        while len(rest) < length:
-            self.buffer = head + b"\r\n\r\n" + rest
-            self._read()
-            head, _, rest = self.buffer.partition(b"\r\n\r\n")
-        self.buffer = rest[length:]
-        return head + b"\r\n\r\n" + rest[:length]
-
-    def _read(self) -> None:
-        chunk = self.sock.recv(65536)
-        assert chunk, "the server closed the connection"
-        self.buffer += chunk
+        return self.reader.answer()
 
 
 def pull(host: str, query: str = "", *headers: str) -> bytes:
@@ -150,8 +110,12 @@ def servers(tmp_path_factory) -> Iterator[Servers]:
                     timeout=TIMEOUT_SECONDS,
                 )
                 assert sent.status_code == 201, sent.text
-            with gthread(shipped.env, var_dir / "gthread.log") as stock:
-                yield Servers(shipped, stock, before_comments)
+            stock_env = shipped.env | {
+                "DANMAKU_BIND": f"127.0.0.1:{local.free_port()}",
+                "GUNICORN_WORKER_CLASS": "gthread",
+            }
+            with local.gunicorn_over(stock_env, var_dir / "gthread.log") as stock:
+                yield Servers(shipped, stock.base_url.removeprefix("http://"), before_comments)
                 print(shipped.log_tail())
     except local.LocalServerError as exc:
         pytest.fail(str(exc))

@@ -28,6 +28,7 @@ from danmaku.models import Danmaku
 from danmaku_site import fastpath
 from danmaku_site.fastpath import PullFastPath
 from danmaku_site.pullworker import PullWorker
+from harness.rawhttp import AnswerReader
 from harness.wsgi import connections_kept_open
 
 PATH = "/api/v1/rooms/live/danmaku"
@@ -59,6 +60,7 @@ class RecordingPool:
 class Client:
     sock: socket.socket
     conn: TConn  # the worker's side
+    reader: AnswerReader
 
 
 class App:
@@ -113,7 +115,7 @@ def client(worker):
     worker.poller.register(conn.sock, selectors.EVENT_READ, partial(worker.on_client_socket_readable, conn))
     client_end.settimeout(5)
     with contextlib.closing(client_end), contextlib.closing(server_end):
-        yield Client(client_end, conn)
+        yield Client(client_end, conn, AnswerReader(client_end))
 
 
 def request(query: str = "", *headers: str) -> bytes:
@@ -126,19 +128,7 @@ def dispatch(worker) -> None:
 
 
 def read_answer(client) -> bytes:
-    """One whole HTTP answer (it carries Content-Length)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += client.sock.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"\r\nContent-Length: (\d+)", head)[1])
-    status = int(head.split(b" ", 2)[1])
-    if status == 304:
-        length = 0
-    while len(body) < length:
-        body += client.sock.recv(65536)
-    assert len(body) == length
-    return head + b"\r\n\r\n" + body
+    return client.reader.answer()
 
 
 def through_gunicorn(worker, client, data: bytes) -> bytes:
