@@ -56,7 +56,11 @@ def send(request: HttpRequest, room: str, payload: DanmakuIn):
     return Status(201, {"id": outcome.danmaku.id, "status": outcome.danmaku.status})
 
 
+# operation_ids are part of the published contract (client generators name
+# their methods after them); pinned here so that moving a view to another
+# module, which is what ninja derives them from, cannot change them.
 PULL_OPERATION = dict(
+    operation_id="danmaku_api_pull",
     response={200: PullOut, 304: None, 400: ErrorOut, 404: ErrorOut, 503: ErrorOut},
     summary="Pull new danmaku",
     description=(
@@ -66,6 +70,7 @@ PULL_OPERATION = dict(
     ),
 )
 SEND_OPERATION = dict(
+    operation_id="danmaku_api_send",
     auth=send_auth,
     response={
         201: SendOut,

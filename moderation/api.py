@@ -29,6 +29,8 @@ from moderation.schemas import (
 )
 
 router = Router(tags=["moderation"], auth=send_auth)
+# Every operation names its operation_id (part of the contract, see
+# danmaku.api): ninja would derive it from this module's path.
 
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 503: ErrorOut}
 # Writes can also find their target in the wrong state (already hidden, not held).
@@ -99,14 +101,24 @@ def _room_id(slug: str | None) -> int | None:
 # -- comments -----------------------------------------------------------------------
 
 
-@router.get("/rooms/{room}/held", response={200: list[CommentOut], **ERRORS}, summary="Held comments of a room")
+@router.get(
+    "/rooms/{room}/held",
+    response={200: list[CommentOut], **ERRORS},
+    summary="Held comments of a room",
+    operation_id="moderation_api_held_list",
+)
 def held_list(request: HttpRequest, room: str, query: Query[ListQuery]):
     _moderator(request)
     found = selectors.room_by_slug(slug=room)
     return Status(200, [_comment(d) for d in selectors.held_queue(room=found, limit=query.limit)])
 
 
-@router.get("/rooms/{room}/recent", response={200: list[CommentOut], **ERRORS}, summary="Recent comments of a room")
+@router.get(
+    "/rooms/{room}/recent",
+    response={200: list[CommentOut], **ERRORS},
+    summary="Recent comments of a room",
+    operation_id="moderation_api_recent_list",
+)
 def recent_list(request: HttpRequest, room: str, query: Query[ListQuery]):
     _moderator(request)
     found = selectors.room_by_slug(slug=room)
@@ -117,6 +129,7 @@ def recent_list(request: HttpRequest, room: str, query: Query[ListQuery]):
     "/rooms/{room}/summary",
     response={200: RoomSummaryOut, **ERRORS},
     summary="A room's counts (last minute, held, hidden) and throttle settings",
+    operation_id="moderation_api_room_summary",
 )
 def room_summary(request: HttpRequest, room: str):
     _moderator(request)
@@ -126,25 +139,45 @@ def room_summary(request: HttpRequest, room: str):
     return Status(200, _summary(selectors.room_summary(room=found, now_ms=database_store().now_ms())))
 
 
-@router.post("/danmaku/{danmaku_id}/hide", response={200: CommentOut, **WRITE_ERRORS}, summary="Hide a comment")
+@router.post(
+    "/danmaku/{danmaku_id}/hide",
+    response={200: CommentOut, **WRITE_ERRORS},
+    summary="Hide a comment",
+    operation_id="moderation_api_hide",
+)
 def hide(request: HttpRequest, danmaku_id: int, payload: ReasonIn):
     actor = _moderator(request)
     return Status(200, _comment(actions.danmaku_hide(danmaku_id=danmaku_id, actor=actor, reason=payload.reason)))
 
 
-@router.post("/danmaku/{danmaku_id}/unhide", response={200: CommentOut, **WRITE_ERRORS}, summary="Unhide a comment")
+@router.post(
+    "/danmaku/{danmaku_id}/unhide",
+    response={200: CommentOut, **WRITE_ERRORS},
+    summary="Unhide a comment",
+    operation_id="moderation_api_unhide",
+)
 def unhide(request: HttpRequest, danmaku_id: int, payload: ReasonIn):
     actor = _moderator(request)
     return Status(200, _comment(actions.danmaku_unhide(danmaku_id=danmaku_id, actor=actor, reason=payload.reason)))
 
 
-@router.post("/held/{danmaku_id}/approve", response={200: CommentOut, **WRITE_ERRORS}, summary="Publish a held comment")
+@router.post(
+    "/held/{danmaku_id}/approve",
+    response={200: CommentOut, **WRITE_ERRORS},
+    summary="Publish a held comment",
+    operation_id="moderation_api_approve",
+)
 def approve(request: HttpRequest, danmaku_id: int, payload: ReasonIn):
     actor = _moderator(request)
     return Status(200, _comment(actions.held_approve(danmaku_id=danmaku_id, actor=actor, reason=payload.reason)))
 
 
-@router.post("/held/{danmaku_id}/reject", response={200: CommentOut, **WRITE_ERRORS}, summary="Reject a held comment")
+@router.post(
+    "/held/{danmaku_id}/reject",
+    response={200: CommentOut, **WRITE_ERRORS},
+    summary="Reject a held comment",
+    operation_id="moderation_api_reject",
+)
 def reject(request: HttpRequest, danmaku_id: int, payload: ReasonIn):
     actor = _moderator(request)
     return Status(200, _comment(actions.held_reject(danmaku_id=danmaku_id, actor=actor, reason=payload.reason)))
@@ -153,7 +186,12 @@ def reject(request: HttpRequest, danmaku_id: int, payload: ReasonIn):
 # -- users --------------------------------------------------------------------------
 
 
-@router.post("/users/{user_id}/timeout", response={201: SanctionOut, **WRITE_ERRORS}, summary="Time a user out")
+@router.post(
+    "/users/{user_id}/timeout",
+    response={201: SanctionOut, **WRITE_ERRORS},
+    summary="Time a user out",
+    operation_id="moderation_api_timeout",
+)
 def timeout(request: HttpRequest, user_id: int, payload: TimeoutIn):
     actor = _moderator(request)
     sanction = actions.user_timeout(
@@ -162,14 +200,24 @@ def timeout(request: HttpRequest, user_id: int, payload: TimeoutIn):
     return Status(201, _sanction(sanction))
 
 
-@router.post("/users/{user_id}/ban", response={201: SanctionOut, **WRITE_ERRORS}, summary="Ban a user")
+@router.post(
+    "/users/{user_id}/ban",
+    response={201: SanctionOut, **WRITE_ERRORS},
+    summary="Ban a user",
+    operation_id="moderation_api_ban",
+)
 def ban(request: HttpRequest, user_id: int, payload: BanIn):
     actor = _moderator(request)
     sanction = actions.user_ban(user_id=user_id, room_id=_room_id(payload.room), actor=actor, reason=payload.reason)
     return Status(201, _sanction(sanction))
 
 
-@router.post("/sanctions/{sanction_id}/lift", response={200: SanctionOut, **WRITE_ERRORS}, summary="Lift a sanction")
+@router.post(
+    "/sanctions/{sanction_id}/lift",
+    response={200: SanctionOut, **WRITE_ERRORS},
+    summary="Lift a sanction",
+    operation_id="moderation_api_lift",
+)
 def lift(request: HttpRequest, sanction_id: int, payload: ReasonIn):
     actor = _moderator(request)
     return Status(200, _sanction(actions.sanction_lift(sanction_id=sanction_id, actor=actor, reason=payload.reason)))
@@ -179,6 +227,7 @@ def lift(request: HttpRequest, sanction_id: int, payload: ReasonIn):
     "/users/{user_id}/purge",
     response={200: PurgeOut, **WRITE_ERRORS},
     summary="Hide a user's comments of the last N minutes in a room",
+    operation_id="moderation_api_purge",
 )
 def purge(request: HttpRequest, user_id: int, payload: PurgeIn):
     actor = _moderator(request)
