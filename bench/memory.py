@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from danmaku import wire
-from danmaku.pullcache import PullCache, PullConfig, RoomSettings
-from danmaku.ringbuffer import Item
+from danmaku.pull import wire
+from danmaku.pull.cache import PullCache, PullConfig, RoomSettings
+from danmaku.pull.ringbuffer import Item
 
 FIRST_SECOND = 1_790_000_000
 # Typical danmaku: short CJK phrases with a running number, so no two texts

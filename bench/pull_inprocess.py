@@ -4,7 +4,7 @@ Calls WSGI applications directly with a ready environ and times them, all in
 the same run so the figures compare:
 
 - ``bare``: a WSGI app returning the same bytes and headers (the ceiling);
-- ``fast path``: danmaku_site.fastpath in front of Django;
+- ``fast path``: danmaku.pull.fastpath in front of Django;
 - ``ninja, pull role``: Django + ninja with the pull role's middleware;
 - ``ninja, all roles``: Django + ninja with the full middleware stack;
 - ``ninja, no middleware``: what the middleware costs, by difference.
@@ -87,7 +87,7 @@ def _build():
     from django.core.handlers.wsgi import WSGIHandler
 
     from danmaku.models import Danmaku, Room
-    from danmaku_site.fastpath import PullFastPath
+    from danmaku.pull.fastpath import PullFastPath
 
     room = Room.objects.create(slug=ROOM, title="Bench")
     users = [get_user_model().objects.create_user(f"viewer-{n}") for n in range(5)]
@@ -118,7 +118,7 @@ def _build():
     joined = _call(apps["ninja, pull role"], _environ(path, "", ACCEPT_ENCODING="gzip"))
     headers = dict(joined[1])
     cursor_second = (now_ms - 2900) // 1000 - 1
-    from danmaku.wire import encode_cursor
+    from danmaku.pull.wire import encode_cursor
 
     cases = {
         "join": _environ(path, "", ACCEPT_ENCODING="gzip, deflate, br"),

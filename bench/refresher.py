@@ -200,10 +200,10 @@ class _Writer:
 def _run_case(mode: str, rows: list[dict], user, args: argparse.Namespace) -> Result:
     from contextlib import ExitStack
 
-    from danmaku.pullcache import PullCache, PullConfig
+    from danmaku.pull.cache import PullCache, PullConfig
     from danmaku.refresher import Refresher, settings_from_row
     from danmaku.store import FULL_READ_SECONDS, DatabaseStore, RedisStore
-    from danmaku_site.redis import breaker, make_redis
+    from infra.redis import breaker, make_redis
 
     with ExitStack() as stack:
         client = None
@@ -270,7 +270,7 @@ def _run_case(mode: str, rows: list[dict], user, args: argparse.Namespace) -> Re
 def _tick(refresher) -> None:
     """What the refresher thread does each tick (``Refresher._run``), less
     waiting and the database connection check."""
-    from danmaku_site.ops import observe_refresher
+    from danmaku.refresher import observe_refresher
 
     refresher.refresh_once()
     observe_refresher(refresher)

@@ -1,11 +1,13 @@
+"""Rooms (product staff's throttle settings and the emergency preset),
+viewer profiles and API tokens. Comments are moderated from the moderation
+app's admin (``moderation.admin``)."""
+
 from django.contrib import admin
 from django.db import models
 
-from danmaku.models import ApiToken, Danmaku, Room, ViewerProfile
-from danmaku.services import room_emergency_apply, room_emergency_undo, room_save
-from danmaku.services_avatar import profile_update
-from moderation import actions as moderation_actions
-from moderation.forms import ReasonActionForm, action_reason
+from danmaku.models import ApiToken, Room, ViewerProfile
+from danmaku.profiles import profile_update
+from danmaku.rooms import room_emergency_apply, room_emergency_undo, room_save
 
 
 @admin.register(Room)
@@ -60,77 +62,6 @@ class RoomAdmin(admin.ModelAdmin):
         ),
         ("Moderation", {"fields": ("moderation_policy", "pre_deadline_ms", "pre_fallback", "emergency_backup")}),
     )
-
-
-class SenderFilter(admin.SimpleListFilter):
-    """Filter by sender: offers the latest senders, and takes any ``?sender=<id>``
-    (a full user list would not fit a room with thousands of viewers)."""
-
-    title = "sender"
-    parameter_name = "sender"
-    RECENT = 20
-
-    def lookups(self, request, model_admin):
-        recent = Danmaku.objects.order_by("-id").values_list("user_id", "user__username")[: self.RECENT * 5]
-        seen: dict[int, str] = {}
-        for user_id, username in recent:
-            seen.setdefault(user_id, username)
-        return [(str(user_id), username) for user_id, username in list(seen.items())[: self.RECENT]]
-
-    def queryset(self, request, queryset):
-        value = self.value()
-        if value and value.isdigit():
-            return queryset.filter(user_id=int(value))
-        return queryset
-
-
-@admin.register(Danmaku)
-class DanmakuAdmin(admin.ModelAdmin):
-    """Comments are read-only here: every change is a moderation action
-    (``moderation.actions``), which writes one audit row per comment."""
-
-    list_display = ("id", "room", "user", "text", "status", "ts_ms", "created_at")
-    # The held-for-review queue: Status = held (oldest first via ts_ms).
-    list_filter = ("status", "room", SenderFilter)
-    search_fields = ("text", "user__username")
-    raw_id_fields = ("user",)
-    list_select_related = ("room", "user")
-    actions = ("hide_selected", "unhide_selected", "approve_selected", "reject_selected")
-    action_form = ReasonActionForm
-
-    def get_readonly_fields(self, request, obj=None):
-        if obj is None:
-            return ()
-        return [field.name for field in self.model._meta.fields]
-
-    def _each(self, request, queryset, action, done: str) -> None:
-        reason = action_reason(self, request)
-        if reason is None:
-            return
-        count = 0
-        for pk in queryset.order_by("pk").values_list("pk", flat=True):
-            try:
-                action(danmaku_id=pk, actor=request.user, reason=reason)
-            except moderation_actions.Conflict:
-                continue
-            count += 1
-        self.message_user(request, f"{count} danmaku {done}.")
-
-    @admin.action(description="Hide selected danmaku from every viewer", permissions=["change"])
-    def hide_selected(self, request, queryset):
-        self._each(request, queryset, moderation_actions.danmaku_hide, "hidden")
-
-    @admin.action(description="Unhide selected danmaku", permissions=["change"])
-    def unhide_selected(self, request, queryset):
-        self._each(request, queryset, moderation_actions.danmaku_unhide, "unhidden")
-
-    @admin.action(description="Approve selected held danmaku (publish)", permissions=["change"])
-    def approve_selected(self, request, queryset):
-        self._each(request, queryset, moderation_actions.held_approve, "approved")
-
-    @admin.action(description="Reject selected held danmaku", permissions=["change"])
-    def reject_selected(self, request, queryset):
-        self._each(request, queryset, moderation_actions.held_reject, "rejected")
 
 
 @admin.register(ViewerProfile)

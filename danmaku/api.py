@@ -6,11 +6,11 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
-from danmaku import pullhttp, runtime
+from danmaku import runtime
 from danmaku.auth import send_auth
-from danmaku.pullhttp import AFTER_MAX_LENGTH
+from danmaku.pull.response import AFTER_MAX_LENGTH, respond
 from danmaku.schemas import DanmakuIn, ErrorOut, NotBroadcastOut, PullOut, RateLimitedOut, SendOut
-from danmaku.services import danmaku_send
+from danmaku.send import danmaku_send
 
 PATH = "/rooms/{room}/danmaku"
 
@@ -24,12 +24,12 @@ class PullQuery(Schema):
 
 
 def pull(request: HttpRequest, room: str, query: Query[PullQuery]):
-    # The WSGI fast path (danmaku_site.fastpath) answers most pulls before
-    # Django sees them, through the same pullhttp.respond: keep them equal.
+    # The WSGI fast path (danmaku.pull.fastpath) answers most pulls before
+    # Django sees them, through the same respond(): keep them equal.
     runtime.ensure_refresher()
     answer = runtime.pull_cache().pull(room, query.after)
     meta = request.META
-    http = pullhttp.respond(
+    http = respond(
         answer, accept_encoding=meta.get("HTTP_ACCEPT_ENCODING", ""), if_none_match=meta.get("HTTP_IF_NONE_MATCH")
     )
     response = HttpResponse(http.body, status=http.status)
@@ -42,7 +42,6 @@ def pull(request: HttpRequest, room: str, query: Query[PullQuery]):
 
 
 def send(request: HttpRequest, room: str, payload: DanmakuIn):
-    runtime.ensure_refresher()
     outcome = danmaku_send(
         room_slug=room,
         user=request.auth,

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class DanmakuConfig(AppConfig):
     name = "danmaku"
     verbose_name = "Danmaku"
+
+    def ready(self) -> None:
+        from danmaku import sweeps
+
+        # Its background jobs and the roles that run them (see danmaku.sweeps).
+        sweeps.register()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+# How long a client should wait before retrying when the database is down.
+DB_DOWN_RETRY_MS = 2000
+
 
 class DanmakuError(Exception):
     status = 400
-    code = "bad_request"
 
     def __init__(self, detail: str, *, field: str | None = None) -> None:
         super().__init__(detail)
@@ -15,22 +17,18 @@ class DanmakuError(Exception):
 
 class InvalidInput(DanmakuError):
     status = 400
-    code = "invalid"
 
 
 class NotFound(DanmakuError):
     status = 404
-    code = "not_found"
 
 
 class Forbidden(DanmakuError):
     status = 403
-    code = "forbidden"
 
 
 class RateLimited(DanmakuError):
     status = 429
-    code = "rate_limited"
 
     def __init__(self, detail: str, *, retry_after_ms: int) -> None:
         super().__init__(detail)
@@ -39,8 +37,7 @@ class RateLimited(DanmakuError):
 
 class Unavailable(DanmakuError):
     status = 503
-    code = "unavailable"
 
-    def __init__(self, detail: str, *, retry_after_ms: int = 2000) -> None:
+    def __init__(self, detail: str, *, retry_after_ms: int = DB_DOWN_RETRY_MS) -> None:
         super().__init__(detail)
         self.retry_after_ms = retry_after_ms

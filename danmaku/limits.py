@@ -41,9 +41,9 @@ from django.db.models import F
 from redis.commands.core import Script
 
 from danmaku.models import SendWindow
-from danmaku_site.metrics import FALLBACKS
-from danmaku_site.ratelimitlog import RateLimitedLog
-from danmaku_site.redis import breaker, get_redis
+from infra.metrics import FALLBACKS
+from infra.ratelimitlog import RateLimitedLog
+from infra.redis import breaker, get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +61,14 @@ ROOM_ROW = 0
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Allowance:
     """``retry_after_ms`` > 0: slow mode, retry then. ``room_busy``: the room's cap is full."""
 
     retry_after_ms: int = 0
     room_busy: bool = False
 
 
-def take_send(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int) -> Verdict:
+def take_send(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int) -> Allowance:
     """Charge one send to the user's slow mode and then to the room's cap.
 
     ``interval_ms <= 0`` turns slow mode off. ``now_ms`` is the caller's clock;
@@ -123,12 +123,12 @@ def _script(client: redis.Redis) -> Script:
     return client.register_script(_LUA)
 
 
-def _take_redis(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int) -> Verdict:
+def _take_redis(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int) -> Allowance:
     prefix = settings.DANMAKU_REDIS_PREFIX
     keys = (f"{prefix}:slow:{{{room_id}}}:{user_id}", f"{prefix}:cap:{{{room_id}}}")
     client = get_redis()
     retry_after_ms, busy = _script(client)(keys=keys, args=(interval_ms, cap_per_second, CAP_KEY_TTL_MS))
-    return Verdict(retry_after_ms=int(retry_after_ms), room_busy=bool(busy))
+    return Allowance(retry_after_ms=int(retry_after_ms), room_busy=bool(busy))
 
 
 # -- In-process fallback ------------------------------------------------------------
@@ -144,7 +144,7 @@ class _InProcessLimits:
         self._rooms: dict[int, tuple[int, int]] = {}  # room -> (second, count)
         self._pruned_second = 0
 
-    def take(self, *, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int) -> Verdict:
+    def take(self, *, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int) -> Allowance:
         second = now_ms // 1000
         with self._lock:
             if second > self._pruned_second:
@@ -154,7 +154,7 @@ class _InProcessLimits:
                 until_ms = self._until_ms.pop(key, 0)
                 if until_ms > now_ms:
                     self._until_ms[key] = until_ms
-                    return Verdict(retry_after_ms=until_ms - now_ms)
+                    return Allowance(retry_after_ms=until_ms - now_ms)
                 if len(self._until_ms) >= self._max_users:
                     del self._until_ms[next(iter(self._until_ms))]
                 self._until_ms[key] = now_ms + interval_ms
@@ -162,9 +162,9 @@ class _InProcessLimits:
             if counted_second != second:
                 count = 0
             if count >= cap_per_second:
-                return Verdict(room_busy=True)
+                return Allowance(room_busy=True)
             self._rooms[room_id] = (second, count + 1)
-            return Verdict()
+            return Allowance()
 
     def _prune(self, now_ms: int) -> None:
         # Once a second: drop waits that are over and counts of past seconds.
@@ -180,11 +180,11 @@ _fallback_log = RateLimitedLog(logger, every_seconds=FALLBACK_WARNING_EVERY_SECO
 # -- Database (no Redis configured) --------------------------------------------------
 
 
-def _take_db(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int) -> Verdict:
+def _take_db(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int) -> Allowance:
     wait_ms = _db_user_slot(room_id=room_id, user_id=user_id, interval_ms=interval_ms, now_ms=now_ms)
     if wait_ms:
-        return Verdict(retry_after_ms=wait_ms)
-    return Verdict(room_busy=not _db_room_slot(room_id=room_id, cap_per_second=cap_per_second, now_ms=now_ms))
+        return Allowance(retry_after_ms=wait_ms)
+    return Allowance(room_busy=not _db_room_slot(room_id=room_id, cap_per_second=cap_per_second, now_ms=now_ms))
 
 
 def _db_user_slot(*, room_id: int, user_id: int, interval_ms: int, now_ms: int) -> int:

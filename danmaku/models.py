@@ -8,7 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 
-from danmaku.wire import MODES
+from danmaku.pull.wire import MODES
 
 WHITE = 0xFFFFFF
 
@@ -151,10 +151,6 @@ class Danmaku(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room_id}:{self.pk} {self.text[:40]}"
-
-    @property
-    def color_hex(self) -> str:
-        return f"#{self.color:06x}"
 
 
 class ViewerProfile(models.Model):

@@ -1,14 +1,16 @@
 """The one writer: reads the store, fills and seals every active room's ring.
 
-``refresh_once()`` is a plain method the tests call directly. The thread is
-a small loop around it that survives every exception, ticks just after each
-second can be sealed, and stops when asked.
+That is all it does. ``refresh_once()`` is a plain method the tests call
+directly. The thread is a small loop around it that survives every
+exception, ticks just after each second can be sealed, updates the ring
+gauges and this process's pull counts, and stops when asked.
 
 With Redis configured the store is the Redis streams, and the database is
 the fallback: while Redis cannot be read, rooms are read from the database
-and marked degraded (pulls keep answering, with a longer next_ms). Every few
-seconds, while Redis is up, a sweep publishes what was accepted while it
-was not (``danmaku.republish``).
+and marked degraded (pulls keep answering, with a longer next_ms). Rooms a
+full read finds missing from Redis are noted for the background job that
+republishes room settings (``danmaku.sweeps``), which also takes the active
+rooms from here.
 """
 
 from __future__ import annotations
@@ -17,45 +19,28 @@ import logging
 import os
 import threading
 import time
-from datetime import datetime
 
 from django.db import DatabaseError, close_old_connections
-from django.utils import timezone
 
-from danmaku import republish
 from danmaku.models import Room
-from danmaku.pullcache import PullCache, RoomEntry, RoomSettings
-from danmaku.store import (
-    ROOM_FIELDS,
-    SETTINGS_SAVE_SKEW,
-    Batch,
-    DatabaseStore,
-    RedisStore,
-    RoomRef,
-    StoreUnavailable,
-    settings_version,
-)
-from danmaku_site.metrics import FALLBACKS, REFRESH_ERRORS, REFRESH_SECONDS
-from danmaku_site.ops import flush_pull_counts, observe_refresher
-from danmaku_site.ratelimitlog import RateLimitedLog
+from danmaku.pull.cache import PullCache, RoomEntry, RoomSettings
+from danmaku.store import ROOM_FIELDS, Batch, DatabaseStore, RedisStore, RoomRef, StoreUnavailable, settings_version
+from infra import clock
+from infra.metrics import FALLBACKS, REFRESH_ERRORS, REFRESH_LAG, REFRESH_SECONDS, RING_ITEMS, RING_ROOMS
+from infra.pullcounts import flush_pull_counts
+from infra.ratelimitlog import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 fallback_log = RateLimitedLog(logger, every_seconds=10)
 
 # Wake this long after a second becomes sealable, so it is sealed promptly.
 TICK_SLACK_MS = 20
-# How often (per process) the sweep republishes what an outage held back.
-SWEEP_INTERVAL_SECONDS = 2.0
 # For this long after the store came back the refresher reads the database
 # too. Sends that committed after its last database read may not be in the
 # store: their publish failed or was skipped (the breaker skips Redis for a
 # second after a failure). Without this they would show only once the sweep
 # publishes them, 2-7 s late; the ring drops the ids it already has.
 RECOVERY_DATABASE_READ_SECONDS = 3.0
-# Every active room's settings are compared with Redis's once per this many
-# sweeps (a slice each time), not all of them every sweep: with 10,000 active
-# rooms that alone cost a core-third.
-ROLLING_REPUBLISH_SWEEPS = 30
 
 
 def settings_from_row(row: dict) -> RoomSettings:
@@ -94,13 +79,9 @@ class Refresher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
-        self._next_sweep = 0.0
-        # Rooms the next sweep publishes whatever their age (absent from Redis).
-        self._republish_rooms: set[int] = set()
-        # Where the rolling republish of every active room's settings is.
-        self._rolling_at = 0
-        # Wall time the last successful sweep started; None: none yet.
-        self._swept_at: datetime | None = None
+        # Rooms a full read found missing from Redis, for the settings job.
+        self._missing_lock = threading.Lock()
+        self._missing_from_store: set[int] = set()
         self._read_database_until = 0.0
         self._refs: dict[int, RoomRef] = {}
         self.last_success_ms: int | None = None
@@ -127,9 +108,18 @@ class Refresher:
                 batch, degraded = self._read(entries)
                 self._apply(batch, degraded)
                 self.last_success_ms = batch.now_ms
-            self._sweep_if_due()
-        self._apply_pre_deadlines()
         REFRESH_SECONDS.observe(time.perf_counter() - started)
+
+    def active_room_ids(self) -> list[int]:
+        """The rooms this process serves now (takes no lock)."""
+        return [entry.settings.room_id for entry in list(self.cache.rooms.values())]
+
+    def take_missing_from_store(self) -> set[int]:
+        """Rooms whose settings a full read did not find in the store since
+        the previous call; the room settings job republishes them."""
+        with self._missing_lock:
+            missing, self._missing_from_store = self._missing_from_store, set()
+        return missing
 
     def _read(self, entries: list[RoomEntry]) -> tuple[Batch, bool]:
         refs = [self._ref(e.settings) for e in entries]
@@ -218,10 +208,11 @@ class Refresher:
                 self.cache.forget(entry.settings.slug)
                 self._forget_position(entry.settings.room_id)
         else:
-            # Not in Redis yet (never published, or Redis lost it): the sweep
-            # republishes it from the database; the current settings stay.
-            self._republish_rooms.update(entry.settings.room_id for entry in missing)
-            self._next_sweep = 0.0
+            # Not in Redis yet (never published, or Redis lost it): the room
+            # settings job republishes it from the database; the current
+            # settings stay meanwhile.
+            with self._missing_lock:
+                self._missing_from_store.update(entry.settings.room_id for entry in missing)
 
     def activate(self, slug: str) -> RoomEntry | None:
         """Load a room on its first pull in this process, history included."""
@@ -275,51 +266,6 @@ class Refresher:
         if self.uses_redis:
             self.store.forget(room_id)
 
-    def _sweep_if_due(self) -> None:
-        if not self.uses_redis or self.store_degraded:
-            return
-        now = time.monotonic()
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + SWEEP_INTERVAL_SECONDS
-        started = timezone.now()
-        room_ids = self._rooms_to_republish()
-        updated_since = None if self._swept_at is None else self._swept_at - SETTINGS_SAVE_SKEW
-        try:
-            republish.sweep(self.store, room_ids=room_ids, updated_since=updated_since)
-        except (StoreUnavailable, DatabaseError) as exc:
-            self._republish_rooms.update(room_ids)
-            fallback_log.warning("republish sweep postponed: %s", exc)
-        else:
-            self._swept_at = started
-
-    def _rooms_to_republish(self) -> set[int]:
-        """Rooms whose settings this sweep publishes (only changed ones reach Redis).
-
-        Rooms saved since the last sweep are added by the sweep itself. Every
-        active room, a slice per sweep, so a change Redis missed any other way
-        (a queryset update that did not touch ``updated_at``) still lands
-        within ``ROLLING_REPUBLISH_SWEEPS`` sweeps; all of them on the first.
-        """
-        room_ids, self._republish_rooms = self._republish_rooms, set()
-        active = [entry.settings.room_id for entry in self.cache.rooms.values()]
-        if self._swept_at is None:
-            return room_ids | set(active)
-        share = -(-len(active) // ROLLING_REPUBLISH_SWEEPS)
-        start = self._rolling_at % max(len(active), 1)
-        room_ids.update(active[start : start + share])
-        self._rolling_at = start + share
-        return room_ids
-
-    def _apply_pre_deadlines(self) -> None:
-        # Here rather than in a task: it must work with every worker down.
-        from danmaku.services import pre_deadline_sweep
-
-        try:
-            pre_deadline_sweep()
-        except DatabaseError as exc:
-            fallback_log.warning("pre-moderation deadlines postponed: %s", exc)
-
     # -- the thread --------------------------------------------------------
 
     def ensure_started(self) -> None:
@@ -368,9 +314,32 @@ class Refresher:
         logger.info("refresher stopped")
 
     def _delay_s(self) -> float:
-        now_ms = int(time.time() * 1000)
+        now_ms = clock.now_ms()
         phase = (now_ms - self.seal_lag_ms - TICK_SLACK_MS) % self.interval_ms
         return (self.interval_ms - phase) / 1000
+
+
+def observe_refresher(refresher: Refresher, *, now_ms: int | None = None) -> None:
+    """Set the ring and lag gauges from a refresher's rings.
+
+    Call it from the refresher thread at the end of every tick (it reads the
+    rings the refresher writes, so it is cheapest and consistent there).
+    """
+    now_ms = clock.now_ms() if now_ms is None else now_ms
+    entries = list(refresher.cache.rooms.values())
+    items = 0
+    newest: int | None = None
+    for entry in entries:
+        ring = entry.ring
+        items += ring.item_count
+        sealed = ring.sealed_through
+        if sealed is not None and (newest is None or sealed > newest):
+            newest = sealed
+    RING_ROOMS.set(len(entries))
+    RING_ITEMS.set(items)
+    # Lag: how far the newest sealed second's end is behind now. About
+    # seal_lag + up to one tick when healthy; it grows while the store is out.
+    REFRESH_LAG.set(0.0 if newest is None else max(0.0, (now_ms - (newest + 1) * 1000) / 1000))
 
 
 def _sealed_or(entry: RoomEntry, default: int) -> int:

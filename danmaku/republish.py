@@ -1,9 +1,17 @@
-"""Publishing what the database accepted while Redis could not take it.
+"""Publishing to Redis what the database holds and Redis does not.
 
-Sends always write the database first; a comment (or a retraction) whose
-publish to Redis failed stays marked ``in_stream=False``. The refresher runs
-``sweep`` every few seconds while Redis is up. Publishing is idempotent in
-Redis itself (the store remembers published ids), so a publish whose reply
+Sends and moderation actions always write the database first; a comment
+(or a retraction) whose publish to Redis failed stays ``in_stream=False``
+(``retraction_in_stream=False``). Room settings are published when staff
+save a room, and that publish can fail too. Two background jobs catch up
+(``danmaku.sweeps``, every few seconds while Redis answers):
+
+- ``held_back``: comments and retractions, with their original timestamps;
+- ``RoomSettingsSweep``: room settings saved since its previous run, those a
+  reader found missing from Redis, and a rolling slice of the active rooms.
+
+Publishing is idempotent in Redis itself (the store remembers published ids
+and stores a settings blob only when it differs), so a publish whose reply
 was lost, or two processes sweeping at once, still add each comment once.
 """
 
@@ -13,11 +21,14 @@ import logging
 from collections.abc import Collection
 from datetime import datetime
 
+from django.db import DatabaseError
 from django.db.models import Q
+from django.utils import timezone
 
+from danmaku.identity import display_identity
 from danmaku.models import Danmaku, Room
-from danmaku.store import ROOM_FIELDS, RedisStore, avatar_url
-from danmaku_site.metrics import REPUBLISHED
+from danmaku.store import ROOM_FIELDS, SETTINGS_SAVE_SKEW, RedisStore, StoreUnavailable
+from infra.metrics import REPUBLISHED
 
 logger = logging.getLogger(__name__)
 
@@ -27,24 +38,17 @@ HORIZON_MS = 60 * 60 * 1000
 # Leave fresh rows to the send that is publishing them right now.
 GRACE_MS = 1000
 BATCH = 500
+# Every active room's settings are compared with Redis's once per this many
+# runs (a slice each time), not all of them every run: with 10,000 active
+# rooms that alone cost a core-third.
+ROLLING_REPUBLISH_SWEEPS = 30
 
 
-def sweep(
-    store: RedisStore,
-    *,
-    room_ids: Collection[int] = (),
-    updated_since: datetime | None = None,
-    now_ms: int | None = None,
-) -> int:
-    """Publish held-back comments, retractions and room settings; returns comments published.
-
-    Settings go out for ``room_ids`` and for every room saved since
-    ``updated_since``; Redis keeps only the ones that differ from what it holds.
-    """
+def held_back(store: RedisStore, *, now_ms: int | None = None) -> int:
+    """Publish held-back comments and retractions; returns comments published."""
     now_ms = store.now_ms() if now_ms is None else now_ms
     published = comments(store, now_ms=now_ms)
     retractions(store, now_ms=now_ms)
-    rooms(store, room_ids=room_ids, updated_since=updated_since)
     return published
 
 
@@ -96,9 +100,44 @@ def retractions(store: RedisStore, *, now_ms: int) -> int:
     return len(rows)
 
 
-def display_identity(user) -> tuple[str, str]:
-    """(nickname, avatar URL) as viewers see them."""
-    profile = getattr(user, "viewer_profile", None)
-    nick = (profile.nickname if profile else "") or user.username
-    thumb = getattr(profile, "avatar_thumb", None) if profile else None
-    return nick, avatar_url(thumb.name if thumb else None)
+class RoomSettingsSweep:
+    """Keeps Redis's copy of room settings in step with the database.
+
+    Each ``run`` publishes the rooms saved since the previous successful run
+    (``updated_at``, with a margin for the savers' clocks), the rooms it was
+    asked for, and a slice of the active rooms: a change Redis missed any
+    other way (a queryset update that did not touch ``updated_at``) lands
+    within ``ROLLING_REPUBLISH_SWEEPS`` runs; all active rooms on the first.
+    Only settings that differ from Redis's are written.
+    """
+
+    def __init__(self) -> None:
+        # Wall time the last successful run started; None: none yet.
+        self._swept_at: datetime | None = None
+        # Where the rolling slice of the active rooms is.
+        self._rolling_at = 0
+        # Rooms a failed run did not publish: the next run tries them again.
+        self._retry: set[int] = set()
+
+    def run(self, store: RedisStore, *, asked: Collection[int] = (), active: list[int] = ()) -> int:
+        """Publish; returns how many rooms changed in Redis. Raises what the
+        store or the database raised; the next run covers what this one missed."""
+        started = timezone.now()
+        room_ids = set(asked) | self._retry | self._slice(active)
+        updated_since = None if self._swept_at is None else self._swept_at - SETTINGS_SAVE_SKEW
+        try:
+            changed = rooms(store, room_ids=room_ids, updated_since=updated_since)
+        except (StoreUnavailable, DatabaseError):
+            self._retry = room_ids
+            raise
+        self._retry = set()
+        self._swept_at = started
+        return changed
+
+    def _slice(self, active: list[int]) -> set[int]:
+        if self._swept_at is None:
+            return set(active)
+        share = -(-len(active) // ROLLING_REPUBLISH_SWEEPS)
+        start = self._rolling_at % max(len(active), 1)
+        self._rolling_at = start + share
+        return set(active[start : start + share])

@@ -1,6 +1,9 @@
-"""Per-process wiring: the pull cache, the store and the refresher.
+"""Per-process wiring of the pull path: the pull cache, its refresher, and
+the WSGI fast path in front of them.
 
-Built lazily on first use (after gunicorn forks), from settings.
+The cache and the refresher are built lazily, on a process's first pull
+(after gunicorn forked), from settings; building reads the store's epoch.
+Send-only processes never build them.
 """
 
 from __future__ import annotations
@@ -9,11 +12,14 @@ import threading
 
 from django.conf import settings
 
-from danmaku.pullcache import PullCache, PullConfig
+from danmaku.pull.cache import PullCache, PullConfig
+from danmaku.pull.fastpath import Process, PullFastPath, WSGIApp
+from danmaku.refresher import Refresher
+from danmaku.store import database_store, redis_store, reset_stores
 
 _lock = threading.Lock()
 _cache: PullCache | None = None
-_refresher = None
+_refresher: Refresher | None = None
 
 
 def pull_cache() -> PullCache:
@@ -22,7 +28,7 @@ def pull_cache() -> PullCache:
     return _cache
 
 
-def refresher():
+def refresher() -> Refresher:
     if _refresher is None:
         _build()
     return _refresher
@@ -34,7 +40,7 @@ def built_pull_cache() -> PullCache | None:
     return _cache
 
 
-def current_refresher():
+def current_refresher() -> Refresher | None:
     """This process's refresher if it was built, without building it."""
     return _refresher
 
@@ -44,11 +50,20 @@ def ensure_refresher() -> None:
         refresher().ensure_started()
 
 
+# What the fast path asks of this process.
+PROCESS = Process(pull_cache=pull_cache, built_pull_cache=built_pull_cache, refresher=refresher)
+
+
+def wrap_fast_path(app: WSGIApp) -> WSGIApp:
+    """``app`` behind the pull fast path when this process serves pulls and
+    DANMAKU_PULL_FAST_PATH is on; ``app`` itself otherwise."""
+    if settings.DANMAKU_PULL_FAST_PATH and settings.DANMAKU_ROLE in ("all", "pull"):
+        return PullFastPath(app, PROCESS)
+    return app
+
+
 def _build() -> None:
     global _cache, _refresher
-    from danmaku.refresher import Refresher
-    from danmaku.store import database_store, redis_store
-
     with _lock:
         if _cache is not None:
             return
@@ -78,8 +93,6 @@ def _build() -> None:
 def reset() -> None:
     """Drop this process's rings and stop its refresher (tests use this)."""
     global _cache, _refresher
-    from danmaku.store import reset_stores
-
     with _lock:
         if _refresher is not None:
             _refresher.stop()

@@ -21,17 +21,17 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
 
 import redis
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import connection
 from django.utils import timezone
 
+from danmaku.identity import avatar_url, display_nick
 from danmaku.models import Danmaku, Room
-from danmaku.ringbuffer import Item
-from danmaku_site.redis import breaker
+from danmaku.pull.ringbuffer import Item
+from infra.clock import now_ms as host_now_ms
+from infra.redis import breaker, get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +111,6 @@ class Batch:
     partial: dict[int, int] = field(default_factory=dict)
 
 
-class Store(Protocol):
-    def read(self, rooms: list[RoomRef], since_ms: int) -> Batch: ...
-
-    def backfill(self, room: RoomRef, from_ms: int) -> Batch: ...
-
-
 def room_row_from_model(room: Room) -> dict:
     return {name: getattr(room, name) for name in ROOM_FIELDS}
 
@@ -128,10 +122,6 @@ def settings_version(row: dict) -> int:
     return int(updated.timestamp() * 1_000_000)
 
 
-def avatar_url(thumb_path: str | None) -> str:
-    return default_storage.url(thumb_path) if thumb_path else settings.DANMAKU_DEFAULT_AVATAR_URL
-
-
 def item_from_row(row: dict) -> Item:
     return Item(
         id=row["id"],
@@ -139,7 +129,7 @@ def item_from_row(row: dict) -> Item:
         color=row["color"],
         mode=row["mode"],
         user=row["user_id"],
-        nick=row["user__viewer_profile__nickname"] or row["user__username"],
+        nick=display_nick(row["user__viewer_profile__nickname"], row["user__username"]),
         avatar=avatar_url(row.get("user__viewer_profile__avatar_thumb")),
         text=row["text"],
     )
@@ -151,14 +141,14 @@ class DatabaseStore:
 
     epoch = 1
 
-    def __init__(self, *, clock=time.time, monotonic=time.monotonic) -> None:
-        self._clock = clock
+    def __init__(self, *, monotonic=time.monotonic) -> None:
         self._monotonic = monotonic
         self._settings_read_at: datetime | None = None
         self._next_full_settings_read = 0.0
 
     def now_ms(self) -> int:
-        return int(self._clock() * 1000)
+        """This host's clock (``infra.clock``): it stamps the rows read here."""
+        return host_now_ms()
 
     def read(self, rooms: list[RoomRef], since_ms: int) -> Batch:
         """Items and retractions since ``since_ms`` and the rooms' settings.
@@ -338,7 +328,7 @@ class RedisStore:
         transaction, and a room's stream is read after its index entry.
         """
         if not rooms:
-            return Batch(now_ms=int(time.time() * 1000), epoch=self.epoch, rooms={})
+            return Batch(now_ms=host_now_ms(), epoch=self.epoch, rooms={})
         with _unavailable_on_error("read", probe=True):
             full = self._last_read_ms is None or self._clock() >= self._next_full_read
             threshold = 0 if self._last_read_ms is None else self._last_read_ms - CHANGED_MARGIN_MS
@@ -521,8 +511,8 @@ class RedisStore:
         return json.loads(raw) if raw else None
 
     def now_ms(self) -> int:
-        """This host's clock; batches carry Redis time."""
-        return int(time.time() * 1000)
+        """This host's clock (``infra.clock``); batches carry Redis time."""
+        return host_now_ms()
 
     def _run_publish(self, room_id: int, member, fields: dict) -> int:
         if self._publish is None:
@@ -533,10 +523,6 @@ class RedisStore:
         keys = [self.stream_key(room_id), self.published_key(room_id), self.streams_changed_key]
         with _unavailable_on_error("publish"):
             return int(self._publish(keys=keys, args=args, client=self.client))
-
-    def ping(self) -> bool:
-        with _unavailable_on_error("ping"):
-            return bool(self.client.ping())
 
 
 class _unavailable_on_error:
@@ -605,8 +591,6 @@ def redis_store() -> RedisStore | None:
     if not settings.REDIS_URL:
         return None
     if _redis_store is None:
-        from danmaku_site.redis import get_redis
-
         _redis_store = RedisStore(
             get_redis, prefix=settings.DANMAKU_REDIS_PREFIX, window_seconds=settings.DANMAKU_WINDOW_SECONDS
         )

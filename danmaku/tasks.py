@@ -1,6 +1,6 @@
 """Celery tasks of the danmaku app: thin, JSON arguments (ids), idempotent.
 
-Start them through ``danmaku_site.tasks.enqueue`` / ``enqueue_on_commit``.
+Start them through ``infra.taskqueue.enqueue`` / ``enqueue_on_commit``.
 """
 
 from __future__ import annotations
@@ -8,7 +8,10 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
-from danmaku.services_avatar import profile_avatar_fetch
+# The task and the one service it calls import each other (danmaku.profiles
+# starts this task), as modules so either may load first; the import
+# contracts allow this pair and no other circle.
+from danmaku import profiles
 
 
 # Only a database that is briefly away is worth another try; a bad avatar is
@@ -21,4 +24,4 @@ from danmaku.services_avatar import profile_avatar_fetch
     retry_jitter=True,
 )
 def fetch_avatar_task(profile_id: int) -> None:
-    profile_avatar_fetch(profile_id=profile_id)
+    profiles.profile_avatar_fetch(profile_id=profile_id)

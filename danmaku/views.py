@@ -3,9 +3,9 @@
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from danmaku import hooks
 from danmaku.models import Room
-from danmaku_site.middleware import content_security_policy
-from moderation.selectors import user_is_moderator
+from infra.csp import content_security_policy
 
 
 @content_security_policy
@@ -18,4 +18,6 @@ def index(request):
 @ensure_csrf_cookie
 def room_page(request, slug: str):
     room = get_object_or_404(Room, slug=slug)
-    return render(request, "danmaku/room.html", {"room": room, "is_moderator": user_is_moderator(user=request.user)})
+    return render(
+        request, "danmaku/room.html", {"room": room, "is_moderator": hooks.moderation().is_moderator(request.user)}
+    )

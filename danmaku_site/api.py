@@ -12,9 +12,8 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from danmaku.api import pull_router, router, send_router
-from danmaku.errors import DanmakuError, RateLimited, Unavailable
-from danmaku.services import DB_DOWN_RETRY_MS
-from danmaku_site.ratelimitlog import RateLimitedLog
+from danmaku.errors import DB_DOWN_RETRY_MS, DanmakuError, RateLimited, Unavailable
+from infra.ratelimitlog import RateLimitedLog
 from moderation.api import router as moderation_router
 
 logger = logging.getLogger(__name__)

@@ -29,7 +29,8 @@ max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-wsgi_app = "danmaku_site.wsgi:application"
+# serve() starts each worker's background jobs (see danmaku_site.wsgi).
+wsgi_app = "danmaku_site.wsgi:serve()"
 # gunicorn's control socket (for `gunicornc`) defaults to one path per user
 # ($XDG_RUNTIME_DIR or ~/.gunicorn/gunicorn.ctl): a second instance (tests,
 # the bench, another checkout) would take it over and `gunicornc` would drive

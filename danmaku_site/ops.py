@@ -10,15 +10,13 @@ second:
 - ``/metrics``: the Prometheus exposition; under gunicorn with
   PROMETHEUS_MULTIPROC_DIR set, summed over every worker of the instance.
 
-Also here: ``count_api_outcomes`` (middleware counting pulls by status and
-sends by outcome), ``count_pull`` (the same count for pulls the WSGI fast
-path answers before Django sees them) and ``observe_refresher`` (ring and lag gauges, called by
-the refresher at the end of each tick).
+Also here: ``count_api_outcomes``, the middleware counting pulls by status
+(``infra.pullcounts``, which the WSGI fast path counts into too) and sends by
+outcome.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import threading
@@ -33,10 +31,11 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
-from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
-from danmaku_site.metrics import PULLS, REFRESH_LAG, RING_ITEMS, RING_ROOMS, SENDS
-from danmaku_site.redis import get_redis
+from infra import clock
+from infra.metrics import SENDS
+from infra.pullcounts import count_pull, flush_pull_counts
+from infra.redis import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +148,7 @@ def refresher_check(*, now_ms: int | None = None) -> dict:
     if refresher is None:
         # Built on the first API request of the process: nothing to refresh yet.
         return {"status": NOT_STARTED, "ms": None}
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    now_ms = clock.now_ms() if now_ms is None else now_ms
     entries = list(refresher.cache.rooms.values())
     last = refresher.last_success_ms
     age_ms = None if last is None else max(0, now_ms - last)
@@ -253,29 +252,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
-def observe_refresher(refresher: Any, *, now_ms: int | None = None) -> None:
-    """Set the ring and lag gauges from a refresher's rings.
-
-    Call it from the refresher thread at the end of every tick (it reads the
-    rings the refresher writes, so it is cheapest and consistent there).
-    """
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    entries = list(refresher.cache.rooms.values())
-    items = 0
-    newest: int | None = None
-    for entry in entries:
-        ring = entry.ring
-        items += ring.item_count
-        sealed = ring.sealed_through
-        if sealed is not None and (newest is None or sealed > newest):
-            newest = sealed
-    RING_ROOMS.set(len(entries))
-    RING_ITEMS.set(items)
-    # Lag: how far the newest sealed second's end is behind now. About
-    # seal_lag + up to one tick when healthy; it grows while the store is out.
-    REFRESH_LAG.set(0.0 if newest is None else max(0.0, (now_ms - (newest + 1) * 1000) / 1000))
-
-
 # -- counting API outcomes ------------------------------------------------------
 
 _API_ROOMS_PREFIX = "/api/v1/rooms/"
@@ -291,126 +267,6 @@ SEND_OUTCOMES = {
     429: "rate_limited",
     503: "unavailable",
 }
-
-
-def count_pull(status: int) -> None:
-    """Count one pull answered with ``status`` in danmaku_pulls_total.
-
-    Called for every pull, from the fast path and from the middleware, so it
-    is kept cheap (see PullCounts)."""
-    counts = _pull_counts
-    if counts is None:
-        counts = _start_pull_counts()
-    counts.inc(status)
-
-
-class PullCounts:
-    """danmaku_pulls_total by status, for this process.
-
-    Under PROMETHEUS_MULTIPROC_DIR, prometheus-client's counter takes a lock,
-    asks the kernel for the pid and writes its file on every increment:
-    about 1 µs, a third of a fast-path pull. Here each thread tallies its
-    own pulls in a dict only it writes (no lock, no race), and ``flush``
-    adds the tallies up into the file: each refresher tick (so any worker's
-    scrape is at most a second behind), before this process answers
-    /metrics, and at exit. The file is named like the library's own counter
-    files, so /metrics adds it to the same series.
-    """
-
-    def __init__(self, directory: str) -> None:
-        # Continued, not restarted, if this pid already wrote one (a worker
-        # recycled onto a pid number used before in this instance).
-        self._file = MmapedDict(os.path.join(directory, f"counter_{os.getpid()}_pulls.db"))
-        self._lock = threading.Lock()
-        self._keys: dict[int, str] = {}
-        self._start: dict[int, float] = {}
-        self._written: dict[int, float] = {}
-        self._local = threading.local()
-        # Every thread's tally, kept after the thread ends: its pulls count.
-        self._tallies: list[dict[int, int]] = []
-
-    def inc(self, status: int) -> None:
-        try:
-            tally = self._local.tally
-        except AttributeError:
-            tally = self._local.tally = {}
-            with self._lock:
-                self._tallies.append(tally)
-        tally[status] = tally.get(status, 0) + 1
-
-    def flush(self) -> None:
-        with self._lock:
-            totals: dict[int, int] = {}
-            for tally in self._tallies:
-                # A copy is taken in one step under the GIL, even while its
-                # thread adds a status to it.
-                for status, count in tally.copy().items():
-                    totals[status] = totals.get(status, 0) + count
-            for status, count in totals.items():
-                key = self._keys.get(status)
-                if key is None:
-                    key = self._keys[status] = _pulls_key(status)
-                    self._start[status] = self._file.read_value(key)[0]
-                value = self._start[status] + count
-                if self._written.get(status) != value:
-                    self._file.write_value(key, value, 0.0)
-                    self._written[status] = value
-
-
-class _RegistryPullCounts:
-    """Without PROMETHEUS_MULTIPROC_DIR: the process's own registry."""
-
-    def __init__(self) -> None:
-        self._children: dict[int, Any] = {}
-
-    def flush(self) -> None:
-        """Nothing to write: the registry is this process's."""
-
-    def inc(self, status: int) -> None:
-        child = self._children.get(status)
-        if child is None:
-            child = self._children[status] = PULLS.labels(status=str(status))
-        child.inc()
-
-
-def _pulls_key(status: int) -> str:
-    # The key prometheus-client's multiprocess counter would use.
-    metric = PULLS.describe()[0]
-    return mmap_key(metric.name, f"{metric.name}_total", ["status"], [str(status)], metric.documentation)
-
-
-_pull_counts: PullCounts | _RegistryPullCounts | None = None
-_pull_counts_lock = threading.Lock()
-
-
-def _start_pull_counts() -> PullCounts | _RegistryPullCounts:
-    global _pull_counts
-    with _pull_counts_lock:
-        if _pull_counts is None:
-            # Decided like prometheus-client decides: by the environment.
-            directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-            _pull_counts = PullCounts(directory) if directory else _RegistryPullCounts()
-        return _pull_counts
-
-
-def flush_pull_counts() -> None:
-    """Write this process's pull tallies where /metrics reads them."""
-    counts = _pull_counts
-    if counts is not None:
-        counts.flush()
-
-
-atexit.register(flush_pull_counts)
-
-
-def _forget_pull_counts() -> None:
-    # A forked child writes a file of its own, never its parent's.
-    global _pull_counts, _pull_counts_lock
-    _pull_counts = None
-    _pull_counts_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pull_counts)
 
 
 def count_api_outcomes(get_response: Callable[[HttpRequest], HttpResponse]):

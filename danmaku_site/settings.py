@@ -52,7 +52,7 @@ if DANMAKU_ROLE not in DANMAKU_ROLES:
 MIDDLEWARE = [
     # Outermost: counts every pull and send answer, whoever produced it.
     "danmaku_site.ops.count_api_outcomes",
-    "danmaku_site.middleware.served_by",
+    "infra.servedby.served_by",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -90,6 +90,7 @@ WSGI_APPLICATION = "danmaku_site.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # The site's own pages (login); each app keeps its pages' templates.
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
@@ -125,7 +126,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DATABASE_CONNECT_TIMEOUT_SECONDS = env_int("DATABASE_CONNECT_TIMEOUT_SECONDS", 2, minimum=2)
 # One query in a web process, at most: the session's statement_timeout, and
 # a client-side deadline 250 ms later for a server that does not answer at
-# all (danmaku_site.db). The API's queries take milliseconds; 0 turns both
+# all (infra.dbwatchdog). The API's queries take milliseconds; 0 turns both
 # off. Commands (migrate) and Celery workers are not bound by it.
 DATABASE_QUERY_TIMEOUT_MS = env_int("DATABASE_QUERY_TIMEOUT_MS", 2000, minimum=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
@@ -159,9 +160,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-STATICFILES_DIRS = [BASE_DIR / "danmaku_site" / "static"]
-# Serve admin and page assets straight from the app dirs without a
-# collectstatic step in the embedded default.
+# Each app serves its own pages' scripts and styles (danmaku/static,
+# moderation/static), straight from the app dirs without a collectstatic
+# step in the embedded default.
 WHITENOISE_USE_FINDERS = True
 
 # Django's auth views with our own styled login page (danmaku_site.urls).
@@ -244,7 +245,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # Publishing from a request must fail fast when the broker is stopped or
 # frozen (TCP accepts, nothing answers): one connect or read costs at most
-# this long, nothing is retried, and danmaku_site.tasks.enqueue gives up
+# this long, nothing is retried, and infra.taskqueue.enqueue gives up
 # after DANMAKU_PUBLISH_DEADLINE_MS whatever the client library does.
 DANMAKU_BROKER_TIMEOUT_MS = env_int("DANMAKU_BROKER_TIMEOUT_MS", 200, minimum=10)
 DANMAKU_PUBLISH_DEADLINE_MS = env_int("DANMAKU_PUBLISH_DEADLINE_MS", 500, minimum=10)
@@ -311,7 +312,7 @@ DANMAKU_PULL_MAX_AGE_SECONDS = env_int("DANMAKU_PULL_MAX_AGE_SECONDS", 1, minimu
 DANMAKU_DEGRADED_MULTIPLIER = env_float("DANMAKU_DEGRADED_MULTIPLIER", 2.0)
 DANMAKU_DEFAULT_AVATAR_URL = env_str("DANMAKU_DEFAULT_AVATAR_URL", "/static/danmaku/avatar-default.svg")
 # Answer GET /api/v1/rooms/<slug>/danmaku in a thin WSGI layer in front of
-# Django (danmaku_site.fastpath), from the same bytes the ninja endpoint
+# Django (danmaku.pull.fastpath), from the same bytes the ninja endpoint
 # would send; anything unusual still goes to Django. Off: every pull goes
 # through Django and ninja (same answers, several times the CPU).
 DANMAKU_PULL_FAST_PATH = env_bool("DANMAKU_PULL_FAST_PATH", True)

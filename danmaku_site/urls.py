@@ -14,7 +14,7 @@ from django.views.static import serve
 from danmaku import views
 from danmaku_site import ops
 from danmaku_site.api import api
-from danmaku_site.middleware import content_security_policy
+from infra.csp import content_security_policy
 from moderation import views as moderation_views
 
 urlpatterns = [

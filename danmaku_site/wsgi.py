@@ -1,3 +1,12 @@
+"""The WSGI application, and ``serve()``: the application as a server process runs it.
+
+gunicorn (``wsgi_app`` in gunicorn.conf.py) and granian (deploy/granian-pull.sh)
+load ``serve()``, in every worker after the fork: it starts the process's
+background jobs (``infra.jobs``; which ones depends on DANMAKU_ROLE) and
+returns ``application``. Anything else that imports this module, the test
+suite included, gets the application without any thread started.
+"""
+
 import gc
 import os
 
@@ -7,13 +16,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "danmaku_site.settings")
 
 django_application = get_wsgi_application()
 
-# Web processes bound every database query (see danmaku_site.db).
-from danmaku_site import db, fastpath  # noqa: E402
+from django.conf import settings  # noqa: E402
 
-db.install()
+from danmaku import runtime  # noqa: E402
+from infra import dbwatchdog, jobs  # noqa: E402
+
+# Web processes bound every database query (see infra.dbwatchdog).
+dbwatchdog.install()
 
 # Pull nodes answer most pulls before Django (DANMAKU_PULL_FAST_PATH).
-application = fastpath.wrap(django_application)
+application = runtime.wrap_fast_path(django_application)
 
 # Load the URL configuration (the API modules and their schemas) now rather
 # than on the first request, then move everything loaded so far out of the
@@ -25,3 +37,9 @@ from django.urls import get_resolver  # noqa: E402
 
 get_resolver().url_patterns  # noqa: B018 (the access imports them)
 gc.freeze()
+
+
+def serve():
+    """``application``, with this server process's background jobs running."""
+    jobs.start(role=settings.DANMAKU_ROLE)
+    return application

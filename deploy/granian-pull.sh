@@ -2,7 +2,8 @@
 # Serve the pull role with granian (WSGI) instead of gunicorn.
 #
 # Same application (danmaku_site.wsgi: the pull fast path in front of
-# Django), same settings from the environment; only the HTTP server differs.
+# Django, and serve() starting each worker's background jobs), same
+# settings from the environment; only the HTTP server differs.
 # granian parses HTTP in Rust and calls Python only to run the app, which
 # is most of a pull's cost once the fast path answers it (see README,
 # "Serving pulls"). Every knob below is granian's own environment variable,
@@ -50,4 +51,4 @@ export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$var_dir/prometheus
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 rm -f "$PROMETHEUS_MULTIPROC_DIR"/*.db
 
-exec "${GRANIAN:-.venv/bin/granian}" danmaku_site.wsgi:application
+exec "${GRANIAN:-.venv/bin/granian}" --factory danmaku_site.wsgi:serve

@@ -24,16 +24,14 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
-# The services module, not its names: danmaku.services may import this module
-# (the send path asks sender_block_reason), so either may be imported first.
-from danmaku import services as danmaku_services
 from danmaku.errors import DanmakuError, InvalidInput, NotFound
 from danmaku.models import Danmaku, Room
-from danmaku.store import database_store
-from moderation.models import TIMEOUT_MAX_SECONDS, TIMEOUT_MIN_SECONDS, AuditEntry, Sanction
+from danmaku.publishing import danmaku_release, danmaku_retract
+from infra import clock
+from moderation.audit import audit_record
+from moderation.models import TIMEOUT_MAX_SECONDS, TIMEOUT_MIN_SECONDS, Sanction
 
 logger = logging.getLogger(__name__)
 
@@ -46,29 +44,6 @@ class Conflict(DanmakuError):
     """The target is not in a state the action applies to (already hidden, not held, lifted)."""
 
     status = 409
-    code = "conflict"
-
-
-def audit_record(
-    *,
-    actor,
-    action: str,
-    target_type: str,
-    target_id: int | str,
-    room_id: int | None = None,
-    reason: str = "",
-    detail: dict | None = None,
-) -> AuditEntry:
-    """The one way to write an audit row (for actions outside this module too)."""
-    return AuditEntry.objects.create(
-        actor=actor if actor is not None and actor.is_authenticated else None,
-        action=action,
-        target_type=target_type,
-        target_id=str(target_id),
-        room_id=room_id,
-        reason=reason[:500],
-        detail=detail or {},
-    )
 
 
 def _danmaku(danmaku_id: int) -> Danmaku:
@@ -96,7 +71,7 @@ def danmaku_hide(*, danmaku_id: int, actor, reason: str) -> Danmaku:
         previous = danmaku.status
         if previous == Danmaku.Status.HIDDEN:
             raise Conflict("comment is already hidden")
-        if not danmaku_services.danmaku_retract(danmaku_id=danmaku.pk, reason=reason, actor=actor):
+        if not danmaku_retract(danmaku_id=danmaku.pk, reason=reason, actor=actor):
             raise Conflict("comment is already hidden")
         audit_record(
             actor=actor,
@@ -146,7 +121,7 @@ def held_approve(*, danmaku_id: int, actor, reason: str) -> Danmaku:
             raise Conflict(f"comment is {danmaku.status}, not held")
         # Published with a fresh timestamp: the refresher reads rows by time,
         # and the comment's original second left the window while it waited.
-        danmaku_services.danmaku_release(danmaku_id=danmaku.pk, reason=reason, actor=actor)
+        danmaku_release(danmaku_id=danmaku.pk, reason=reason, actor=actor)
         audit_record(
             actor=actor,
             action="held.approve",
@@ -275,7 +250,7 @@ def user_purge(*, user_id: int, room_id: int, minutes: int, actor, reason: str) 
         raise InvalidInput(f"minutes: must be 1 to {PURGE_MAX_MINUTES}", field="minutes")
     user = _target_user(user_id)
     room = _room_or_none(room_id)
-    since_ms = database_store().now_ms() - minutes * 60_000
+    since_ms = clock.now_ms() - minutes * 60_000
     with transaction.atomic():
         ids = list(
             Danmaku.objects.filter(user=user, room=room, ts_ms__gte=since_ms, retracted_at_ms__isnull=True)
@@ -283,8 +258,7 @@ def user_purge(*, user_id: int, room_id: int, minutes: int, actor, reason: str) 
             .order_by("id")
             .values_list("id", flat=True)
         )
-        retract = danmaku_services.danmaku_retract
-        hidden = [pk for pk in ids if retract(danmaku_id=pk, reason=f"purge: {reason}", actor=actor)]
+        hidden = [pk for pk in ids if danmaku_retract(danmaku_id=pk, reason=f"purge: {reason}", actor=actor)]
         audit_record(
             actor=actor,
             action="user.purge",
@@ -295,30 +269,3 @@ def user_purge(*, user_id: int, room_id: int, minutes: int, actor, reason: str) 
             detail={"minutes": minutes, "count": len(hidden), "danmaku_ids": hidden},
         )
     return len(hidden)
-
-
-# -- the send path ------------------------------------------------------------------
-
-
-def sender_block_reason(*, user, room: Room) -> str | None:
-    """Why ``user`` may not send in ``room`` now, or None. One query.
-
-    A ban (here or everywhere) wins over timeouts; of several timeouts the
-    latest end is reported.
-    """
-    now = timezone.now()
-    active = (
-        Sanction.objects.filter(user_id=user.pk, lifted_at__isnull=True)
-        .filter(Q(room__isnull=True) | Q(room_id=room.pk))
-        .filter(Q(until__isnull=True) | Q(until__gt=now))
-        .values_list("kind", "until")
-    )
-    latest: datetime | None = None
-    for kind, until in active:
-        if kind == Sanction.Kind.BAN:
-            return "banned"
-        if until is not None and (latest is None or until > latest):
-            latest = until
-    if latest is None:
-        return None
-    return f"timed out until {latest.isoformat(timespec='seconds')}"

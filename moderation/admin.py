@@ -1,13 +1,88 @@
+"""Moderation in Django admin: comments (with the actions a moderator takes
+on them), blocked terms, sanctions and the read-only audit log."""
+
 from datetime import timedelta
 
 from django import forms
 from django.contrib import admin
 from django.utils import timezone
 
+from danmaku.models import Danmaku
 from moderation import actions, services
 from moderation.forms import ReasonActionForm, action_reason
 from moderation.matcher import rule_problem
 from moderation.models import TIMEOUT_MAX_SECONDS, TIMEOUT_MIN_SECONDS, AuditEntry, BlockedTerm, Sanction
+
+
+class SenderFilter(admin.SimpleListFilter):
+    """Filter by sender: offers the latest senders, and takes any ``?sender=<id>``
+    (a full user list would not fit a room with thousands of viewers)."""
+
+    title = "sender"
+    parameter_name = "sender"
+    RECENT = 20
+
+    def lookups(self, request, model_admin):
+        recent = Danmaku.objects.order_by("-id").values_list("user_id", "user__username")[: self.RECENT * 5]
+        seen: dict[int, str] = {}
+        for user_id, username in recent:
+            seen.setdefault(user_id, username)
+        return [(str(user_id), username) for user_id, username in list(seen.items())[: self.RECENT]]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value and value.isdigit():
+            return queryset.filter(user_id=int(value))
+        return queryset
+
+
+@admin.register(Danmaku)
+class DanmakuAdmin(admin.ModelAdmin):
+    """Comments are read-only here: every change is a moderation action
+    (``moderation.actions``), which writes one audit row per comment."""
+
+    list_display = ("id", "room", "user", "text", "status", "ts_ms", "created_at")
+    # The held-for-review queue: Status = held (oldest first via ts_ms).
+    list_filter = ("status", "room", SenderFilter)
+    search_fields = ("text", "user__username")
+    raw_id_fields = ("user",)
+    list_select_related = ("room", "user")
+    actions = ("hide_selected", "unhide_selected", "approve_selected", "reject_selected")
+    action_form = ReasonActionForm
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return [field.name for field in self.model._meta.fields]
+
+    def _each(self, request, queryset, action, done: str) -> None:
+        reason = action_reason(self, request)
+        if reason is None:
+            return
+        count = 0
+        for pk in queryset.order_by("pk").values_list("pk", flat=True):
+            try:
+                action(danmaku_id=pk, actor=request.user, reason=reason)
+            except actions.Conflict:
+                continue
+            count += 1
+        self.message_user(request, f"{count} danmaku {done}.")
+
+    @admin.action(description="Hide selected danmaku from every viewer", permissions=["change"])
+    def hide_selected(self, request, queryset):
+        self._each(request, queryset, actions.danmaku_hide, "hidden")
+
+    @admin.action(description="Unhide selected danmaku", permissions=["change"])
+    def unhide_selected(self, request, queryset):
+        self._each(request, queryset, actions.danmaku_unhide, "unhidden")
+
+    @admin.action(description="Approve selected held danmaku (publish)", permissions=["change"])
+    def approve_selected(self, request, queryset):
+        self._each(request, queryset, actions.held_approve, "approved")
+
+    @admin.action(description="Reject selected held danmaku", permissions=["change"])
+    def reject_selected(self, request, queryset):
+        self._each(request, queryset, actions.held_reject, "rejected")
 
 
 class BlockedTermForm(forms.ModelForm):

@@ -13,7 +13,7 @@ from danmaku.auth import send_auth
 from danmaku.errors import Forbidden
 from danmaku.models import Danmaku
 from danmaku.schemas import ErrorOut
-from danmaku.store import database_store
+from infra import clock
 from moderation import actions, selectors
 from moderation.models import Sanction
 from moderation.schemas import (
@@ -136,7 +136,7 @@ def room_summary(request: HttpRequest, room: str):
     found = selectors.room_by_slug(slug=room)
     # The clock comment timestamps come from in the embedded store; in Redis
     # mode they carry Redis time, which stays within the window's tolerance.
-    return Status(200, _summary(selectors.room_summary(room=found, now_ms=database_store().now_ms())))
+    return Status(200, _summary(selectors.room_summary(room=found, now_ms=clock.now_ms())))
 
 
 @router.post(

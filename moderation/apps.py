@@ -6,4 +6,9 @@ class ModerationConfig(AppConfig):
     verbose_name = "Moderation"
 
     def ready(self) -> None:
-        from moderation import checks  # noqa: F401  (registers the checks)
+        from moderation import checks, deadlines, hooks  # noqa: F401  (checks registers the checks)
+
+        # What the send path and the viewer page ask of moderation.
+        hooks.install()
+        # Its background job, for roles send and all (see moderation.deadlines).
+        deadlines.register()

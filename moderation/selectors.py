@@ -1,13 +1,17 @@
-"""Reads for moderators: the held queue, a room's recent comments, its summary, who moderates."""
+"""Reads for moderators: the held queue, a room's recent comments, its
+summary, who moderates; and the send path's sanction look-up."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from danmaku.errors import NotFound
 from danmaku.models import Danmaku, Room
+from moderation.models import Sanction
 
 MODERATORS_GROUP = "Moderators"
 PRODUCT_STAFF_GROUP = "Product staff"
@@ -64,7 +68,7 @@ class RoomSummary:
 
     @property
     def emergency(self) -> bool:
-        # The preset keeps what it replaced until it is undone (danmaku.services).
+        # The preset keeps what it replaced until it is undone (danmaku.rooms).
         return self.room.emergency_backup is not None
 
 
@@ -79,3 +83,27 @@ def room_summary(*, room: Room, now_ms: int) -> RoomSummary:
     )
     held = Danmaku.objects.filter(room=room, status=Danmaku.Status.HELD).count()
     return RoomSummary(room=room, now_ms=now_ms, recent=window["recent"], held=held, hidden=window["hidden"])
+
+
+def sender_block_reason(*, user, room: Room) -> str | None:
+    """Why ``user`` may not send in ``room`` now, or None. One query.
+
+    A ban (here or everywhere) wins over timeouts; of several timeouts the
+    latest end is reported.
+    """
+    now = timezone.now()
+    active = (
+        Sanction.objects.filter(user_id=user.pk, lifted_at__isnull=True)
+        .filter(Q(room__isnull=True) | Q(room_id=room.pk))
+        .filter(Q(until__isnull=True) | Q(until__gt=now))
+        .values_list("kind", "until")
+    )
+    latest: datetime | None = None
+    for kind, until in active:
+        if kind == Sanction.Kind.BAN:
+            return "banned"
+        if until is not None and (latest is None or until > latest):
+            latest = until
+    if latest is None:
+        return None
+    return f"timed out until {latest.isoformat(timespec='seconds')}"

@@ -38,6 +38,8 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from danmaku.models import Danmaku
+from danmaku.publishing import danmaku_deny, danmaku_release, danmaku_retract
+from moderation.audit import audit_record
 from moderation.matcher import ACTIONS, Match, Rule, TermMatcher, mask, most_severe, rule_problem
 from moderation.models import BlockedTerm
 from moderation.normalize import fold_mapped, match_form, normalize
@@ -319,9 +321,6 @@ def _retract_if_needed(danmaku: Danmaku, verdict: Verdict) -> None:
     # A published comment cannot be edited in place, so any finding (mask
     # and hold included) takes it down; one waiting for its verdict (room
     # policy "pre") is released or denied; held or hidden ones stay as they are.
-    from danmaku.services import danmaku_deny, danmaku_release, danmaku_retract
-    from moderation.actions import audit_record
-
     if danmaku.status == Danmaku.Status.SENDER_ONLY:
         if verdict.allowed:
             done, action, reason = danmaku_release(danmaku_id=danmaku.pk, reason="allowed"), "moderate.release", ""

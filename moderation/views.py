@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from danmaku.models import Room
-from danmaku_site.middleware import content_security_policy
+from infra.csp import content_security_policy
 from moderation.selectors import LIST_LIMIT_MAX, user_is_moderator
 
 # Rows the console keeps: a few minutes of a busy room; older ones are in the admin.

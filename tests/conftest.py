@@ -3,21 +3,24 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from danmaku import runtime
+from danmaku import runtime, sweeps
 from danmaku.models import ApiToken, Room
 
 
 @pytest.fixture(autouse=True)
 def _fresh_runtime(settings):
     """Each test gets its own rings and no background refresher thread;
-    tests drive ``refresh_once()`` themselves."""
+    tests drive ``refresh_once()`` themselves. No jobs loop runs either
+    (nothing here calls ``danmaku_site.wsgi.serve``): tests run the jobs."""
     from moderation.services import matcher_cache
 
     settings.DANMAKU_REFRESHER_AUTOSTART = False
     runtime.reset()
+    sweeps.reset()
     matcher_cache.invalidate()
     yield
     runtime.reset()
+    sweeps.reset()
     matcher_cache.invalidate()
 
 
@@ -48,8 +51,8 @@ def redis_mode(settings):
     test's own (ids restart in every test database), cleaned up after."""
     from uuid import uuid4
 
-    from danmaku_site.redis import breaker, get_redis, reset_clients
     from harness.services import require_redis
+    from infra.redis import breaker, get_redis, reset_clients
 
     settings.REDIS_URL = require_redis()
     settings.DANMAKU_REDIS_PREFIX = prefix = f"test-{uuid4().hex}"
@@ -68,8 +71,8 @@ def redis_mode(settings):
 @pytest.fixture
 def private_redis_mode(settings):
     """Production mode against a redis-server of this test's own, to stop or freeze."""
-    from danmaku_site.redis import breaker, reset_clients
     from harness.services import private_redis
+    from infra.redis import breaker, reset_clients
 
     with private_redis() as server:
         settings.REDIS_URL = server.url

@@ -105,7 +105,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         app.manage(
             "shell",
             "-c",
-            "from danmaku.models import Room\nfrom danmaku.services import room_create\n"
+            "from danmaku.models import Room\nfrom danmaku.rooms import room_create\n"
             f"for s in ({rooms}): room_create(slug=s)\n"
             f"Room.objects.filter(slug__in=({rooms})).update(user_send_interval_ms=0)",
         )

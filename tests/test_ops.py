@@ -24,12 +24,13 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from danmaku import runtime
-from danmaku.pullcache import PullCache, RoomSettings
-from danmaku.ringbuffer import Item
+from danmaku.pull.cache import PullCache, RoomSettings
+from danmaku.pull.ringbuffer import Item
+from danmaku.refresher import observe_refresher
 from danmaku_site import ops
-from danmaku_site.redis import reset_clients
 from harness import local
 from harness.services import private_redis
+from infra.redis import reset_clients
 
 URL = "/api/v1/rooms/{}/danmaku"
 # /readyz must answer within this however frozen its dependencies are.
@@ -316,14 +317,14 @@ def test_observe_refresher_sets_ring_gauges(client):
         entry.ring.seal_through(newest)
         cache.publish(entry)
 
-    ops.observe_refresher(SimpleNamespace(cache=cache), now_ms=now_ms)
+    observe_refresher(SimpleNamespace(cache=cache), now_ms=now_ms)
 
     text = client.get("/metrics").content.decode()
     assert sample(text, "danmaku_ring_rooms") == 2
     assert sample(text, "danmaku_ring_items") == 3
     assert sample(text, "danmaku_refresher_lag_seconds") == pytest.approx(0.4)
 
-    ops.observe_refresher(SimpleNamespace(cache=PullCache()), now_ms=now_ms)
+    observe_refresher(SimpleNamespace(cache=PullCache()), now_ms=now_ms)
 
     text = client.get("/metrics").content.decode()
     assert sample(text, "danmaku_ring_rooms") == sample(text, "danmaku_ring_items") == 0

@@ -24,9 +24,9 @@ from gunicorn.config import Config
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import TConn
 
+from danmaku import runtime
 from danmaku.models import Danmaku
-from danmaku_site import fastpath
-from danmaku_site.fastpath import PullFastPath
+from danmaku.pull.fastpath import PullFastPath
 from danmaku_site.pullworker import PullWorker
 from harness.rawhttp import AnswerReader
 from harness.wsgi import connections_kept_open
@@ -88,7 +88,7 @@ def comments(room, user):
 @pytest.fixture
 def worker(django_app, room):
     cfg = Config()
-    worker = PullWorker(0, 1, [], App(PullFastPath(django_app)), 30, cfg, Logger(cfg))
+    worker = PullWorker(0, 1, [], App(PullFastPath(django_app, runtime.PROCESS)), 30, cfg, Logger(cfg))
     worker.load_wsgi()
     worker.poller = selectors.DefaultSelector()
     worker.method_queue.init()
@@ -290,7 +290,7 @@ def test_a_client_that_closed_is_closed_on_the_loop(worker, client):
 def test_without_a_fast_path_the_worker_is_gthread(django_app, settings):
     settings.DANMAKU_ROLE = "send"
     cfg = Config()
-    worker = PullWorker(0, 1, [], App(fastpath.wrap(django_app)), 30, cfg, Logger(cfg))
+    worker = PullWorker(0, 1, [], App(runtime.wrap_fast_path(django_app)), 30, cfg, Logger(cfg))
     worker.load_wsgi()
     try:
         assert worker._answer is None
@@ -309,7 +309,7 @@ def test_settings_the_loop_would_skip_turn_it_off(django_app, name, value):
         cfg.set("keyfile", __file__)
     else:
         cfg.set(name, value)
-    worker = PullWorker(0, 1, [], App(PullFastPath(django_app)), 30, cfg, Logger(cfg))
+    worker = PullWorker(0, 1, [], App(PullFastPath(django_app, runtime.PROCESS)), 30, cfg, Logger(cfg))
     worker.load_wsgi()
     try:
         assert worker._answer is None

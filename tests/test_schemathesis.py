@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from danmaku import wire
+from danmaku.pull import wire
 from danmaku_site.wsgi import application
 
 PATH = "/api/v1/rooms/{room}/danmaku"

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from harness import local
 
 PROBE = """
@@ -34,3 +36,38 @@ def test_the_web_process_keeps_its_startup_heap_out_of_garbage_collections(tmp_p
     assert heap["api_loaded"], "the URL configuration should load before the freeze"
     assert heap["frozen"] > 50_000
     assert heap["tracked"] < heap["frozen"] / 10
+
+
+JOBS_PROBE = """
+import json, threading
+import danmaku_site.wsgi as wsgi
+def jobs_thread():
+    return any(thread.name == "danmaku-jobs" and thread.is_alive() for thread in threading.enumerate())
+imported = jobs_thread()
+app = wsgi.serve()
+from infra import jobs
+print(json.dumps({"after_import": imported, "after_serve": jobs_thread(), "same_app": app is wsgi.application,
+                  "jobs": sorted(job.name for job in jobs._loop.jobs)}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"),
+    [
+        ("send", ["danmaku.republish_held_back", "danmaku.republish_room_settings", "moderation.pre_deadlines"]),
+        ("pull", ["danmaku.republish_room_settings"]),
+    ],
+)
+def test_serving_starts_the_roles_background_jobs_and_importing_starts_none(tmp_path, role, expected):
+    done = subprocess.run(
+        [sys.executable, "-c", JOBS_PROBE],
+        env=local.environment(tmp_path, DANMAKU_ROLE=role),
+        cwd=local.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    process = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert process == {"after_import": False, "after_serve": True, "same_app": True, "jobs": expected}

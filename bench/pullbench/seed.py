@@ -94,7 +94,7 @@ def send(*, plan: list[tuple[str, int]], round_number: int = 0) -> dict:
     from django.contrib.auth import get_user_model
 
     from danmaku.models import Danmaku
-    from danmaku.services import danmaku_send
+    from danmaku.send import danmaku_send
 
     # The same senders, texts and colours every round: answers of two rounds
     # differ only in their ids and numbers, so sizes stay comparable.

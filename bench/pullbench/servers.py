@@ -26,7 +26,8 @@ from harness import local
 # gthread with polls answered on the event loop); the others name a stock
 # worker class.
 SERVERS = ("gunicorn", "gunicorn-gthread", "gunicorn-sync", "granian")
-PROJECT_APP = "danmaku_site.wsgi:application"
+# As gunicorn.conf.py names it: serve() starts the worker's background jobs.
+PROJECT_APP = "danmaku_site.wsgi:serve()"
 BARE_APP = "bench.pullbench.bare_app:application"
 GRANIAN_SCRIPT = local.BASE_DIR / "deploy" / "granian-pull.sh"
 GUNICORN_CONFIG = local.BASE_DIR / "danmaku_site" / "gunicorn.conf.py"

@@ -15,11 +15,12 @@ from django.contrib.auth import get_user_model
 from PIL import Image
 
 from danmaku import avatars
+from danmaku.identity import avatar_url_for
 from danmaku.models import ViewerProfile
-from danmaku.services_avatar import avatar_url_for, profile_avatar_fetch, profile_update
+from danmaku.profiles import profile_avatar_fetch, profile_update
 from danmaku.tasks import fetch_avatar_task
-from danmaku_site.tasks import enqueue
 from harness.http import LocalHTTPServer
+from infra.taskqueue import enqueue
 
 DEFAULT_AVATAR = "/static/danmaku/avatar-default.svg"
 # The deadline the slow-server tests use, and the slack allowed past it.
@@ -245,7 +246,7 @@ def test_redirect_to_http_is_followed(server, profile):
 def test_bad_avatar_keeps_default_and_logs(server, profile, settings, caplog, path, reason):
     profile = set_url(profile, server.url(path))
 
-    with caplog.at_level(logging.WARNING, logger="danmaku.services_avatar"):
+    with caplog.at_level(logging.WARNING, logger="danmaku.profiles"):
         assert profile_avatar_fetch(profile_id=profile.pk) is False
 
     profile.refresh_from_db()
@@ -264,7 +265,7 @@ def test_non_http_url_keeps_default(profile, url, caplog):
     # Written straight to the row: profile_update would refuse some of these.
     profile = set_url(profile, url)
 
-    with caplog.at_level(logging.WARNING, logger="danmaku.services_avatar"):
+    with caplog.at_level(logging.WARNING, logger="danmaku.profiles"):
         assert profile_avatar_fetch(profile_id=profile.pk) is False
 
     assert avatar_url_for(profile) == DEFAULT_AVATAR

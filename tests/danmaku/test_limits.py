@@ -14,11 +14,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from danmaku import limits
-from danmaku.limits import Verdict, take_send
-from danmaku_site.ratelimitlog import RateLimitedLog
-from danmaku_site.redis import breaker, get_redis, reset_clients
+from danmaku.limits import Allowance, take_send
 from harness.local import free_port
 from harness.services import private_redis, require_redis
+from infra.ratelimitlog import RateLimitedLog
+from infra.redis import breaker, get_redis, reset_clients
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +41,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def send(room_id: int, user_id: int, *, interval_ms: int = 0, cap: int = 100) -> Verdict:
+def send(room_id: int, user_id: int, *, interval_ms: int = 0, cap: int = 100) -> Allowance:
     return take_send(room_id=room_id, user_id=user_id, interval_ms=interval_ms, cap_per_second=cap, now_ms=now_ms())
 
 
@@ -92,7 +92,7 @@ def test_slow_mode_allows_the_first_send_and_limits_the_second(shared_redis):
     first = send(room, 1, interval_ms=2000)
     second = send(room, 1, interval_ms=2000)
 
-    assert first == Verdict()
+    assert first == Allowance()
     assert 0 < second.retry_after_ms <= 2000
     assert not second.room_busy
 
@@ -100,41 +100,41 @@ def test_slow_mode_allows_the_first_send_and_limits_the_second(shared_redis):
 def test_slow_mode_is_per_user_and_off_at_zero_interval(shared_redis):
     room = fresh_room()
 
-    assert send(room, 1, interval_ms=2000) == Verdict()
-    assert send(room, 2, interval_ms=2000) == Verdict()
-    assert [send(room, 3, interval_ms=0) for _ in range(3)] == [Verdict()] * 3
+    assert send(room, 1, interval_ms=2000) == Allowance()
+    assert send(room, 2, interval_ms=2000) == Allowance()
+    assert [send(room, 3, interval_ms=0) for _ in range(3)] == [Allowance()] * 3
 
 
 def test_slow_mode_lets_the_user_send_again_after_the_interval(shared_redis):
     room = fresh_room()
-    assert send(room, 1, interval_ms=200) == Verdict()
+    assert send(room, 1, interval_ms=200) == Allowance()
     wait_ms = send(room, 1, interval_ms=200).retry_after_ms
     assert 0 < wait_ms <= 200
 
     time.sleep(wait_ms / 1000 + 0.02)
 
-    assert send(room, 1, interval_ms=200) == Verdict()
+    assert send(room, 1, interval_ms=200) == Allowance()
 
 
 def test_limited_user_does_not_use_room_capacity(shared_redis):
-    def run(room: int) -> list[Verdict]:
+    def run(room: int) -> list[Allowance]:
         eager = [send(room, 1, interval_ms=10_000, cap=2) for _ in range(5)]
         return [*eager, send(room, 2, interval_ms=10_000, cap=2), send(room, 3, interval_ms=10_000, cap=2)]
 
     verdicts = in_one_redis_second(shared_redis, run)
 
-    assert verdicts[0] == Verdict()
+    assert verdicts[0] == Allowance()
     assert all(v.retry_after_ms > 0 and not v.room_busy for v in verdicts[1:5])
-    assert verdicts[5] == Verdict()
-    assert verdicts[6] == Verdict(room_busy=True)
+    assert verdicts[5] == Allowance()
+    assert verdicts[6] == Allowance(room_busy=True)
 
 
 def test_room_cap_is_exact_under_concurrency(shared_redis):
     threads, attempts, cap = 16, 4, 5
 
-    def run(room: int) -> list[Verdict]:
+    def run(room: int) -> list[Allowance]:
         barrier = threading.Barrier(threads)
-        verdicts: list[Verdict] = []
+        verdicts: list[Allowance] = []
         lock = threading.Lock()
 
         def worker(n: int) -> None:
@@ -159,7 +159,7 @@ def test_room_cap_is_exact_under_concurrency(shared_redis):
 
 
 def test_room_cap_starts_over_in_the_next_redis_second(shared_redis):
-    def fill(room: int) -> tuple[int, list[Verdict]]:
+    def fill(room: int) -> tuple[int, list[Allowance]]:
         return room, [send(room, user, cap=2) for user in (1, 2, 3)]
 
     room, verdicts = in_one_redis_second(shared_redis, fill)
@@ -167,7 +167,7 @@ def test_room_cap_starts_over_in_the_next_redis_second(shared_redis):
 
     sleep_into_next_redis_second(shared_redis)
 
-    assert send(room, 4, cap=2) == Verdict()
+    assert send(room, 4, cap=2) == Allowance()
 
 
 def test_every_key_expires(shared_redis, settings):
@@ -190,7 +190,7 @@ def test_redis_down_falls_back_to_limits_in_this_process(settings, caplog, monke
     monkeypatch.setattr(limits, "_fallback_log", RateLimitedLog(limits.logger, every_seconds=60))
     room, now, before = fresh_room(), now_ms(), fallbacks()
 
-    def timed(user_id: int) -> Verdict:
+    def timed(user_id: int) -> Allowance:
         started = time.monotonic()
         verdict = take_send(room_id=room, user_id=user_id, interval_ms=1000, cap_per_second=2, now_ms=now)
         assert time.monotonic() - started < 0.5
@@ -202,7 +202,7 @@ def test_redis_down_falls_back_to_limits_in_this_process(settings, caplog, monke
     finally:
         reset_clients()
 
-    assert verdicts == [Verdict(), Verdict(retry_after_ms=1000), Verdict(), Verdict(room_busy=True)]
+    assert verdicts == [Allowance(), Allowance(retry_after_ms=1000), Allowance(), Allowance(room_busy=True)]
     assert fallbacks() - before == 4
     assert len([r for r in caplog.records if r.name == "danmaku.limits"]) == 1
 
@@ -212,7 +212,7 @@ def test_redis_frozen_falls_back_quickly_and_recovers_on_thaw(settings):
         settings.REDIS_URL = server.url
         try:
             room, before = fresh_room(), fallbacks()
-            assert send(room, 1, interval_ms=5000) == Verdict()
+            assert send(room, 1, interval_ms=5000) == Allowance()
             assert fallbacks() == before
 
             server.freeze()
@@ -223,7 +223,7 @@ def test_redis_frozen_falls_back_quickly_and_recovers_on_thaw(settings):
             finally:
                 server.thaw()
 
-            assert frozen == Verdict()
+            assert frozen == Allowance()
             assert elapsed < 0.5
             assert fallbacks() == before + 1
 
@@ -248,12 +248,12 @@ def test_database_backend_applies_slow_mode_then_room_cap(settings):
     settings.REDIS_URL = ""
     room, now = fresh_room(), 1_700_000_000_250
 
-    def at(ms: int, user_id: int) -> Verdict:
+    def at(ms: int, user_id: int) -> Allowance:
         return take_send(room_id=room, user_id=user_id, interval_ms=1000, cap_per_second=2, now_ms=ms)
 
-    assert at(now, 1) == Verdict()
-    assert at(now + 100, 1) == Verdict(retry_after_ms=900)
-    assert at(now + 200, 2) == Verdict()
-    assert at(now + 300, 3) == Verdict(room_busy=True)
-    assert at(now + 1000, 4) == Verdict()
-    assert at(now + 1100, 1) == Verdict()
+    assert at(now, 1) == Allowance()
+    assert at(now + 100, 1) == Allowance(retry_after_ms=900)
+    assert at(now + 200, 2) == Allowance()
+    assert at(now + 300, 3) == Allowance(room_busy=True)
+    assert at(now + 1000, 4) == Allowance()
+    assert at(now + 1100, 1) == Allowance()

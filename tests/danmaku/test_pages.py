@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from danmaku.models import Danmaku, Room
-from danmaku_site.middleware import PAGE_CSP
+from infra.csp import PAGE_CSP
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
 

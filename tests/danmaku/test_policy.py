@@ -10,13 +10,13 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from danmaku import runtime
-from danmaku import store as store_module
 from danmaku.models import Danmaku, Room
-from danmaku.services import pre_deadline_sweep
-from danmaku.store import DatabaseStore
 from harness.services import private_redis
+from infra import clock as host_clock
+from infra.jobs import JobLoop, jobs_for
+from moderation.deadlines import pre_deadline_sweep
 from moderation.services import blocked_term_create
-from tests.test_tasks_publish import celery_broker
+from tests.infra.test_taskqueue import celery_broker
 
 URL = "/api/v1/rooms/live/danmaku"
 
@@ -37,7 +37,7 @@ def _fast_password_hashing(settings):
 @pytest.fixture
 def clock(monkeypatch):
     fake = Clock(1_700_000_000.0)
-    monkeypatch.setattr(store_module, "_database_store", DatabaseStore(clock=fake))
+    monkeypatch.setattr(host_clock, "source", fake)
     return fake
 
 
@@ -97,7 +97,7 @@ def test_pre_policy_with_the_worker_stopped_applies_the_deadline_fallback_and_lo
     assert pre_deadline_sweep() == 0
     assert Danmaku.objects.get(pk=danmaku_id).status == "sender_only"
     clock.now += 1.0
-    with caplog.at_level(logging.WARNING, logger="danmaku.services"):
+    with caplog.at_level(logging.WARNING, logger="moderation.deadlines"):
         assert pre_deadline_sweep() == 1
 
     assert Danmaku.objects.get(pk=danmaku_id).status == final
@@ -113,7 +113,7 @@ def test_released_comment_reaches_pulls_and_denied_never_does(client, room, auth
     assert waiting not in visible_ids(client)
 
     clock.now += 1.5
-    runtime.refresher().refresh_once()  # the refresher applies the deadline
+    JobLoop(jobs_for("all")).run_due()  # a background job applies the deadline
     clock.now += 1.5
 
     assert waiting in visible_ids(client)

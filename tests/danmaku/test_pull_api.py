@@ -19,10 +19,10 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from danmaku import runtime
-from danmaku import store as store_module
 from danmaku.models import ApiToken, Danmaku, Room, ViewerProfile
+from danmaku.pull.wire import decode_cursor, encode_cursor
 from danmaku.store import FULL_READ_SECONDS, DatabaseStore, RoomRef
-from danmaku.wire import decode_cursor, encode_cursor
+from infra import clock as host_clock
 
 URL = "/api/v1/rooms/{}/danmaku"
 EPOCH = DatabaseStore.epoch
@@ -51,9 +51,9 @@ class FakeClock:
 
 @pytest.fixture
 def clock(monkeypatch):
-    """The store's clock, which stamps sends and decides what the refresher seals."""
+    """The host clock (infra.clock), which stamps sends and decides what the refresher seals."""
     fake = FakeClock(1_700_000_000.0)
-    monkeypatch.setattr(store_module, "_database_store", DatabaseStore(clock=fake))
+    monkeypatch.setattr(host_clock, "source", fake)
     return fake
 
 

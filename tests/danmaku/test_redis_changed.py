@@ -11,14 +11,14 @@ import time
 
 import pytest
 
-from danmaku import refresher as refresher_module
-from danmaku import runtime
+from danmaku import runtime, sweeps
 from danmaku import store as store_module
 from danmaku.models import Danmaku, Room
-from danmaku.pullcache import PullCache, PullConfig
+from danmaku.pull.cache import PullCache, PullConfig
 from danmaku.refresher import Refresher
+from danmaku.republish import ROLLING_REPUBLISH_SWEEPS, RoomSettingsSweep
 from danmaku.store import FULL_READ_SECONDS, ROOM_FIELDS, DatabaseStore, RedisStore, RoomRef
-from danmaku_site.redis import get_redis
+from infra.redis import get_redis
 
 
 class Clock:
@@ -119,21 +119,25 @@ def test_a_room_gone_from_redis_is_noticed_at_a_full_read_and_republished(redis_
     redis_mode.delete(refresher.store.room_key("live"))
 
     refresher.store._next_full_read = 0.0
-    refresher._next_sweep = float("inf")
-    refresher.refresh_once()  # full read: the key is missing, the sweep is asked for
-    refresher.refresh_once()  # the sweep runs
+    refresher.refresh_once()  # full read: the key is missing, the settings job is asked for
+    sweeps.republish_room_settings()  # the job runs
 
     assert redis_mode.get(refresher.store.room_key("live")) is not None
     assert "live" in runtime.pull_cache().rooms
 
 
-def sweep_once(refresher: Refresher) -> None:
-    refresher._next_sweep = 0.0
-    refresher._sweep_if_due()
+def sweep_once(refresher: Refresher, sweep: RoomSettingsSweep) -> None:
+    """One run of the room settings job over ``refresher``'s rooms."""
+    sweep.run(refresher.store, asked=refresher.take_missing_from_store(), active=refresher.active_room_ids())
 
 
 @pytest.fixture
-def warm_refresher(redis_mode, settings, db):
+def settings_sweep() -> RoomSettingsSweep:
+    return RoomSettingsSweep()
+
+
+@pytest.fixture
+def warm_refresher(redis_mode, settings, db, settings_sweep):
     """A refresher over 40 active rooms that already ran its first sweep."""
     for n in range(40):
         Room.objects.create(slug=f"active-{n}", title=f"Active {n}")
@@ -143,27 +147,27 @@ def warm_refresher(redis_mode, settings, db):
     cache.set_activator(refresher.activate)
     for n in range(40):
         cache.pull(f"active-{n}", None)
-    sweep_once(refresher)
+    sweep_once(refresher, settings_sweep)
     return refresher
 
 
-def test_a_settings_change_redis_missed_lands_within_one_rolling_round(warm_refresher, redis_mode):
+def test_a_settings_change_redis_missed_lands_within_one_rolling_round(warm_refresher, settings_sweep, redis_mode):
     store = warm_refresher.store
     # An update that bypasses save(): updated_at does not move.
     Room.objects.filter(slug="active-17").update(poll_interval_ms=7000)
 
-    for _ in range(refresher_module.ROLLING_REPUBLISH_SWEEPS):
-        sweep_once(warm_refresher)
+    for _ in range(ROLLING_REPUBLISH_SWEEPS):
+        sweep_once(warm_refresher, settings_sweep)
 
     assert b'"poll_interval_ms": 7000' in redis_mode.get(store.room_key("active-17"))
 
 
-def test_a_room_saved_while_redis_was_down_is_published_by_the_next_sweep(warm_refresher, redis_mode):
+def test_a_room_saved_while_redis_was_down_is_published_by_the_next_sweep(warm_refresher, settings_sweep, redis_mode):
     store = warm_refresher.store
     room = Room.objects.get(slug="active-3")
     room.poll_interval_ms = 6000
     room.save()  # its publish "failed": Redis still has the old settings
 
-    sweep_once(warm_refresher)
+    sweep_once(warm_refresher, settings_sweep)
 
     assert b'"poll_interval_ms": 6000' in redis_mode.get(store.room_key("active-3"))

@@ -16,11 +16,13 @@ from prometheus_client import REGISTRY
 
 from danmaku import runtime
 from danmaku.models import Danmaku, Room, ViewerProfile
-from danmaku.pullcache import PullCache, PullConfig
+from danmaku.publishing import danmaku_retract
+from danmaku.pull.cache import PullCache, PullConfig
 from danmaku.refresher import Refresher
-from danmaku.services import danmaku_retract, room_save
+from danmaku.rooms import room_save
 from danmaku.store import DatabaseStore, RedisStore
-from danmaku_site.redis import get_redis
+from infra.jobs import JobLoop, jobs_for
+from infra.redis import get_redis
 
 URL = "/api/v1/rooms/live/danmaku"
 SEAL_LAG_MS = 400
@@ -266,7 +268,7 @@ def test_frozen_redis_degrades_pulls_keeps_sends_and_republishes_once(private_re
 
     # The sweep leaves rows younger than its grace to the sends publishing them.
     time.sleep(2.1)
-    runtime.refresher()._next_sweep = 0.0
+    JobLoop(jobs_for("all")).run_due()
     refresh()
     wait_until_sealable(redis_client)
     refresh()
@@ -325,8 +327,7 @@ def test_comment_committed_after_the_last_database_read_shows_on_the_first_tick_
 
     private_redis_mode.start()
     time.sleep(1.1)  # past the breaker
-    refresher = runtime.refresher()
-    refresher._next_sweep = time.monotonic() + 60  # no sweep: the recovery read must carry it
+    # No sweep runs (the tests start no jobs loop): the recovery read must carry it.
     wait_until_sealable(get_redis())
     refresh()
     body = pull(client, joined["cursor"])

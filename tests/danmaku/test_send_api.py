@@ -16,9 +16,8 @@ from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection
 from django.test import Client
 
-from danmaku import store as store_module
 from danmaku.models import ApiToken, Danmaku, Room
-from danmaku.store import DatabaseStore
+from infra import clock as host_clock
 
 URL = "/api/v1/rooms/{}/danmaku"
 
@@ -365,7 +364,7 @@ def _send_concurrently(requests: list[tuple[dict, dict]]) -> list:
 
 def test_room_cap_is_exact_under_concurrent_sends(transactional_db, monkeypatch):
     # All sends share one server second, so exactly `cap` of them may pass.
-    monkeypatch.setattr(store_module, "_database_store", DatabaseStore(clock=FrozenClock(1_700_000_000.25)))
+    monkeypatch.setattr(host_clock, "source", FrozenClock(1_700_000_000.25))
     Room.objects.create(slug="live", title="Live", user_send_interval_ms=0, room_send_cap_per_second=3)
     senders = [bearer_for(f"crowd{n}") for n in range(8)]
 
@@ -377,7 +376,7 @@ def test_room_cap_is_exact_under_concurrent_sends(transactional_db, monkeypatch)
 
 
 def test_slow_mode_is_exact_under_concurrent_sends_from_one_user(transactional_db, monkeypatch):
-    monkeypatch.setattr(store_module, "_database_store", DatabaseStore(clock=FrozenClock(1_700_000_000.25)))
+    monkeypatch.setattr(host_clock, "source", FrozenClock(1_700_000_000.25))
     Room.objects.create(slug="live", title="Live", user_send_interval_ms=5000)
     headers = bearer_for("eager")
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from danmaku.errors import InvalidInput, NotFound
 from danmaku.models import Danmaku, Room
-from moderation import actions
+from moderation import actions, selectors
 from moderation.models import AuditEntry, Sanction
 from moderation.selectors import MODERATORS_GROUP
 
@@ -206,49 +206,49 @@ def test_lift_twice_is_a_conflict(user, moderator):
 
 
 def test_sender_block_reason_is_none_without_sanctions(room, user):
-    assert actions.sender_block_reason(user=user, room=room) is None
+    assert selectors.sender_block_reason(user=user, room=room) is None
 
 
 def test_timed_out_sender_is_told_until_when(room, user, moderator):
     sanction = actions.user_timeout(user_id=user.pk, room_id=room.pk, seconds=600, actor=moderator, reason="r")
-    reason = actions.sender_block_reason(user=user, room=room)
+    reason = selectors.sender_block_reason(user=user, room=room)
     assert reason == f"timed out until {sanction.until.isoformat(timespec='seconds')}"
 
 
 def test_longest_timeout_is_reported(room, user, moderator):
     actions.user_timeout(user_id=user.pk, room_id=room.pk, seconds=60, actor=moderator, reason="r")
     longer = actions.user_timeout(user_id=user.pk, room_id=None, seconds=3600, actor=moderator, reason="r")
-    assert actions.sender_block_reason(user=user, room=room).endswith(longer.until.isoformat(timespec="seconds"))
+    assert selectors.sender_block_reason(user=user, room=room).endswith(longer.until.isoformat(timespec="seconds"))
 
 
 def test_ban_wins_over_a_timeout(room, user, moderator):
     actions.user_timeout(user_id=user.pk, room_id=room.pk, seconds=60, actor=moderator, reason="r")
     actions.user_ban(user_id=user.pk, room_id=room.pk, actor=moderator, reason="r")
-    assert actions.sender_block_reason(user=user, room=room) == "banned"
+    assert selectors.sender_block_reason(user=user, room=room) == "banned"
 
 
 def test_room_sanction_applies_to_that_room_only(room, other_room, user, moderator):
     actions.user_ban(user_id=user.pk, room_id=other_room.pk, actor=moderator, reason="r")
-    assert actions.sender_block_reason(user=user, room=room) is None
-    assert actions.sender_block_reason(user=user, room=other_room) == "banned"
+    assert selectors.sender_block_reason(user=user, room=room) is None
+    assert selectors.sender_block_reason(user=user, room=other_room) == "banned"
 
 
 def test_global_sanction_applies_everywhere(room, other_room, user, moderator):
     actions.user_ban(user_id=user.pk, room_id=None, actor=moderator, reason="r")
-    assert actions.sender_block_reason(user=user, room=room) == "banned"
-    assert actions.sender_block_reason(user=user, room=other_room) == "banned"
+    assert selectors.sender_block_reason(user=user, room=room) == "banned"
+    assert selectors.sender_block_reason(user=user, room=other_room) == "banned"
 
 
 def test_lifted_and_expired_sanctions_do_not_block(room, user, moderator):
     ban = actions.user_ban(user_id=user.pk, room_id=None, actor=moderator, reason="r")
     actions.sanction_lift(sanction_id=ban.pk, actor=moderator, reason="appeal")
     Sanction.objects.create(user=user, kind="timeout", until=timezone.now() - timedelta(seconds=1), reason="old")
-    assert actions.sender_block_reason(user=user, room=room) is None
+    assert selectors.sender_block_reason(user=user, room=room) is None
 
 
 def test_sender_block_reason_is_one_query(room, user, django_assert_num_queries):
     with django_assert_num_queries(1):
-        actions.sender_block_reason(user=user, room=room)
+        selectors.sender_block_reason(user=user, room=room)
 
 
 # -- purge --------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from django.contrib.staticfiles import finders
 from django.test import Client
 
 from danmaku.models import ApiToken, Danmaku, Room
-from danmaku.services import room_emergency_apply, room_emergency_undo
-from danmaku_site.middleware import PAGE_CSP
+from danmaku.rooms import room_emergency_apply, room_emergency_undo
+from infra.csp import PAGE_CSP
 from moderation.selectors import (
     MODERATORS_GROUP,
     PRODUCT_STAFF_GROUP,
@@ -204,7 +204,7 @@ def test_console_page_for_moderators(room, role):
     html = answer.content.decode()
     assert f'data-room="{room.slug}"' in html
     assert f'href="/rooms/{room.slug}/"' in html
-    assert '<script src="/static/moderation/console.js" defer></script>' in html
+    assert '<script type="module" src="/static/moderation/console.js"></script>' in html
     assert '<link rel="stylesheet" href="/static/moderation/console.css">' in html
 
 
@@ -227,3 +227,27 @@ def test_console_of_unknown_room_is_404(db):
 @pytest.mark.parametrize("name", ["moderation/console.js", "moderation/console.css"])
 def test_console_assets_are_static_files(name):
     assert finders.find(name)
+
+
+CONSOLE_MODULES = [
+    "console.js",
+    "api.js",
+    "poller.js",
+    "feed.js",
+    "actionform.js",
+    "actions.js",
+    "summary.js",
+    "format.js",
+]
+HTML_SINKS = [b"innerHTML", b"outerHTML", b"insertAdjacentHTML", b"document.write", b"eval(", b"new Function"]
+
+
+@pytest.mark.parametrize("module", CONSOLE_MODULES)
+def test_console_modules_are_javascript_without_html_sinks(client, module):
+    # A browser runs a module only if it is served as JavaScript.
+    response = client.get(f"/static/moderation/{module}")
+
+    assert response.status_code == 200
+    assert "javascript" in response["Content-Type"]
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    assert [sink for sink in HTML_SINKS if sink in body] == []

@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from danmaku.models import Room
-from danmaku.pullcache import JITTER_SHARE
+from danmaku.pull.cache import JITTER_SHARE
 from harness import local
 from tests.pages.conftest import send_comment
 

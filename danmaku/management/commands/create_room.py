@@ -2,7 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_slug
 
-from danmaku.services import room_create
+from danmaku.rooms import room_create
 
 
 class Command(BaseCommand):

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from danmaku.errors import DanmakuError
 from danmaku.models import Room
-from danmaku.services import danmaku_send
+from danmaku.send import danmaku_send
 
 logger = logging.getLogger(__name__)
 

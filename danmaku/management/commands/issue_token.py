@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from danmaku.services import token_issue
+from danmaku.tokens import token_issue
 
 
 class Command(BaseCommand):

@@ -1,0 +1,108 @@
+"""A stored comment's way onto viewers' screens, and off them again.
+
+The low-level writes of a comment's stream state, shared by the send path
+and by moderation: ``publish_accepted`` (a new comment), ``danmaku_release``
+(a waiting one goes out now), ``danmaku_deny`` (a waiting one never will),
+``danmaku_retract`` (a shown one comes off every screen). Each records the
+change in the database first and then tells Redis; when Redis cannot take
+it, the row stays marked for the republish sweep (``danmaku.republish``),
+which publishes it exactly once when Redis is back. In the embedded default
+(no Redis) the table is the store and the refreshers read it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from danmaku.identity import display_identity
+from danmaku.models import Danmaku
+from danmaku.store import RedisStore, StoreUnavailable, redis_store
+from infra import clock
+from infra.metrics import FALLBACKS
+from infra.ratelimitlog import RateLimitedLog
+
+logger = logging.getLogger(__name__)
+fallback_log = RateLimitedLog(logger, every_seconds=10)
+
+
+def publish_accepted(stream: RedisStore, danmaku: Danmaku, user) -> None:
+    """Put an accepted comment on its room's stream, or leave it for the sweep.
+
+    The comment is already durable; if Redis cannot take it now it stays
+    ``in_stream=False`` and the sweep publishes it when Redis is back.
+    Meanwhile the refreshers read it from the database.
+    """
+    nick, avatar = display_identity(user)
+    try:
+        ts_ms = stream.publish(danmaku, nick=nick, avatar=avatar)
+    except StoreUnavailable as exc:
+        FALLBACKS.labels(dependency="redis", where="send").inc()
+        fallback_log.warning("comment kept for republishing, store unavailable: %s", exc)
+        return
+    # Redis time decides the comment's slot; keep the record in step with it.
+    Danmaku.objects.filter(pk=danmaku.pk).update(in_stream=True, ts_ms=ts_ms)
+    danmaku.in_stream, danmaku.ts_ms = True, ts_ms
+
+
+def danmaku_release(*, danmaku_id: int, reason: str, actor=None) -> bool:
+    """Publish a comment that was waiting (pre-moderation or held) now.
+
+    It takes the current time as its timestamp, so viewers see it arrive now.
+    False if it was not waiting (already published, hidden, or missing).
+    """
+    stream = redis_store()
+    changed = Danmaku.objects.filter(
+        pk=danmaku_id, status__in=(Danmaku.Status.SENDER_ONLY, Danmaku.Status.HELD)
+    ).update(status=Danmaku.Status.PUBLISHED, ts_ms=clock.now_ms(), in_stream=stream is None)
+    if not changed:
+        return False
+    logger.info("danmaku %s released by %s: %s", danmaku_id, actor or "system", reason)
+    if stream is not None:
+        # After commit (at once outside a transaction): a caller that rolls
+        # back, e.g. when its audit row fails, must not have published it.
+        transaction.on_commit(lambda: _publish_stored(stream, danmaku_id))
+    return True
+
+
+def _publish_stored(stream: RedisStore, danmaku_id: int) -> None:
+    danmaku = Danmaku.objects.select_related("user").get(pk=danmaku_id)
+    publish_accepted(stream, danmaku, danmaku.user)
+
+
+def danmaku_deny(*, danmaku_id: int, reason: str, actor=None) -> bool:
+    """Keep a waiting comment from ever being shown. False if it was not waiting."""
+    changed = Danmaku.objects.filter(
+        pk=danmaku_id, status__in=(Danmaku.Status.SENDER_ONLY, Danmaku.Status.HELD)
+    ).update(status=Danmaku.Status.HIDDEN)
+    if changed:
+        logger.info("danmaku %s denied by %s: %s", danmaku_id, actor or "system", reason)
+    return bool(changed)
+
+
+def danmaku_retract(*, danmaku_id: int, reason: str, actor=None) -> bool:
+    """Withdraw a comment from every viewer's screen; False if it already was.
+
+    The database records it first; the retraction reaches the stream now, or
+    through the sweep once Redis is back. Either way the next pulls carry
+    the id in ``deleted``.
+    """
+    changed = Danmaku.objects.filter(pk=danmaku_id, retracted_at_ms__isnull=True).update(
+        status=Danmaku.Status.HIDDEN, retracted_at_ms=clock.now_ms()
+    )
+    if not changed:
+        return False
+    logger.info("danmaku %s retracted by %s: %s", danmaku_id, actor or "system", reason)
+    stream = redis_store()
+    if stream is None:
+        return True
+    room_id = Danmaku.objects.filter(pk=danmaku_id).values_list("room_id", flat=True).first()
+    try:
+        stream.publish_retraction(room_id=room_id, danmaku_id=danmaku_id)
+    except StoreUnavailable as exc:
+        FALLBACKS.labels(dependency="redis", where="retract").inc()
+        fallback_log.warning("retraction kept for republishing, store unavailable: %s", exc)
+        return True
+    Danmaku.objects.filter(pk=danmaku_id).update(retraction_in_stream=True)
+    return True

@@ -1,0 +1,311 @@
+"""The pull path: rooms -> ring views -> shared, memoized response bytes.
+
+No database, no store, no Django import. A pull parses the cursor, takes the
+room's current ring view and returns bytes that every client asking the same
+question at the same moment shares. The refresher is the only writer of the
+rooms and rings held here; the first pull of a room in a process asks it to
+activate the room (``set_activator``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from danmaku.pull import wire
+from danmaku.pull.ringbuffer import RingView, RoomRing
+
+logger = logging.getLogger(__name__)
+
+SLUG_RE = re.compile(r"[-a-zA-Z0-9_]{1,50}")
+# A room nobody pulled for this long is dropped from the process (the ring
+# is a cache; it rebuilds from the store when someone comes back).
+IDLE_SECONDS = 60.0
+# An unknown slug is remembered this long so a flood of pulls for a room that
+# does not exist costs one lookup, not one per pull.
+MISSING_TTL_SECONDS = 5.0
+MISSING_MAX = 10_000
+# +/- this share of next_ms, so clients that joined together drift apart.
+JITTER_SHARE = 0.1
+# Below this size gzip costs more than it saves.
+GZIP_MIN_BYTES = 200
+# A cursor this far ahead of our newest slot may come from a process that
+# sealed a little earlier; beyond it, it is treated as a gap.
+MAX_AHEAD_SECONDS = 5
+# Distinct cursor spellings remembered per room and snapshot. Real clients
+# use at most about window + MAX_AHEAD_SECONDS of them; the bound keeps a
+# flood of made-up (gap) cursors from growing the memo: those still get the
+# shared gap answer, they are only parsed each time.
+RAW_MEMO_MAX = 256
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSettings:
+    """The per-room knobs the pull path needs, swapped whole on change."""
+
+    room_id: int
+    slug: str
+    poll_interval_ms: int = 3000
+    quiet_interval_ms: int = 10000
+    quiet_after_seconds: int = 30
+    display_cap_per_second: int = 30
+    # Multiplies next_ms during spikes (bandwidth control).
+    poll_multiplier: float = 1.0
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PullConfig:
+    epoch: int = 0
+    join_seconds: int = 3
+    window_seconds: int = 60
+    # next_ms while the refresher cannot read the store.
+    degraded_multiplier: float = 2.0
+    max_age_seconds: int = 1
+
+
+@dataclass(slots=True)
+class RoomEntry:
+    settings: RoomSettings
+    ring: RoomRing
+    last_pulled: float = 0.0
+    # Set by the refresher when its last read of the store failed.
+    degraded: bool = False
+    # Store epochs this ring has held continuously: a cursor from one of them
+    # can be continued exactly even after the epoch changed.
+    epochs: tuple[int, ...] = ()
+    # ((view, settings, degraded, epoch), answers by cursor key, answers by
+    # the cursor exactly as the client spelled it): an answer depends on all
+    # four, so a change to any of them starts a new memo. The second dict lets
+    # a repeated pull skip parsing its cursor altogether.
+    memo: tuple[tuple | None, dict, dict] = field(default_factory=lambda: (None, {}, {}))
+
+
+@dataclass(slots=True)
+class PullAnswer:
+    """One finished answer, shared by every client asking the same question.
+
+    Immutable once built, except ``http``: the HTTP forms of the answer
+    (status line, header list, body per encoding), each built by
+    ``danmaku.pull.response`` the first time it is asked for and reused by every
+    later request.
+    """
+
+    status: int
+    body: bytes
+    gzipped: bytes | None = None
+    etag: str = ""
+    cache_control: str = "no-store"
+    http: list | None = field(default=None, compare=False)
+
+
+class PullCache:
+    def __init__(self, config: PullConfig | None = None, *, clock: Callable[[], float] = time.monotonic):
+        self.config = config or PullConfig()
+        # The store's epoch; the refresher updates it when the store lost its
+        # history (a Redis that restarted empty), turning old cursors into gaps.
+        self.epoch = self.config.epoch
+        self.clock = clock
+        self.rooms: dict[str, RoomEntry] = {}
+        self._missing: dict[str, float] = {}
+        self._activator: Callable[[str], RoomEntry | None] | None = None
+        self._errors: dict[tuple[int, str], PullAnswer] = {}
+
+    def set_activator(self, activator: Callable[[str], RoomEntry | None]) -> None:
+        self._activator = activator
+
+    # -- reader side -------------------------------------------------------
+
+    def pull(self, slug: str, after: str | None) -> PullAnswer:
+        """The answer for ``after`` in room ``slug``; activates the room on its
+        first pull in this process (the only step that reads the database)."""
+        entry = self.rooms.get(slug)
+        if entry is None:
+            try:
+                entry = self._entry(slug)
+            except Exception:
+                # Only a room's first pull in this process reads the database;
+                # if that fails the client retries, warm rooms are unaffected.
+                logger.warning("could not activate room %r", slug, exc_info=True)
+                return self._error(503, "room temporarily unavailable; retry shortly")
+            if entry is None:
+                return self._error(404, "room not found")
+        return self._answer(entry, after)
+
+    def pull_active(self, slug: str, after: str | None) -> PullAnswer | None:
+        """Like ``pull`` for a room already active in this process; ``None``
+        otherwise. Never activates, so it never touches the database."""
+        entry = self.rooms.get(slug)
+        if entry is None:
+            return None
+        return self._answer(entry, after)
+
+    def cached(self, slug: str, after: str | None) -> PullAnswer | None:
+        """The answer already built for exactly this room and cursor spelling
+        in the current snapshot, or ``None``. Only cursors that parsed are
+        remembered, so a hit is always an answer ``pull`` would give."""
+        entry = self.rooms.get(slug)
+        if entry is None:
+            return None
+        if not self._memo_current(entry, entry.ring.view):
+            return None
+        answer = entry.memo[2].get(after)
+        if answer is not None:
+            entry.last_pulled = self.clock()
+        return answer
+
+    def _memo_current(self, entry: RoomEntry, view: RingView) -> bool:
+        """Whether the room's memo was built from this snapshot, settings,
+        health and epoch. Compared field by field: nothing is allocated."""
+        stamp = entry.memo[0]
+        return (
+            stamp is not None
+            and stamp[0] is view
+            and stamp[1] is entry.settings
+            and stamp[2] is entry.degraded
+            and stamp[3] == self.epoch
+        )
+
+    def _answer(self, entry: RoomEntry, after: str | None) -> PullAnswer:
+        entry.last_pulled = self.clock()
+        view = entry.ring.view
+        _, memo, by_raw = entry.memo
+        if not self._memo_current(entry, view):
+            memo, by_raw = {}, {}
+            entry.memo = ((view, entry.settings, entry.degraded, self.epoch), memo, by_raw)
+        else:
+            answer = by_raw.get(after)
+            if answer is not None:
+                return answer
+        after_second: int | None = None
+        stale = False
+        if after is not None:
+            try:
+                epoch, after_second = wire.decode_cursor(after)
+            except wire.CursorError as exc:
+                return self._error(400, f"after: {exc}")
+            if epoch != self.epoch:
+                # A cursor from before the store lost its history. The answer
+                # says so (gap), but if this ring lived through the change it
+                # still holds every second after the cursor, so it continues
+                # from there instead of skipping or repeating anything.
+                stale = True
+                if epoch not in entry.epochs:
+                    after_second = -1
+        key = self._memo_key(view, after_second)
+        if stale:
+            key = ("stale", key)
+        answer = memo.get(key)
+        if answer is None:
+            answer = self._build(entry, view, after_second, force_gap=stale)
+            memo[key] = answer
+        if len(by_raw) < RAW_MEMO_MAX:
+            by_raw[after] = answer
+        return answer
+
+    def _memo_key(self, view: RingView, after: int | None) -> int | str | None:
+        # Every cursor that reads as a gap gets the same answer; folding them
+        # into one key keeps the memo bounded by the window size.
+        if after is None or view.newest is None:
+            return after
+        if view.oldest - 1 <= after <= view.newest + MAX_AHEAD_SECONDS:
+            return after
+        return "gap"
+
+    def _entry(self, slug: str) -> RoomEntry | None:
+        if not SLUG_RE.fullmatch(slug):
+            return None
+        now = self.clock()
+        expires = self._missing.get(slug)
+        if expires is not None and expires > now:
+            return None
+        if self._activator is None:
+            return None
+        entry = self._activator(slug)
+        if entry is None:
+            if len(self._missing) >= MISSING_MAX:
+                self._missing = {s: t for s, t in self._missing.items() if t > now}
+            self._missing[slug] = now + MISSING_TTL_SECONDS
+        return entry
+
+    def _build(self, entry: RoomEntry, view: RingView, after: int | None, *, force_gap: bool = False) -> PullAnswer:
+        settings = entry.settings
+        read = view.read(after, self.config.join_seconds, MAX_AHEAD_SECONDS)
+        gap = read.gap or force_gap
+        # An empty ring (room activated this instant) hands back what it got.
+        cursor_second = read.newest if read.newest is not None else max(after or 0, 0)
+        cursor = wire.encode_cursor(self.epoch, cursor_second)
+        next_ms, reason = self._next_ms(entry, view)
+        key = f"{settings.slug}|{after}|{view.newest}|{settings.version}|{self.epoch}|{entry.degraded:d}|{gap:d}"
+        digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+        next_ms = _jitter(next_ms, digest)
+        body = wire.encode_pull(cursor=cursor, next_ms=next_ms, reason=reason, gap=gap, slots=read.slots)
+        gzipped = gzip.compress(body, 6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None
+        return PullAnswer(
+            status=200,
+            body=body,
+            gzipped=gzipped,
+            etag=f'"{digest}"',
+            cache_control=f"public, max-age={self.config.max_age_seconds}",
+        )
+
+    def _next_ms(self, entry: RoomEntry, view: RingView) -> tuple[int, str]:
+        settings = entry.settings
+        if entry.degraded:
+            return int(settings.poll_interval_ms * self.config.degraded_multiplier), "degraded"
+        if settings.poll_multiplier > 1.0:
+            return int(settings.poll_interval_ms * settings.poll_multiplier), "busy"
+        newest = view.newest
+        last_active = view.last_active_second()
+        if newest is not None and (last_active is None or newest - last_active >= settings.quiet_after_seconds):
+            return max(settings.quiet_interval_ms, settings.poll_interval_ms), "quiet"
+        return settings.poll_interval_ms, "normal"
+
+    def _error(self, status: int, detail: str) -> PullAnswer:
+        key = (status, detail)
+        answer = self._errors.get(key)
+        if answer is None:
+            answer = PullAnswer(status=status, body=wire.orjson.dumps({"detail": detail}))
+            if len(self._errors) < 1000:
+                self._errors[key] = answer
+        return answer
+
+    # -- writer side (the refresher) ---------------------------------------
+
+    def install(self, settings: RoomSettings) -> RoomEntry:
+        """Create the entry for a room; the caller fills its ring first."""
+        ring = RoomRing(size=self.config.window_seconds, display_cap=settings.display_cap_per_second)
+        return RoomEntry(settings=settings, ring=ring, last_pulled=self.clock())
+
+    def change_epoch(self, epoch: int) -> None:
+        """The store lost its history: new cursors carry ``epoch``; every ring
+        alive now keeps answering cursors of the epochs it has lived through."""
+        for entry in self.rooms.values():
+            entry.epochs = (*entry.epochs, epoch)[-4:]
+        self.epoch = epoch
+
+    def publish(self, entry: RoomEntry) -> None:
+        self.rooms[entry.settings.slug] = entry
+        self._missing.pop(entry.settings.slug, None)
+
+    def forget_idle(self) -> list[RoomEntry]:
+        cutoff = self.clock() - IDLE_SECONDS
+        idle = [e for e in self.rooms.values() if e.last_pulled < cutoff]
+        for entry in idle:
+            self.rooms.pop(entry.settings.slug, None)
+        return idle
+
+    def forget(self, slug: str) -> None:
+        self.rooms.pop(slug, None)
+
+
+def _jitter(next_ms: int, digest: str) -> int:
+    # Derived from the answer's identity, not random per request, so the
+    # shared bytes stay identical for everyone who gets them.
+    fraction = int(digest[:4], 16) / 0xFFFF  # 0..1
+    return max(100, int(next_ms * (1 + JITTER_SHARE * (2 * fraction - 1))))

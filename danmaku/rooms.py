@@ -1,0 +1,78 @@
+"""Rooms as staff edit them: creating, saving, the emergency preset, and
+spreading a room's settings to every process."""
+
+from __future__ import annotations
+
+import logging
+
+from danmaku.models import Room
+from danmaku.store import StoreUnavailable, redis_store, room_row_from_model
+from infra.ratelimitlog import RateLimitedLog
+
+logger = logging.getLogger(__name__)
+fallback_log = RateLimitedLog(logger, every_seconds=10)
+
+# The emergency preset: what a room switches to during a spike (slow mode,
+# slower polling, a tighter screen, comments checked before anyone sees them).
+EMERGENCY_FIELDS = ("user_send_interval_ms", "poll_interval_ms", "display_cap_per_second", "moderation_policy")
+
+
+def room_create(*, slug: str, title: str = "") -> tuple[Room, bool]:
+    room, created = Room.objects.get_or_create(slug=slug, defaults={"title": title or slug})
+    if not created and title and room.title != title:
+        room.title = title
+        room.save(update_fields=["title", "updated_at"])
+    room_settings_publish(room=room)
+    return room, created
+
+
+def room_save(*, room: Room) -> Room:
+    """Save a room edited by staff and spread its settings to every process."""
+    room.full_clean()
+    room.save()
+    room_settings_publish(room=room)
+    return room
+
+
+def room_settings_publish(*, room: Room) -> None:
+    """Tell every process about a room's settings (Redis mode); the room
+    settings sweep repeats it, so a failure here only delays the change."""
+    stream = redis_store()
+    if stream is None:
+        return
+    try:
+        stream.publish_room(room_row_from_model(room))
+    except StoreUnavailable as exc:
+        fallback_log.warning("room settings not published yet, store unavailable: %s", exc)
+
+
+def _emergency_values(room: Room) -> dict:
+    return {
+        "user_send_interval_ms": max(room.user_send_interval_ms, 10_000),
+        "poll_interval_ms": min(max(room.poll_interval_ms * 2, 6000), 60_000),
+        "display_cap_per_second": min(room.display_cap_per_second, 10),
+        "moderation_policy": Room.Policy.PRE,
+    }
+
+
+def room_emergency_apply(*, room: Room) -> bool:
+    """Switch a room to the emergency preset, remembering what it replaced.
+    False if the preset is already on."""
+    if room.emergency_backup is not None:
+        return False
+    room.emergency_backup = {field: getattr(room, field) for field in EMERGENCY_FIELDS}
+    for field, value in _emergency_values(room).items():
+        setattr(room, field, value)
+    room_save(room=room)
+    return True
+
+
+def room_emergency_undo(*, room: Room) -> bool:
+    """Restore the settings the preset replaced. False if it is not on."""
+    if room.emergency_backup is None:
+        return False
+    for field, value in room.emergency_backup.items():
+        setattr(room, field, value)
+    room.emergency_backup = None
+    room_save(room=room)
+    return True
