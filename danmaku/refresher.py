@@ -16,7 +16,6 @@ rooms from here.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
@@ -26,6 +25,7 @@ from danmaku.models import Room
 from danmaku.pull.cache import PullCache, RoomEntry, RoomSettings
 from danmaku.store import ROOM_FIELDS, Batch, DatabaseStore, RedisStore, RoomRef, StoreUnavailable, settings_version
 from infra import clock
+from infra.loopthread import LoopThread
 from infra.metrics import FALLBACKS, REFRESH_ERRORS, REFRESH_LAG, REFRESH_SECONDS, RING_ITEMS, RING_ROOMS
 from infra.pullcounts import flush_pull_counts
 from infra.ratelimitlog import RateLimitedLog
@@ -76,9 +76,7 @@ class Refresher:
         # Serializes the writers (the loop and first-pull activations), so
         # each ring still has exactly one writer at a time.
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pid: int | None = None
+        self._loop = LoopThread("danmaku-refresher", self._tick, self._delay_s)
         # Rooms a full read found missing from Redis, for the settings job.
         self._missing_lock = threading.Lock()
         self._missing_from_store: set[int] = set()
@@ -271,47 +269,29 @@ class Refresher:
     def ensure_started(self) -> None:
         """Start the loop in this process if it is not running.
 
-        Called from requests, so it runs after gunicorn forked the worker; a
-        thread inherited across a fork is dead, hence the pid check.
+        Called from pulls, so it runs after gunicorn forked the worker.
         """
-        if self.running():
-            return
-        with self._lock:
-            if self.running():
-                return
-            self._stop.clear()
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name="danmaku-refresher", daemon=True)
-            self._thread.start()
+        self._loop.start()
 
     def running(self) -> bool:
         """Whether the loop runs in this process (takes no lock)."""
-        thread = self._thread
-        return thread is not None and self._pid == os.getpid() and thread.is_alive()
+        return self._loop.running()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            thread.join(timeout)
-        self._thread = None
+        self._loop.stop(timeout)
 
-    def _run(self) -> None:
-        logger.info("refresher started (interval %d ms)", self.interval_ms)
-        while not self._stop.is_set():
-            try:
-                self.refresh_once()
-            except Exception:
-                self.errors += 1
-                REFRESH_ERRORS.inc()
-                logger.exception("refresher tick failed; pulls keep answering from the rings")
-            finally:
-                # Also after a failure: the lag gauge must show an outage grow.
-                observe_refresher(self)
-                flush_pull_counts()
-                close_old_connections()
-            self._stop.wait(self._delay_s())
-        logger.info("refresher stopped")
+    def _tick(self) -> None:
+        try:
+            self.refresh_once()
+        except Exception:
+            self.errors += 1
+            REFRESH_ERRORS.inc()
+            logger.exception("refresher tick failed; pulls keep answering from the rings")
+        finally:
+            # Also after a failure: the lag gauge must show an outage grow.
+            observe_refresher(self)
+            flush_pull_counts()
+            close_old_connections()
 
     def _delay_s(self) -> float:
         now_ms = clock.now_ms()

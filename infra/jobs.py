@@ -17,7 +17,6 @@ would.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 
 from django.db import close_old_connections
 
+from infra.loopthread import LoopThread
 from infra.metrics import JOB_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -49,9 +49,7 @@ class JobLoop:
         self._clock = clock
         # Job name -> when it is due next; absent: at once.
         self._due: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pid: int | None = None
+        self._thread = LoopThread("danmaku-jobs", self.run_due, self.seconds_to_next)
 
     def run_due(self) -> list[str]:
         """Run every job whose time has come, in registration order; returns their names."""
@@ -80,30 +78,13 @@ class JobLoop:
 
     def start(self) -> None:
         """Start the thread in this process unless it runs already."""
-        if self.running():
-            return
-        self._stop.clear()
-        self._pid = os.getpid()
-        self._thread = threading.Thread(target=self._run, name="danmaku-jobs", daemon=True)
         self._thread.start()
 
     def running(self) -> bool:
-        thread = self._thread
-        return thread is not None and self._pid == os.getpid() and thread.is_alive()
+        return self._thread.running()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            thread.join(timeout)
-        self._thread = None
-
-    def _run(self) -> None:
-        logger.info("background jobs started: %s", ", ".join(job.name for job in self.jobs) or "none")
-        while not self._stop.is_set():
-            self.run_due()
-            self._stop.wait(self.seconds_to_next())
-        logger.info("background jobs stopped")
+        self._thread.stop(timeout)
 
 
 _registered: dict[str, Job] = {}
@@ -127,6 +108,8 @@ def start(*, role: str) -> JobLoop:
         if _loop is None or not _loop.running():
             _loop = JobLoop(jobs_for(role))
             _loop.start()
+            names = ", ".join(job.name for job in _loop.jobs) or "none"
+            logger.info("background jobs started (role %s): %s", role, names)
         return _loop
 
 

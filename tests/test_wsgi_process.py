@@ -18,20 +18,25 @@ print(json.dumps({"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects
 """
 
 
-def test_the_web_process_keeps_its_startup_heap_out_of_garbage_collections(tmp_path):
-    # Every worker imports the module itself (no preload). What it loaded
-    # stays for the life of the process; a full collection walking it held
-    # the GIL for 30-100 ms, the pull's p99 on a node with 1,000 rooms.
+def run_probe(code: str, var_dir, **env: str) -> dict:
+    """Run ``code`` in a fresh process, as a server worker would start; its last line, as JSON."""
     done = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        env=local.environment(tmp_path),
+        [sys.executable, "-c", code],
+        env=local.environment(var_dir, **env),
         cwd=local.BASE_DIR,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    heap = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_web_process_keeps_its_startup_heap_out_of_garbage_collections(tmp_path):
+    # Every worker imports the module itself (no preload). What it loaded
+    # stays for the life of the process; a full collection walking it held
+    # the GIL for 30-100 ms, the pull's p99 on a node with 1,000 rooms.
+    heap = run_probe(PROBE, tmp_path)
 
     assert heap["api_loaded"], "the URL configuration should load before the freeze"
     assert heap["frozen"] > 50_000
@@ -59,15 +64,6 @@ print(json.dumps({"after_import": imported, "after_serve": jobs_thread(), "same_
     ],
 )
 def test_serving_starts_the_roles_background_jobs_and_importing_starts_none(tmp_path, role, expected):
-    done = subprocess.run(
-        [sys.executable, "-c", JOBS_PROBE],
-        env=local.environment(tmp_path, DANMAKU_ROLE=role),
-        cwd=local.BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    process = json.loads(done.stdout.strip().splitlines()[-1])
+    process = run_probe(JOBS_PROBE, tmp_path, DANMAKU_ROLE=role)
 
     assert process == {"after_import": False, "after_serve": True, "same_app": True, "jobs": expected}
