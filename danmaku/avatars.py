@@ -2,8 +2,9 @@
 
 The URL comes from a user, so every step is bounded: http and https only
 (redirects too, at most MAX_REDIRECTS of them), by default no loopback,
-private or link-local address (checked on the address actually connected
-to, so DNS tricks do not help), one deadline for the whole download
+private or link-local address, nor an IPv6 address that leads to one
+(``address_allowed``; checked on the address actually connected to, so DNS
+tricks do not help), one deadline for the whole download
 (enforced on every socket operation and by a watchdog that shuts the socket
 when it passes), a byte cap enforced while reading, an image/* content type,
 and Pillow decoding only PNG, JPEG, GIF and WebP, after checking the
@@ -23,7 +24,7 @@ import ssl
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -38,6 +39,30 @@ FORMATS = ("PNG", "JPEG", "GIF", "WEBP")
 # Bytes asked of the socket per read.
 READ_CHUNK = 64 * 1024
 USER_AGENT = "danmaku-avatar-fetch/1"
+
+# IPv6 addresses that reach an IPv4 address, which ``is_global`` judges by
+# the IPv6 prefix alone (``::127.0.0.1`` and ``64:ff9b::a9fe:a9fe``, that is
+# 169.254.169.254, are "global" to it). The NAT64 well-known prefix (RFC
+# 6052) carries the IPv4 address in its last 32 bits and is judged by it,
+# so IPv6-only hosts behind DNS64 still fetch avatars from IPv4 servers.
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+# Refused whatever they carry: deprecated, or where the IPv4 address sits is
+# up to an operator or a relay we cannot see.
+DENIED_IPV6 = (
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated, RFC 4291)
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (SIIT, RFC 6145)
+    ipaddress.IPv6Network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215): layout chosen by the operator
+    ipaddress.IPv6Network("2001::/32"),  # Teredo: tunnels to the IPv4 server and client it names
+    ipaddress.IPv6Network("2002::/16"),  # 6to4 (deprecated, RFC 7526): a relay forwards to the IPv4 it names
+    ipaddress.IPv6Network("fec0::/10"),  # site-local (deprecated, RFC 3879): private by intent
+)
+
+# (host, port) -> getaddrinfo() entries: (family, type, proto, canonname, sockaddr).
+Resolver = Callable[[str, int], Sequence[tuple]]
+
+
+def system_resolve(host: str, port: int) -> Sequence[tuple]:
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
 
 class AvatarError(Exception):
@@ -91,20 +116,29 @@ class _Sockets:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-def _address_allowed(ip: str) -> bool:
+def address_allowed(ip: str) -> bool:
+    """Whether an avatar may be fetched from ``ip``: a public unicast address,
+    or an IPv4-mapped or NAT64 IPv6 address of one."""
     address = ipaddress.ip_address(ip.split("%", 1)[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address in NAT64_WELL_KNOWN:
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        elif any(address in network for network in DENIED_IPV6):
+            return False
     return address.is_global and not address.is_multicast
 
 
-def _connect(host: str, port: int, *, deadline: _Deadline, limits: FetchLimits, sockets: _Sockets) -> socket.socket:
+def _connect(
+    host: str, port: int, *, deadline: _Deadline, limits: FetchLimits, sockets: _Sockets, resolve: Resolver
+) -> socket.socket:
     """Resolve, vet every address, connect to the first allowed one that answers."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = resolve(host, port)
     except OSError as exc:
         raise AvatarError(f"cannot resolve {host!r}: {exc}") from exc
-    allowed = [info for info in infos if limits.allow_private_hosts or _address_allowed(info[4][0])]
+    allowed = [info for info in infos if limits.allow_private_hosts or address_allowed(info[4][0])]
     if not allowed:
         raise AvatarError(f"{host!r} resolves only to non-public addresses")
     last: OSError | None = None
@@ -121,38 +155,58 @@ def _connect(host: str, port: int, *, deadline: _Deadline, limits: FetchLimits, 
     raise AvatarError(f"cannot connect to {host!r}: {last}")
 
 
+@dataclass(frozen=True)
+class _Guard:
+    """What every connection of one download is held to."""
+
+    deadline: _Deadline
+    limits: FetchLimits
+    sockets: _Sockets
+    resolve: Resolver
+
+    def connect(self, host: str, port: int) -> socket.socket:
+        return _connect(
+            host, port, deadline=self.deadline, limits=self.limits, sockets=self.sockets, resolve=self.resolve
+        )
+
+
 class _GuardedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int | None, *, deadline: _Deadline, limits: FetchLimits, sockets: _Sockets):
-        super().__init__(host, port, timeout=deadline.remaining())
-        self._guard = (deadline, limits, sockets)
+    def __init__(self, host: str, port: int | None, *, guard: _Guard):
+        super().__init__(host, port, timeout=guard.deadline.remaining())
+        self._guard = guard
 
     def connect(self) -> None:
-        deadline, limits, sockets = self._guard
-        self.sock = _connect(self.host, self.port, deadline=deadline, limits=limits, sockets=sockets)
+        self.sock = self._guard.connect(self.host, self.port)
 
 
 class _GuardedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int | None, *, deadline: _Deadline, limits: FetchLimits, sockets: _Sockets):
-        super().__init__(host, port, timeout=deadline.remaining(), context=ssl.create_default_context())
-        self._guard = (deadline, limits, sockets)
+    def __init__(self, host: str, port: int | None, *, guard: _Guard):
+        super().__init__(host, port, timeout=guard.deadline.remaining(), context=ssl.create_default_context())
+        self._guard = guard
 
     def connect(self) -> None:
-        deadline, limits, sockets = self._guard
-        raw = _connect(self.host, self.port, deadline=deadline, limits=limits, sockets=sockets)
+        raw = self._guard.connect(self.host, self.port)
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
-        sockets.add(self.sock)
+        self._guard.sockets.add(self.sock)
 
 
-def download(url: str, *, limits: FetchLimits, clock: Callable[[], float] = time.monotonic) -> tuple[bytes, str]:
+def download(
+    url: str,
+    *,
+    limits: FetchLimits,
+    clock: Callable[[], float] = time.monotonic,
+    resolve: Resolver = system_resolve,
+) -> tuple[bytes, str]:
     """The body and content type of ``url``, within ``limits``."""
     deadline = _Deadline(limits.timeout_s, clock)
     sockets = _Sockets()
+    guard = _Guard(deadline, limits, sockets, resolve)
     watchdog = threading.Timer(limits.timeout_s, sockets.abort)
     watchdog.daemon = True
     watchdog.start()
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            result = _get_once(url, deadline=deadline, limits=limits, sockets=sockets)
+            result = _get_once(url, guard=guard)
             if isinstance(result, tuple):
                 return result
             url = result
@@ -165,8 +219,9 @@ def download(url: str, *, limits: FetchLimits, clock: Callable[[], float] = time
         watchdog.cancel()
 
 
-def _get_once(url: str, *, deadline: _Deadline, limits: FetchLimits, sockets: _Sockets) -> tuple[bytes, str] | str:
+def _get_once(url: str, *, guard: _Guard) -> tuple[bytes, str] | str:
     """Fetch ``url``: (body, content type), or the URL a redirect points to."""
+    deadline, limits = guard.deadline, guard.limits
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise AvatarError(f"scheme {parts.scheme!r} is not http or https")
@@ -179,7 +234,7 @@ def _get_once(url: str, *, deadline: _Deadline, limits: FetchLimits, sockets: _S
         port = parts.port
     except ValueError as exc:
         raise AvatarError(f"bad port in URL: {exc}") from exc
-    conn = connection_class(parts.hostname, port, deadline=deadline, limits=limits, sockets=sockets)
+    conn = connection_class(parts.hostname, port, guard=guard)
     response: http.client.HTTPResponse | None = None
     try:
         path = parts.path or "/"
@@ -273,7 +328,8 @@ def fetch_thumbnail(
     size_px: int = 64,
     max_pixels: int = 4096 * 4096,
     clock: Callable[[], float] = time.monotonic,
+    resolve: Resolver = system_resolve,
 ) -> bytes:
     """Download ``url`` and return its thumbnail as PNG bytes."""
-    body, _ = download(url, limits=limits, clock=clock)
+    body, _ = download(url, limits=limits, clock=clock, resolve=resolve)
     return thumbnail(body, size_px=size_px, max_pixels=max_pixels)

@@ -6,7 +6,7 @@ from typing import Literal
 from ninja import Schema
 from pydantic import ConfigDict, Field, field_validator
 
-from danmaku.textrules import ABSOLUTE_MAX_CODE_POINTS, text_problem
+from danmaku.textrules import ABSOLUTE_MAX_CODE_POINTS, MAX_MARKS_PER_CHARACTER, text_problem
 
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -20,7 +20,8 @@ class DanmakuIn(Schema):
             "The comment, one line, trimmed. At most the room's `max_text_length` code points "
             f"(never more than {ABSOLUTE_MAX_CODE_POINTS}) and 3 UTF-8 bytes per allowed code point. "
             "Refused: empty or only whitespace/invisible characters, NUL and other control characters, "
-            "lone surrogates, bidirectional embedding/override/isolate characters, line separators."
+            "lone surrogates, bidirectional embedding/override/isolate characters, line separators, "
+            f"more than {MAX_MARKS_PER_CHARACTER} combining marks stacked on one character."
         ),
         min_length=1,
         max_length=ABSOLUTE_MAX_CODE_POINTS,

@@ -15,6 +15,7 @@ from redis.retry import Retry
 
 from danmaku_site.broker import transport_options
 from danmaku_site.env import env_bool, env_float, env_int, env_list, env_str
+from danmaku_site.secretkey import install_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("DANMAKU_VAR_DIR", str(BASE_DIR / "var")))
@@ -22,12 +23,37 @@ VAR_DIR = Path(env_str("DANMAKU_VAR_DIR", str(BASE_DIR / "var")))
 (VAR_DIR / "static").mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-# The embedded default runs without any configuration; a production
-# deployment (DATABASE_URL set) must bring its own key.
-_DEV_SECRET = "dev-only-insecure-key-do-not-use-in-production"
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", None if env_str("DATABASE_URL", "") else _DEV_SECRET)
+# Production mode: DATABASE_URL set (README: Production mode). Without it
+# this is the embedded default.
+_PRODUCTION = bool(env_str("DATABASE_URL", ""))
+# Production nodes must all sign with one key, so it comes from the
+# environment. The embedded default makes a random one per install under
+# the var dir, never a key published in the source.
+if _PRODUCTION:
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+else:
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY", "") or install_secret_key(VAR_DIR)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# -- HTTPS ----------------------------------------------------------------------
+# TLS ends in front of the app (deploy/nginx.conf or a load balancer), and
+# the HTTPS redirect and HSTS are that terminator's job: the pull fast path
+# answers before Django's middleware, so SECURE_SSL_REDIRECT and
+# SECURE_HSTS_SECONDS would cover every route but the pulls (two behaviours
+# for one URL). Hence their deploy checks (W008, W004) are silenced.
+SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
+# Session and CSRF cookies only over HTTPS, on by default in production.
+# DJANGO_SECURE_COOKIES=0 is for a plain-HTTP test deployment (browsers
+# would not send the cookies back, so logins would fail there).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", _PRODUCTION)
+# Believe X-Forwarded-Proto only when told to: only when every request
+# reaches the app through a proxy that overwrites it (deploy/nginx.conf
+# does), or any client could claim HTTPS. With it, HTTPS logins and
+# session sends pass Django's CSRF origin check without listing the origin
+# in DJANGO_CSRF_TRUSTED_ORIGINS.
+if env_bool("DJANGO_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -81,8 +107,16 @@ if DANMAKU_ROLE == "pull":
     SECURE_CROSS_ORIGIN_OPENER_POLICY = None
     # The admin app stays installed (one schema for every role) but is not
     # routed on pull nodes, so its checks for the middleware above do not
-    # apply; nor do the deploy checks for the document-only headers.
-    SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410", "security.W002", "security.W022"]
+    # apply; nor do the deploy checks for the document-only headers, nor the
+    # one for CSRF (W003): a pull node routes no form and nothing that logs in.
+    SILENCED_SYSTEM_CHECKS += [
+        "admin.E408",
+        "admin.E409",
+        "admin.E410",
+        "security.W002",
+        "security.W003",
+        "security.W022",
+    ]
 
 ROOT_URLCONF = "danmaku_site.urls"
 WSGI_APPLICATION = "danmaku_site.wsgi.application"
@@ -321,7 +355,7 @@ DANMAKU_SERVED_BY_HEADER = env_bool("DANMAKU_SERVED_BY_HEADER", False)
 # `make run` also starts the demo sender (manage.py demo_sender), which
 # fills the demo room with comments. On in the embedded default (no
 # DATABASE_URL), off in production.
-DANMAKU_DEMO = env_bool("DANMAKU_DEMO", not env_str("DATABASE_URL", ""))
+DANMAKU_DEMO = env_bool("DANMAKU_DEMO", not _PRODUCTION)
 
 # -- Moderation -----------------------------------------------------------------
 # What the full check does with a comment carrying a link: allow, mask, hold

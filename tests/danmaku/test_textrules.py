@@ -12,6 +12,8 @@ from danmaku.textrules import (
     ABSOLUTE_MAX_CODE_POINTS,
     BIDI_CONTROLS,
     BYTES_PER_CODE_POINT,
+    INVISIBLE,
+    MAX_MARKS_PER_CHARACTER,
     SEPARATORS,
     length_problem,
     text_problem,
@@ -191,3 +193,129 @@ def test_text_that_renders_as_nothing_is_refused(text):
 
 def test_zero_width_joiner_inside_visible_text_is_accepted():
     assert text_problem("\U0001f469\u200d\U0001f4bb coding") is None
+
+
+# -- Combining marks stacked on one character ("Zalgo") ---------------------------
+
+STACK_REASON = f"must not stack more than {MAX_MARKS_PER_CHARACTER} combining marks on one character"
+KALACHAKRA = "\u0f67\u0f90\u0fb5\u0fa8\u0fb3\u0fba\u0fbc\u0fbb\u0f83"  # ཧྐྵྨླྺྼྻྃ
+# Real writing and the tallest stack each puts on one character, decomposed
+# (NFD: what a client that sends decomposed text stacks), measured with
+# longest_stack below. MAX_MARKS_PER_CHARACTER must clear all of them.
+REAL_SCRIPTS = [
+    ("vietnamese", "Tiếng Việt có dấu: người ở đâu, mỗi ngày một niềm vui, khuỷu tay, thuở ấy", 2),
+    ("thai", "ภาษาไทยเป็นภาษาที่สวยงาม น้ำใจ ผู้ใหญ่ ก๋วยเตี๋ยว ปั๊มน้ำมัน", 2),
+    ("hindi", "हिन्दी में लिखा वाक्य: क्षत्रिय, श्रृंगार, द्वन्द्व, ज़िन्दगी, राष्ट्र", 2),
+    ("sanskrit-vedic-accents", "अ॒ग्निमी॑ळे पु॒रोहि॑तं य॒ज्ञस्य॑ दे॒वमृ॒त्विज॑म्", 2),
+    ("tibetan", "བཀྲ་ཤིས་བདེ་ལེགས། ཨོཾ་མ་ཎི་པདྨེ་ཧཱུྃ། བསྒྲུབས།", 3),
+    ("tibetan-mantra", "ཨོཾ་བྷྲཱུྃ་ཧྨྱཱུྃ་ཧྲཱིཿ", 5),
+    ("tibetan-kalachakra-monogram", KALACHAKRA, 8),
+    ("arabic-harakat", "بِسْمِ اللَّهِ الرَّحْمَٰنِ الرَّحِيمِ", 2),
+    ("quranic", "ذَٰلِكَ ٱلۡكِتَٰبُ لَا رَيۡبَۛ فِيهِۛ هُدٗى لِّلۡمُتَّقِينَ", 2),
+    ("biblical-hebrew", "בְּרֵאשִׁ֖ית בָּרָ֣א אֱלֹהִ֑ים אֵ֥ת הַשָּׁמַ֖יִם", 3),
+    ("polytonic-greek", "ᾯ ᾧ ἄνθρωπος ᾄσομαι", 3),
+    ("yoruba", "Ọ̀rọ̀ Yorùbá ẹ̀ṣọ́", 2),
+    ("burmese", "မြန်မာဘာသာ ကျွန်ုပ် ချွေး", 2),
+    ("emoji-keycap-and-zwj", "1\ufe0f\u20e3 \U0001f3f3\ufe0f\u200d\U0001f308", 2),
+]
+
+
+def longest_stack(text: str) -> int:
+    """The most non-spacing/enclosing marks on one character, joiners skipped."""
+    longest = run = 0
+    for char in text:
+        category = unicodedata.category(char)
+        if category in ("Mn", "Me"):
+            run += 1
+            longest = max(longest, run)
+        elif category != "Cf":
+            run = 0
+    return longest
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+@pytest.mark.parametrize(("text", "tallest"), [case[1:] for case in REAL_SCRIPTS], ids=[c[0] for c in REAL_SCRIPTS])
+def test_real_scripts_stacked_marks_are_accepted(text, tallest, form):
+    text = unicodedata.normalize(form, text)
+
+    assert longest_stack(unicodedata.normalize("NFD", text)) == tallest
+    assert tallest < MAX_MARKS_PER_CHARACTER
+    assert text_problem(text) is None
+
+
+ZALGO = "Z\u0351\u036b\u0343\u036a\u0302\u036b\u033d\u034f\u0334\u0319\u0324\u031e\u0349\u035a\u032f\u031e\u0320\u034da"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(ZALGO, id="zalgo-generator-output"),
+        pytest.param("he" + "\u0301" * 40 + "llo", id="forty-acutes"),
+        pytest.param("a" + "\u0301" * (MAX_MARKS_PER_CHARACTER + 1), id="one-over"),
+        pytest.param("\u0301" * (MAX_MARKS_PER_CHARACTER + 1) + "a", id="leading-marks-with-no-base"),
+        pytest.param("a" + "\u0301\u200d" * (MAX_MARKS_PER_CHARACTER + 1), id="joiners-do-not-split-a-stack"),
+        pytest.param("a" + "\u20dd" * (MAX_MARKS_PER_CHARACTER + 1), id="enclosing-marks"),
+        pytest.param(KALACHAKRA + "\u0f90" * 3, id="tibetan-stack-over"),
+    ],
+)
+def test_text_with_a_tower_of_marks_is_refused(text):
+    assert text_problem(text) == STACK_REASON
+
+
+def test_marks_at_the_limit_on_every_character_are_accepted():
+    text = ("a" + "\u0301" * MAX_MARKS_PER_CHARACTER) * 5
+
+    assert text_problem(text) is None
+
+
+def test_spacing_marks_do_not_stack():
+    # Mc marks (Devanagari vowel signs, ...) take room beside their letter.
+    assert text_problem("\u0915" + "\u093e" * (MAX_MARKS_PER_CHARACTER + 5)) is None
+
+
+# What a mark may sit on: anything visible and allowed, not a mark or joiner.
+stack_bases = st.characters(categories=["L", "N", "P", "S"]).filter(lambda c: c not in INVISIBLE)
+stack_marks = st.characters(categories=["Mn", "Me"]).filter(lambda c: c not in INVISIBLE)
+# Format characters a sender may slip between marks (joiners, word joiner).
+stack_joiners = st.sampled_from(["\u200c", "\u200d", "\u2060"])
+
+
+@st.composite
+def clusters(draw, max_marks: int) -> str:
+    """A base, up to ``max_marks`` marks on it, joiners anywhere among them."""
+    marks = draw(st.lists(stack_marks, max_size=max_marks))
+    joined = "".join(mark + draw(st.sampled_from(["", "", draw(stack_joiners)])) for mark in marks)
+    return draw(stack_bases) + joined
+
+
+@st.composite
+def tower(draw) -> str:
+    marks = draw(st.lists(stack_marks, min_size=MAX_MARKS_PER_CHARACTER + 1, max_size=MAX_MARKS_PER_CHARACTER + 40))
+    return "".join(mark + draw(st.sampled_from(["", draw(stack_joiners)])) for mark in marks)
+
+
+@settings(max_examples=500)
+@given(st.lists(clusters(MAX_MARKS_PER_CHARACTER), min_size=1, max_size=20))
+def test_any_stack_within_the_limit_is_accepted(parts):
+    assert text_problem("".join(parts)) is None
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(clusters(MAX_MARKS_PER_CHARACTER), min_size=1, max_size=10),
+    st.data(),
+    tower(),
+)
+def test_one_tower_anywhere_is_refused(parts, data, extra):
+    # Piled onto one character's own marks, or onto a bare character.
+    where = data.draw(st.integers(0, len(parts) - 1))
+    parts[where] += extra
+
+    assert text_problem("".join(parts)) == STACK_REASON
+
+
+@settings(max_examples=400)
+@given(any_text)
+def test_accepted_text_never_stacks_more_than_the_limit(text):
+    if text_problem(text) is None:
+        assert longest_stack(text) <= MAX_MARKS_PER_CHARACTER
