@@ -86,6 +86,7 @@ def _build():
     from django.contrib.auth import get_user_model
     from django.core.handlers.wsgi import WSGIHandler
 
+    from danmaku import runtime
     from danmaku.models import Danmaku, Room
     from danmaku.pull.fastpath import PullFastPath
 
@@ -109,7 +110,7 @@ def _build():
             settings.MIDDLEWARE = full
 
     apps = {
-        "fast path": PullFastPath(django_app(pull_role)),
+        "fast path": PullFastPath(django_app(pull_role), runtime.PROCESS),
         "ninja, pull role": django_app(pull_role),
         "ninja, all roles": django_app(full),
         "ninja, no middleware": django_app([]),

@@ -4,11 +4,18 @@
 slot; a user who must wait is told how long and does not count against the
 room. Then it counts the send against the room's cap for the current second.
 
+The slot remembers the ``client_id`` of the send that took it and whether
+the room's cap discarded that send. Another copy of the same send (a client
+retrying, or a double click, while the first is still on its way) gets the
+same allowance again without being charged, instead of a 429: it goes on to
+the write, where the unique ``client_id`` makes it answer with the first
+copy's comment (``danmaku.send``).
+
 Backends, chosen by configuration:
 
 - REDIS_URL set: both checks run in one Lua script, so one atomic round trip
   decides them and the limits are exact across every process and node. Slow
-  mode is a key set with NX and a PX of the interval (its PTTL is the wait);
+  mode is a key with a PX of the interval (its PTTL is the wait);
   the room cap counts per second of Redis server time (``TIME`` inside the
   script), so nodes with skewed clocks still agree on "this second". Every key
   expires, so nothing accumulates.
@@ -53,8 +60,9 @@ CAP_KEY_TTL_MS = 2000
 # While Redis is failing every send falls back; one warning per this long
 # says so without a log line per request.
 FALLBACK_WARNING_EVERY_SECONDS = 10
-# Slow-mode entries one process keeps while Redis is down: ~100 bytes each,
-# so at most ~10 MB. Beyond it the oldest entry goes (that user may send early).
+# Slow-mode entries one process keeps while Redis is down: up to ~350 bytes
+# each with a 64-character client_id, so at most ~35 MB. Beyond it the
+# oldest entry goes (that user may send early).
 FALLBACK_MAX_USERS = 100_000
 # SendWindow.user_id for the room-wide counter; real user ids start at 1.
 ROOM_ROW = 0
@@ -68,51 +76,68 @@ class Allowance:
     room_busy: bool = False
 
 
-def take_send(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int) -> Allowance:
+def take_send(
+    *, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int, client_id: str = ""
+) -> Allowance:
     """Charge one send to the user's slow mode and then to the room's cap.
 
     ``interval_ms <= 0`` turns slow mode off. ``now_ms`` is the caller's clock;
-    the Redis backend ignores it and uses Redis server time.
+    the Redis backend ignores it and uses Redis server time. ``client_id``
+    (empty: none): a send with the same one as the send holding the slot gets
+    that send's allowance, uncharged.
     """
+    claim = dict(
+        room_id=room_id, user_id=user_id, interval_ms=interval_ms, cap_per_second=cap_per_second, client_id=client_id
+    )
     if not settings.REDIS_URL:
-        return _take_db(
-            room_id=room_id, user_id=user_id, interval_ms=interval_ms, cap_per_second=cap_per_second, now_ms=now_ms
-        )
+        return _take_db(**claim, now_ms=now_ms)
     try:
         if not breaker.allows():
             raise redis.ConnectionError("skipped: Redis failed moments ago")
-        verdict = _take_redis(room_id=room_id, user_id=user_id, interval_ms=interval_ms, cap_per_second=cap_per_second)
+        verdict = _take_redis(**claim)
         breaker.succeeded()
         return verdict
     except redis.RedisError as exc:
         breaker.failed()
         FALLBACKS.labels(dependency="redis", where="limits").inc()
         _fallback_log.warning("send limits: Redis unavailable (%s); this process enforces them alone", exc)
-        return _fallback.take(
-            room_id=room_id, user_id=user_id, interval_ms=interval_ms, cap_per_second=cap_per_second, now_ms=now_ms
-        )
+        return _fallback.take(**claim, now_ms=now_ms)
 
 
 # -- Redis ------------------------------------------------------------------------
 
 # KEYS[1] the user's slow-mode key, KEYS[2] the room's cap key (a hash holding
 # the second being counted and its count). ARGV: interval ms, cap per second,
-# cap key TTL ms. Returns {retry_after_ms, room_busy}. Only declared keys are
-# touched and both share the room's hash tag, so this also runs on a cluster.
+# cap key TTL ms, client_id ("" for none). Returns {retry_after_ms, room_busy}.
+# The slow-mode key holds "a" (allowed) or "b" (room busy) followed by the
+# client_id of the send that took it. Only declared keys are touched and both
+# share the room's hash tag, so this also runs on a cluster.
 _LUA = """
 local interval = tonumber(ARGV[1])
-if interval > 0 and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', interval) then
-  return {math.max(redis.call('PTTL', KEYS[1]), 1), 0}
+local client_id = ARGV[4]
+if interval > 0 then
+  local holder = redis.call('GET', KEYS[1])
+  if holder then
+    if client_id ~= '' and string.sub(holder, 2) == client_id then
+      if string.sub(holder, 1, 1) == 'b' then return {0, 1} end
+      return {0, 0}
+    end
+    return {math.max(redis.call('PTTL', KEYS[1]), 1), 0}
+  end
 end
 local second = redis.call('TIME')[1]
 local counted = redis.call('HMGET', KEYS[2], 'second', 'count')
 local count = 0
 if counted[1] == second then count = tonumber(counted[2]) end
-if count >= tonumber(ARGV[2]) then
-  return {0, 1}
+local busy = count >= tonumber(ARGV[2])
+if not busy then
+  redis.call('HSET', KEYS[2], 'second', second, 'count', count + 1)
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
-redis.call('HSET', KEYS[2], 'second', second, 'count', count + 1)
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+if interval > 0 then
+  redis.call('SET', KEYS[1], (busy and 'b' or 'a') .. client_id, 'PX', interval)
+end
+if busy then return {0, 1} end
 return {0, 0}
 """
 
@@ -123,11 +148,12 @@ def _script(client: redis.Redis) -> Script:
     return client.register_script(_LUA)
 
 
-def _take_redis(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int) -> Allowance:
+def _take_redis(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, client_id: str) -> Allowance:
     prefix = settings.DANMAKU_REDIS_PREFIX
     keys = (f"{prefix}:slow:{{{room_id}}}:{user_id}", f"{prefix}:cap:{{{room_id}}}")
     client = get_redis()
-    retry_after_ms, busy = _script(client)(keys=keys, args=(interval_ms, cap_per_second, CAP_KEY_TTL_MS))
+    args = (interval_ms, cap_per_second, CAP_KEY_TTL_MS, client_id)
+    retry_after_ms, busy = _script(client)(keys=keys, args=args)
     return Allowance(retry_after_ms=int(retry_after_ms), room_busy=bool(busy))
 
 
@@ -140,36 +166,42 @@ class _InProcessLimits:
     def __init__(self, max_users: int = FALLBACK_MAX_USERS) -> None:
         self._lock = threading.Lock()
         self._max_users = max_users
-        self._until_ms: dict[tuple[int, int], int] = {}  # (room, user) -> may send again at
+        # (room, user) -> (may send again at, client_id that took the slot, room was busy)
+        self._slots: dict[tuple[int, int], tuple[int, str, bool]] = {}
         self._rooms: dict[int, tuple[int, int]] = {}  # room -> (second, count)
         self._pruned_second = 0
 
-    def take(self, *, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int) -> Allowance:
+    def take(
+        self, *, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int, client_id: str = ""
+    ) -> Allowance:
         second = now_ms // 1000
         with self._lock:
             if second > self._pruned_second:
                 self._prune(now_ms)
+            key = (room_id, user_id)
             if interval_ms > 0:
-                key = (room_id, user_id)
-                until_ms = self._until_ms.pop(key, 0)
-                if until_ms > now_ms:
-                    self._until_ms[key] = until_ms
-                    return Allowance(retry_after_ms=until_ms - now_ms)
-                if len(self._until_ms) >= self._max_users:
-                    del self._until_ms[next(iter(self._until_ms))]
-                self._until_ms[key] = now_ms + interval_ms
+                held = self._slots.pop(key, None)
+                if held is not None and held[0] > now_ms:
+                    self._slots[key] = held
+                    if client_id and held[1] == client_id:
+                        return Allowance(room_busy=held[2])
+                    return Allowance(retry_after_ms=held[0] - now_ms)
+                if len(self._slots) >= self._max_users:
+                    del self._slots[next(iter(self._slots))]
             counted_second, count = self._rooms.get(room_id, (second, 0))
             if counted_second != second:
                 count = 0
-            if count >= cap_per_second:
-                return Allowance(room_busy=True)
-            self._rooms[room_id] = (second, count + 1)
-            return Allowance()
+            busy = count >= cap_per_second
+            if not busy:
+                self._rooms[room_id] = (second, count + 1)
+            if interval_ms > 0:
+                self._slots[key] = (now_ms + interval_ms, client_id, busy)
+            return Allowance(room_busy=busy)
 
     def _prune(self, now_ms: int) -> None:
         # Once a second: drop waits that are over and counts of past seconds.
         self._pruned_second = now_ms // 1000
-        self._until_ms = {key: until for key, until in self._until_ms.items() if until > now_ms}
+        self._slots = {key: held for key, held in self._slots.items() if held[0] > now_ms}
         self._rooms.clear()
 
 
@@ -180,27 +212,41 @@ _fallback_log = RateLimitedLog(logger, every_seconds=FALLBACK_WARNING_EVERY_SECO
 # -- Database (no Redis configured) --------------------------------------------------
 
 
-def _take_db(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int) -> Allowance:
-    wait_ms = _db_user_slot(room_id=room_id, user_id=user_id, interval_ms=interval_ms, now_ms=now_ms)
-    if wait_ms:
-        return Allowance(retry_after_ms=wait_ms)
-    return Allowance(room_busy=not _db_room_slot(room_id=room_id, cap_per_second=cap_per_second, now_ms=now_ms))
+def _take_db(
+    *, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, now_ms: int, client_id: str
+) -> Allowance:
+    # One transaction: a copy of this send reading the slot sees it with the
+    # room cap's verdict, never in between.
+    with transaction.atomic():
+        held = _db_user_slot(
+            room_id=room_id, user_id=user_id, interval_ms=interval_ms, now_ms=now_ms, client_id=client_id
+        )
+        if held is not None:
+            return held
+        busy = not _db_room_slot(room_id=room_id, cap_per_second=cap_per_second, now_ms=now_ms)
+        if busy and interval_ms > 0:
+            SendWindow.objects.filter(room_id=room_id, user_id=user_id).update(count=1)
+        return Allowance(room_busy=busy)
 
 
-def _db_user_slot(*, room_id: int, user_id: int, interval_ms: int, now_ms: int) -> int:
-    """Claim the user's next send; return 0, or the ms to wait before retrying."""
+def _db_user_slot(*, room_id: int, user_id: int, interval_ms: int, now_ms: int, client_id: str) -> Allowance | None:
+    """Claim the user's next send: None if claimed, else this send's answer
+    (the wait, or the first copy's allowance when ``client_id`` holds the slot)."""
     if interval_ms <= 0:
-        return 0
+        return None
     rows = SendWindow.objects.filter(room_id=room_id, user_id=user_id)
+    mark = now_ms + interval_ms
     for _ in range(2):
-        if rows.filter(mark__lte=now_ms).update(mark=now_ms + interval_ms):
-            return 0
-        if _create(room_id=room_id, user_id=user_id, mark=now_ms + interval_ms, count=0):
-            return 0
-        mark = rows.values_list("mark", flat=True).first()
-        if mark is not None and mark > now_ms:
-            return mark - now_ms
-    return interval_ms
+        if rows.filter(mark__lte=now_ms).update(mark=mark, count=0, client_id=client_id):
+            return None
+        if _create(room_id=room_id, user_id=user_id, mark=mark, count=0, client_id=client_id):
+            return None
+        held = rows.values_list("mark", "client_id", "count").first()
+        if held is not None and held[0] > now_ms:
+            if client_id and held[1] == client_id:
+                return Allowance(room_busy=bool(held[2]))
+            return Allowance(retry_after_ms=held[0] - now_ms)
+    return Allowance(retry_after_ms=interval_ms)
 
 
 def _db_room_slot(*, room_id: int, cap_per_second: int, now_ms: int) -> bool:

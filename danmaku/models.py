@@ -209,7 +209,11 @@ class SendWindow(models.Model):
     # Slow mode: ms before which this user may not send again.
     # Room cap: the second being counted.
     mark = models.BigIntegerField(default=0)
+    # Room cap: sends counted in that second. Slow mode: 1 if the room cap
+    # discarded the send that took the slot (its copies are answered alike).
     count = models.PositiveIntegerField(default=0)
+    # Slow mode: the client_id of the send that took the slot ("" for none).
+    client_id = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=("room_id", "user_id"), name="sendwindow_room_user")]

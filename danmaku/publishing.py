@@ -4,10 +4,13 @@ The low-level writes of a comment's stream state, shared by the send path
 and by moderation: ``publish_accepted`` (a new comment), ``danmaku_release``
 (a waiting one goes out now), ``danmaku_deny`` (a waiting one never will),
 ``danmaku_retract`` (a shown one comes off every screen). Each records the
-change in the database first and then tells Redis; when Redis cannot take
-it, the row stays marked for the republish sweep (``danmaku.republish``),
-which publishes it exactly once when Redis is back. In the embedded default
-(no Redis) the table is the store and the refreshers read it directly.
+change in the database first and tells Redis only once that change has
+committed (``transaction.on_commit``: at once outside a transaction), so a
+caller that rolls back never changed a screen; when Redis cannot take it,
+or the process dies between commit and publish, the row stays marked for
+the republish sweep (``danmaku.republish``), which publishes it exactly once
+when Redis is back. In the embedded default (no Redis) the table is the
+store and the refreshers read it directly.
 """
 
 from __future__ import annotations
@@ -84,9 +87,9 @@ def danmaku_deny(*, danmaku_id: int, reason: str, actor=None) -> bool:
 def danmaku_retract(*, danmaku_id: int, reason: str, actor=None) -> bool:
     """Withdraw a comment from every viewer's screen; False if it already was.
 
-    The database records it first; the retraction reaches the stream now, or
-    through the sweep once Redis is back. Either way the next pulls carry
-    the id in ``deleted``.
+    The database records it first; the retraction reaches the stream once
+    that commits, or through the sweep once Redis is back. Either way the
+    next pulls carry the id in ``deleted``.
     """
     changed = Danmaku.objects.filter(pk=danmaku_id, retracted_at_ms__isnull=True).update(
         status=Danmaku.Status.HIDDEN, retracted_at_ms=clock.now_ms()
@@ -95,14 +98,22 @@ def danmaku_retract(*, danmaku_id: int, reason: str, actor=None) -> bool:
         return False
     logger.info("danmaku %s retracted by %s: %s", danmaku_id, actor or "system", reason)
     stream = redis_store()
-    if stream is None:
-        return True
+    if stream is not None:
+        # After commit, as for a release: a hide whose audit row fails, or a
+        # purge cut short, rolls back, and screens must keep what the
+        # database still shows.
+        transaction.on_commit(lambda: _publish_retraction(stream, danmaku_id))
+    return True
+
+
+def _publish_retraction(stream: RedisStore, danmaku_id: int) -> None:
     room_id = Danmaku.objects.filter(pk=danmaku_id).values_list("room_id", flat=True).first()
+    if room_id is None:
+        return  # deleted since: nothing left to withdraw
     try:
         stream.publish_retraction(room_id=room_id, danmaku_id=danmaku_id)
     except StoreUnavailable as exc:
         FALLBACKS.labels(dependency="redis", where="retract").inc()
         fallback_log.warning("retraction kept for republishing, store unavailable: %s", exc)
-        return True
+        return
     Danmaku.objects.filter(pk=danmaku_id).update(retraction_in_stream=True)
-    return True

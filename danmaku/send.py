@@ -82,6 +82,9 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
         interval_ms=room.user_send_interval_ms,
         cap_per_second=room.room_send_cap_per_second,
         now_ms=clock.now_ms(),
+        # A copy of a send still on its way gets that send's allowance: it
+        # then meets the first copy's row at the write and answers with it.
+        client_id=client_id or "",
     )
     if allowed.retry_after_ms:
         raise RateLimited("slow mode: wait before sending again", retry_after_ms=allowed.retry_after_ms)

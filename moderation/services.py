@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Max, Q
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -318,6 +318,13 @@ def find_links(text: str, *, action: str = DEFAULT_LINK_ACTION) -> list[Match]:
 
 
 def _retract_if_needed(danmaku: Danmaku, verdict: Verdict) -> None:
+    # One transaction with its audit row, as the moderators' actions: if the
+    # row cannot be written nothing changed, and no screen was told.
+    with transaction.atomic():
+        _apply_verdict(danmaku, verdict)
+
+
+def _apply_verdict(danmaku: Danmaku, verdict: Verdict) -> None:
     # A published comment cannot be edited in place, so any finding (mask
     # and hold included) takes it down; one waiting for its verdict (room
     # policy "pre") is released or denied; held or hidden ones stay as they are.

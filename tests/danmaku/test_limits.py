@@ -257,3 +257,49 @@ def test_database_backend_applies_slow_mode_then_room_cap(settings):
     assert at(now + 300, 3) == Allowance(room_busy=True)
     assert at(now + 1000, 4) == Allowance()
     assert at(now + 1100, 1) == Allowance()
+
+
+# -- copies of one send (same client_id) ----------------------------------------------------
+
+
+@pytest.fixture(params=["redis", "redis down", "database"])
+def backend(request, settings):
+    if request.param == "redis":
+        request.getfixturevalue("shared_redis")
+    elif request.param == "redis down":
+        settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+        yield request.param
+        reset_clients()
+        return
+    else:
+        settings.REDIS_URL = ""
+    yield request.param
+
+
+@pytest.mark.django_db
+def test_a_copy_of_the_send_holding_the_slot_gets_its_allowance_uncharged(backend):
+    # Fixed host time; Redis uses its own, so that run must fit in one of its seconds.
+    now = now_ms()
+
+    def run(room: int) -> list[Allowance]:
+        def take(user_id: int, client_id: str) -> Allowance:
+            return take_send(
+                room_id=room, user_id=user_id, interval_ms=5000, cap_per_second=2, now_ms=now, client_id=client_id
+            )
+
+        return [
+            take(1, "first"),
+            take(1, "first"),  # not charged: the room still has a place for user 2
+            take(1, "second"),
+            take(1, ""),
+            take(2, ""),
+            take(3, "late"),
+            take(3, "late"),
+            take(3, "later"),
+        ]
+
+    verdicts = in_one_redis_second(get_redis(), run) if backend == "redis" else run(fresh_room())
+
+    waiting = [0 < verdict.retry_after_ms <= 5000 for verdict in verdicts]
+    assert waiting == [False, False, True, True, False, False, False, True], verdicts
+    assert [verdict.room_busy for verdict in verdicts] == [False] * 5 + [True, True, False], verdicts

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from danmaku import runtime
 from danmaku.models import ApiToken, Danmaku, Room, ViewerProfile
+from danmaku.publishing import danmaku_retract
 from danmaku.pull.wire import decode_cursor, encode_cursor
 from danmaku.store import FULL_READ_SECONDS, DatabaseStore, RoomRef
 from infra import clock as host_clock
@@ -315,6 +316,27 @@ def test_pull_is_cacheable_and_revalidates_with_etag(client, room, user):
     assert again.content == b""
     assert again["ETag"] == first["ETag"]
     assert pull(client, HTTP_IF_NONE_MATCH='"something-else"').status_code == 200
+
+
+def test_retraction_within_the_second_changes_the_etag_with_the_body(client, room, user, clock):
+    # The clock stands still: the refresher reads the retraction without
+    # sealing a new second, so only the rebuilt slot tells the answers apart.
+    gone = add(room, user, clock.now_ms - 2000, "regrettable")
+    kept = add(room, user, clock.now_ms - 1500, "fine")
+    first = pull(client)
+    assert ids(first) == [gone.id, kept.id]
+
+    assert danmaku_retract(danmaku_id=gone.id, reason="test") is True
+    runtime.refresher().refresh_once()
+    again = pull(client, HTTP_IF_NONE_MATCH=first["ETag"])
+
+    assert again.status_code == 200
+    assert ids(again) == [kept.id]
+    assert again.json()["cursor"] == first.json()["cursor"]
+    assert again["ETag"] != first["ETag"]
+    # The same body still revalidates, in either encoding.
+    assert pull(client, HTTP_IF_NONE_MATCH=again["ETag"]).status_code == 304
+    assert pull(client, HTTP_IF_NONE_MATCH=again["ETag"], HTTP_ACCEPT_ENCODING="gzip").status_code == 304
 
 
 def test_identical_pulls_share_one_answer_object(client, room, user):

@@ -284,6 +284,37 @@ def test_retry_with_same_client_id_is_not_charged_slow_mode(api_client, room, au
     assert Danmaku.objects.count() == 1
 
 
+def test_retry_of_a_send_the_room_cap_discarded_gets_202_again(api_client, room, auth_headers, monkeypatch):
+    # One server second, a cap of one, slow mode on: the first answer was
+    # 202, and its retry is the same send, not a second one within the interval.
+    monkeypatch.setattr(host_clock, "source", FrozenClock(1_700_000_000.25))
+    Room.objects.filter(pk=room.pk).update(user_send_interval_ms=5000, room_send_cap_per_second=1)
+    assert post(api_client, {"text": "first in"}, bearer_for("early")).status_code == 201
+
+    first = post(api_client, {"text": "hi", "client_id": "c-1"}, auth_headers)
+    retry = post(api_client, {"text": "hi", "client_id": "c-1"}, auth_headers)
+    fresh = post(api_client, {"text": "hi", "client_id": "c-2"}, auth_headers)
+
+    assert (first.status_code, retry.status_code) == (202, 202)
+    assert retry.json() == first.json() == {"broadcast": False, "reason": "room_busy"}
+    assert fresh.status_code == 429
+    assert Danmaku.objects.count() == 1
+
+
+def test_retry_of_a_blocked_send_in_slow_mode_is_blocked_again(api_client, room, auth_headers):
+    from moderation.services import blocked_term_create
+
+    Room.objects.filter(pk=room.pk).update(user_send_interval_ms=5000)
+    blocked_term_create(term="forbidden")
+
+    first = post(api_client, {"text": "forbidden words", "client_id": "c-1"}, auth_headers)
+    retry = post(api_client, {"text": "forbidden words", "client_id": "c-1"}, auth_headers)
+
+    assert (first.status_code, retry.status_code) == (400, 400)
+    assert retry.json() == first.json()
+    assert not Danmaku.objects.exists()
+
+
 def test_retry_after_the_comment_was_hidden_reports_it_hidden(api_client, room, auth_headers):
     first = post(api_client, {"text": "hi", "client_id": "c-1"}, auth_headers)
     Danmaku.objects.update(status=Danmaku.Status.HIDDEN)
@@ -394,6 +425,53 @@ def test_same_client_id_sent_concurrently_is_stored_once(transactional_db):
 
     assert [r.status_code for r in responses] == [201] * 6
     assert {r.json()["id"] for r in responses} == {Danmaku.objects.get().id}
+
+
+@pytest.fixture(params=["database", "redis", "redis down"])
+def limits_backend(request, settings):
+    """Where slow mode is kept: the table (no Redis), Redis, or this process
+    (Redis configured but not answering)."""
+    from infra.redis import breaker, reset_clients
+
+    if request.param == "redis":
+        request.getfixturevalue("redis_mode")
+    elif request.param == "redis down":
+        from harness.local import free_port
+
+        settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+        settings.DANMAKU_REDIS_PREFIX = "nobody-listens"
+        reset_clients()
+        yield request.param
+        reset_clients()
+        breaker.succeeded()
+        return
+    yield request.param
+
+
+def test_copies_of_one_send_racing_in_slow_mode_all_get_its_answer(transactional_db, limits_backend, monkeypatch):
+    from danmaku import limits
+
+    Room.objects.create(slug="live", title="Live", user_send_interval_ms=5000)
+    headers = bearer_for("double-clicker")
+    copies = 3
+    # Every copy has looked for an earlier one (none yet) before any takes
+    # the slow-mode slot: the interleaving that made all but one 429.
+    all_looked = threading.Barrier(copies)
+    take_send = limits.take_send
+
+    def take_send_after_all_looked(**kwargs):
+        all_looked.wait(timeout=10)
+        return take_send(**kwargs)
+
+    monkeypatch.setattr(limits, "take_send", take_send_after_all_looked)
+
+    responses = _send_concurrently([({"text": "hi", "client_id": "once"}, headers)] * copies)
+
+    assert [r.status_code for r in responses] == [201] * copies, [r.content for r in responses]
+    stored = Danmaku.objects.get()
+    assert [r.json() for r in responses] == [{"id": stored.id, "status": "published"}] * copies
+    monkeypatch.setattr(limits, "take_send", take_send)
+    assert post(Client(), {"text": "another", "client_id": "twice"}, headers).status_code == 429
 
 
 def test_timed_out_user_gets_403_saying_until_when(room, user, token, admin_user):

@@ -299,9 +299,12 @@ def test_approve_in_redis_mode_publishes_after_commit(
     assert _stream(redis_mode, settings, room) == [(b"m", target.pk)]
 
 
-def test_hide_in_redis_mode_puts_the_retraction_on_the_stream(redis_mode, settings, room, user, moderator):
+def test_hide_in_redis_mode_puts_the_retraction_on_the_stream_after_commit(
+    redis_mode, settings, room, user, moderator, django_capture_on_commit_callbacks
+):
     target = comment(room, user)
-    actions.danmaku_hide(danmaku_id=target.pk, actor=moderator, reason="spam")
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.danmaku_hide(danmaku_id=target.pk, actor=moderator, reason="spam")
     target.refresh_from_db()
     assert target.retraction_in_stream
     assert _stream(redis_mode, settings, room) == [(b"d", target.pk)]
