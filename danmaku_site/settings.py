@@ -327,3 +327,14 @@ DANMAKU_DEMO = env_bool("DANMAKU_DEMO", not env_str("DATABASE_URL", ""))
 # What the full check does with a comment carrying a link: allow, mask, hold
 # or block (a published one is retracted unless "allow").
 MODERATION_LINK_ACTION = env_str("MODERATION_LINK_ACTION", "hold")
+
+# -- Abuse limits -----------------------------------------------------------------
+# Per-address limits live in nginx (deploy/nginx.conf): only it sees the
+# viewer's address. Behind it every request comes from nginx, so the app's
+# own bounds are per process (unknown-room lookups) and per account (logins),
+# and load tests against the app from one address keep working.
+
+# Pulls for rooms a process does not know, looked up per second (each is a
+# database query that may find nothing; rooms that exist do not count). Over
+# it such a pull gets a 503 with Retry-After at once, without a query.
+DANMAKU_UNKNOWN_ROOM_LOOKUPS_PER_SECOND = env_int("DANMAKU_UNKNOWN_ROOM_LOOKUPS_PER_SECOND", 20, minimum=1)
