@@ -359,6 +359,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 # Successful logins are not logged to the database (one write per login).
 AXES_DISABLE_ACCESS_LOG = True
+# No banner in every process's and command's log at start.
+AXES_VERBOSE = False
 AXES_LOCKOUT_CALLABLE = "danmaku_site.logins.lockout_response"
 # axes.W006 asks for the client address among the lockout parameters; here
 # it is always nginx's, so locking by it would lock everyone out at once.
