@@ -214,13 +214,17 @@ class Refresher:
 
     def activate(self, slug: str) -> RoomEntry | None:
         """Load a room on its first pull in this process, history included."""
+        # Looked up before taking the lock: a slug that names no room neither
+        # waits for the refresher's tick nor holds it up. A settings change
+        # saved between this read and the install is read by a later tick
+        # (each looks back further than this takes).
+        row = self._room_row(slug)
+        if row is None:
+            return None
         with self._lock:
             entry = self.cache.rooms.get(slug)
             if entry is not None:
                 return entry
-            row = self._room_row(slug)
-            if row is None:
-                return None
             entry = self.cache.install(settings_from_row(row))
             ref = RoomRef(entry.settings.room_id, entry.settings.slug)
             try:

@@ -75,6 +75,7 @@ def _build() -> None:
                 window_seconds=settings.DANMAKU_WINDOW_SECONDS,
                 degraded_multiplier=settings.DANMAKU_DEGRADED_MULTIPLIER,
                 max_age_seconds=settings.DANMAKU_PULL_MAX_AGE_SECONDS,
+                unknown_room_lookups_per_second=settings.DANMAKU_UNKNOWN_ROOM_LOOKUPS_PER_SECOND,
             )
         )
         refresher = Refresher(

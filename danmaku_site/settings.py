@@ -6,6 +6,7 @@ database as the danmaku store, Celery tasks run inline.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -361,3 +362,40 @@ DANMAKU_DEMO = env_bool("DANMAKU_DEMO", not _PRODUCTION)
 # What the full check does with a comment carrying a link: allow, mask, hold
 # or block (a published one is retracted unless "allow").
 MODERATION_LINK_ACTION = env_str("MODERATION_LINK_ACTION", "hold")
+
+# -- Abuse limits -----------------------------------------------------------------
+# Per-address limits live in nginx (deploy/nginx.conf): only it sees the
+# viewer's address. Behind it every request comes from nginx, so the app's
+# own bounds are per process (unknown-room lookups) and per account (logins),
+# and load tests against the app from one address keep working.
+
+# Pulls for rooms a process does not know, looked up per second (each is a
+# database query that may find nothing; rooms that exist do not count). Over
+# it such a pull gets a 503 with Retry-After at once, without a query.
+DANMAKU_UNKNOWN_ROOM_LOOKUPS_PER_SECOND = env_int("DANMAKU_UNKNOWN_ROOM_LOOKUPS_PER_SECOND", 20, minimum=1)
+
+# Logins (the site's page and the admin's) are throttled per account by
+# django-axes: after DANMAKU_LOGIN_FAILURE_LIMIT failures the account's logins
+# get a 429 until DANMAKU_LOGIN_LOCKOUT_SECONDS after the last counted one.
+# Failures are counted in the database (shared by every process and node,
+# with or without Redis); attempts while locked are refused without a write.
+INSTALLED_APPS += ["axes"]
+# Last, as axes asks: it turns a locked-out login's answer into the 429.
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "danmaku_site.logins.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("DANMAKU_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("DANMAKU_LOGIN_LOCKOUT_SECONDS", 900, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Successful logins are not logged to the database (one write per login).
+AXES_DISABLE_ACCESS_LOG = True
+# No banner in every process's and command's log at start.
+AXES_VERBOSE = False
+AXES_LOCKOUT_CALLABLE = "danmaku_site.logins.lockout_response"
+# axes.W006 asks for the client address among the lockout parameters; here
+# it is always nginx's, so locking by it would lock everyone out at once.
+SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "axes.W006"]

@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class LocalHTTPServer:
-    """Answers every GET with ``handle(request)``; serves until the block exits.
+    """Answers every GET and POST with ``handle(request)`` (which reads a
+    POST's body itself); serves until the block exits.
 
     Handlers that wait (a slow server) should wait on ``release``, which is
     set on exit so shutting down never hangs on them.
@@ -22,6 +23,9 @@ class LocalHTTPServer:
                 pass
 
             def do_GET(self) -> None:
+                handle(self)
+
+            def do_POST(self) -> None:
                 handle(self)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

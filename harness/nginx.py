@@ -4,9 +4,11 @@ The tests and the benchmarks exercise the real file: it is read, the
 directives that name the machine (listening address, upstreams, pid, log,
 cache and temp paths, worker count) are rewritten into a temporary prefix,
 and nginx runs in the foreground, leading its own process group, until the
-block exits. A rewrite that does not find its directive exactly as often as
-expected fails loudly, so the file and this harness cannot drift apart
-silently.
+block exits. A test may also narrow the trusted networks (the two `geo`
+blocks marked "SET:"), to see what an ordinary client connecting from
+another loopback address (127.0.0.2) gets, and add a TLS listener. A rewrite
+that does not find its directive exactly as often as expected fails loudly,
+so the file and this harness cannot drift apart silently.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ STATIC_PREFIX = "/bench-static/"
 # Answered by nginx itself: "is it up" must not depend on the upstream.
 PROBE_PATH = "/__harness-probe"
 INSERT_MARKER = "# (harness/nginx.py inserts its test-only locations here.)"
+# The geo blocks naming trusted clients: exempt from the per-address limits,
+# and allowed to read the operational endpoints.
+TRUSTED_GEOS = ("danmaku_trusted", "danmaku_ops_allowed")
 
 
 class NginxError(RuntimeError):
@@ -76,6 +81,9 @@ class NginxServer:
         # Buffered in the shipped config: lines appear within about a second.
         return self.prefix / "logs" / "access.log"
 
+    # With ``tls``: the same server over HTTPS (a self-signed certificate).
+    tls_base_url: str | None = None
+
     def pull_url(self, room: str) -> str:
         return f"{self.base_url}/api/v1/rooms/{room}/danmaku"
 
@@ -112,8 +120,14 @@ def render_config(
     upstream: str,
     workers: int,
     static_dir: Path | None,
+    trusted: tuple[str, ...] | None = None,
+    tls: tuple[str, Path, Path] | None = None,
 ) -> str:
-    """deploy/nginx.conf with every machine-specific value pointed at ``prefix``."""
+    """deploy/nginx.conf with every machine-specific value pointed at ``prefix``.
+
+    ``trusted``: the networks the trusted-client geo blocks list instead of
+    the shipped ones. ``tls``: (listen address, certificate, key) of an
+    extra TLS listener in the server."""
     rewrites = [
         # (what, pattern, replacement, how many times the shipped file has it)
         ("worker count", r"^(\s*worker_processes\s+)[^;]+", rf"\g<1>{workers}", 1),
@@ -127,6 +141,11 @@ def render_config(
         ("upstream servers", r"^(\s*server\s+)[^{;\s][^;\s]*", rf"\g<1>{upstream}", 2),
         ("listen address", r"^(\s*listen\s+)[^;\s]+", rf"\g<1>{listen}", 1),
     ]
+    if trusted is not None:
+        entries = "".join(f"\n        {network} 1;" for network in trusted)
+        for name in TRUSTED_GEOS:
+            pattern = rf"(^\s*geo \${name} \{{\n\s*default 0;)(?:\n\s*[^\s}}][^;\n]* 1;)+"
+            rewrites.append((f"geo ${name} block", pattern, lambda m, e=entries: m[1] + e, 1))
     text = template
     for what, pattern, replacement, expected in rewrites:
         text, found = re.subn(pattern, replacement, text, flags=re.MULTILINE)
@@ -135,6 +154,9 @@ def render_config(
     if text.count(INSERT_MARKER) != 1:
         raise NginxError(f"{CONFIG_PATH}: the line {INSERT_MARKER!r} must appear once")
     locations = [f"location = {PROBE_PATH} {{ access_log off; return 204; }}"]
+    if tls is not None:
+        address, certificate, key = tls
+        locations.append(f"listen {address} ssl; ssl_certificate {certificate}; ssl_certificate_key {key};")
     if static_dir is not None:
         # Unlogged, like a pull answered from the cache: the two are compared.
         locations.append(f"location {STATIC_PREFIX} {{ access_log off; alias {static_dir}/; }}")
@@ -147,11 +169,16 @@ def nginx(
     upstream: str | None,
     static_files: dict[str, bytes] | None = None,
     workers: int = 1,
+    trusted: tuple[str, ...] | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[NginxServer]:
     """Run deploy/nginx.conf in front of ``upstream`` ("host:port") until the block exits.
 
     ``static_files`` are served at ``/bench-static/<name>``. With ``upstream``
-    None only those are served; everything proxied answers 502.
+    None only those are served; everything proxied answers 502. ``trusted``
+    replaces the trusted networks (e.g. ``("127.0.0.1/32",)``: a client
+    connecting from 127.0.0.2 is then an ordinary one). ``tls`` (certificate,
+    key) adds an HTTPS listener on another free port.
     """
     binary = find_nginx()
     if binary is None:
@@ -172,6 +199,7 @@ def nginx(
                 (static_dir / name).write_bytes(body)
                 (static_dir / name).chmod(0o644)
         port = free_port()
+        tls_port = free_port() if tls else None
         conf = prefix / "nginx.conf"
         conf.write_text(
             render_config(
@@ -182,6 +210,8 @@ def nginx(
                 upstream=upstream or f"127.0.0.1:{free_port()}",
                 workers=workers,
                 static_dir=static_dir,
+                trusted=trusted,
+                tls=(f"127.0.0.1:{tls_port}", *tls) if tls else None,
             )
         )
         with (prefix / "logs" / "stderr.log").open("wb") as stderr:
@@ -193,7 +223,9 @@ def nginx(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
-        server = NginxServer(f"http://127.0.0.1:{port}", process, prefix)
+        server = NginxServer(
+            f"http://127.0.0.1:{port}", process, prefix, tls_base_url=f"https://127.0.0.1:{tls_port}" if tls else None
+        )
         try:
             _wait_until_answering(server)
             yield server

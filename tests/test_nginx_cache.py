@@ -133,6 +133,17 @@ def test_repeat_pull_within_a_second_is_a_byte_identical_hit(stack):
     assert stack.upstream_requests(f"GET /api/v1/rooms/{ROOM}/danmaku?after=0-1 ") == 1
 
 
+def test_unknown_room_404_is_cached_so_repeats_do_not_reach_the_app(stack):
+    url = stack.front.pull_url("front-nowhere")
+    first = fetch(url, GZIP)
+    second = fetch(url, GZIP)
+
+    assert (first.status, first.cache) == (404, "MISS"), stack.front.log_tail()
+    assert (second.status, second.cache, second.body) == (404, "HIT", first.body)
+    assert first.headers["Cache-Control"] == "public, max-age=2"
+    assert stack.upstream_requests("GET /api/v1/rooms/front-nowhere/danmaku ") == 1
+
+
 def test_hits_are_not_logged_misses_are(stack):
     url = stack.front.pull_url(ROOM) + "?after=0-log"
     first, second = fetch(url, GZIP), fetch(url, GZIP)

@@ -19,17 +19,32 @@ from dataclasses import dataclass, field
 
 from danmaku.pull import wire
 from danmaku.pull.ringbuffer import RingView, RoomRing
+from infra.ratelimitlog import RateLimitedLog
+from infra.tokenbucket import TokenBucket
 
 logger = logging.getLogger(__name__)
+busy_log = RateLimitedLog(logger, every_seconds=10)
 
 SLUG_RE = re.compile(r"[-a-zA-Z0-9_]{1,50}")
 # A room nobody pulled for this long is dropped from the process (the ring
 # is a cache; it rebuilds from the store when someone comes back).
 IDLE_SECONDS = 60.0
 # An unknown slug is remembered this long so a flood of pulls for a room that
-# does not exist costs one lookup, not one per pull.
-MISSING_TTL_SECONDS = 5.0
+# does not exist costs one lookup, not one per pull. Short, because a room
+# created a moment after a miss must become pullable promptly: at worst this
+# plus NOT_FOUND_MAX_AGE_SECONDS (a proxy's copy of the 404) later.
+MISSING_TTL_SECONDS = 3.0
 MISSING_MAX = 10_000
+# A 404 may be cached this long (nginx's micro-cache absorbs a flood of pulls
+# for one unknown room); a 200 is fresh for PullConfig.max_age_seconds.
+NOT_FOUND_MAX_AGE_SECONDS = 2
+NOT_FOUND = "room not found"
+# Over the bound on unknown-room lookups (PullConfig) a pull for a room this
+# process does not know is answered at once, without a lookup: a 503 with
+# Retry-After, which clients retry (a 404 would tell the viewers of a real
+# room that was not active here yet that it does not exist) and proxies do
+# not cache.
+LOOKUPS_BUSY = "too many unknown rooms asked for at once; retry shortly"
 # +/- this share of next_ms, so clients that joined together drift apart.
 JITTER_SHARE = 0.1
 # Below this size gzip costs more than it saves.
@@ -67,6 +82,11 @@ class PullConfig:
     # next_ms while the refresher cannot read the store.
     degraded_multiplier: float = 2.0
     max_age_seconds: int = 1
+    # Lookups of rooms this process does not know that may find nothing, per
+    # second (and as many at once): each is a database query. A lookup that
+    # finds a room does not count, so activating every room after a restart
+    # is never held back; only made-up or deleted slugs use it up.
+    unknown_room_lookups_per_second: float = 20.0
 
 
 @dataclass(slots=True)
@@ -113,6 +133,8 @@ class PullCache:
         self.clock = clock
         self.rooms: dict[str, RoomEntry] = {}
         self._missing: dict[str, float] = {}
+        rate = self.config.unknown_room_lookups_per_second
+        self._lookups = TokenBucket(rate_per_second=rate, burst=max(1.0, rate), clock=clock)
         self._activator: Callable[[str], RoomEntry | None] | None = None
         self._errors: dict[tuple[int, str], PullAnswer] = {}
 
@@ -126,15 +148,27 @@ class PullCache:
         first pull in this process (the only step that reads the database)."""
         entry = self.rooms.get(slug)
         if entry is None:
+            if not self._may_exist(slug):
+                return self._not_found()
+            # Taken before the lookup, so concurrent lookups cannot overrun
+            # the bound; handed back when the room turns out to exist.
+            if not self._lookups.take():
+                busy_log.warning(
+                    "over %s unknown-room lookups a second in this process: answering 503 without a lookup",
+                    self.config.unknown_room_lookups_per_second,
+                )
+                return self._error(503, LOOKUPS_BUSY)
             try:
-                entry = self._entry(slug)
+                entry = self._activator(slug)
             except Exception:
                 # Only a room's first pull in this process reads the database;
                 # if that fails the client retries, warm rooms are unaffected.
                 logger.warning("could not activate room %r", slug, exc_info=True)
                 return self._error(503, "room temporarily unavailable; retry shortly")
             if entry is None:
-                return self._error(404, "room not found")
+                self._remember_missing(slug)
+                return self._not_found()
+            self._lookups.give_back()
         return self._answer(entry, after)
 
     def pull_active(self, slug: str, after: str | None) -> PullAnswer | None:
@@ -217,21 +251,21 @@ class PullCache:
             return after
         return "gap"
 
-    def _entry(self, slug: str) -> RoomEntry | None:
-        if not SLUG_RE.fullmatch(slug):
-            return None
-        now = self.clock()
+    def _may_exist(self, slug: str) -> bool:
+        """Whether a lookup could find ``slug``: a valid slug not missed lately."""
+        if self._activator is None or not SLUG_RE.fullmatch(slug):
+            return False
         expires = self._missing.get(slug)
-        if expires is not None and expires > now:
-            return None
-        if self._activator is None:
-            return None
-        entry = self._activator(slug)
-        if entry is None:
-            if len(self._missing) >= MISSING_MAX:
-                self._missing = {s: t for s, t in self._missing.items() if t > now}
-            self._missing[slug] = now + MISSING_TTL_SECONDS
-        return entry
+        return expires is None or expires <= self.clock()
+
+    def _remember_missing(self, slug: str) -> None:
+        now = self.clock()
+        if len(self._missing) >= MISSING_MAX:
+            self._missing = {s: t for s, t in self._missing.items() if t > now}
+        self._missing[slug] = now + MISSING_TTL_SECONDS
+
+    def _not_found(self) -> PullAnswer:
+        return self._error(404, NOT_FOUND, cache_control=f"public, max-age={NOT_FOUND_MAX_AGE_SECONDS}")
 
     def _build(self, entry: RoomEntry, view: RingView, after: int | None, *, force_gap: bool = False) -> PullAnswer:
         settings = entry.settings
@@ -271,11 +305,12 @@ class PullCache:
             return max(settings.quiet_interval_ms, settings.poll_interval_ms), "quiet"
         return settings.poll_interval_ms, "normal"
 
-    def _error(self, status: int, detail: str) -> PullAnswer:
+    def _error(self, status: int, detail: str, *, cache_control: str = "no-store") -> PullAnswer:
         key = (status, detail)
         answer = self._errors.get(key)
         if answer is None:
-            answer = PullAnswer(status=status, body=wire.orjson.dumps({"detail": detail}))
+            body = wire.orjson.dumps({"detail": detail})
+            answer = PullAnswer(status=status, body=body, cache_control=cache_control)
             if len(self._errors) < 1000:
                 self._errors[key] = answer
         return answer

@@ -28,7 +28,13 @@ ADMIN_MODELS = (
     "moderation.blockedterm",
     "moderation.sanction",
     "moderation.auditentry",
+    # django-axes (login throttling): superusers unlock an account here.
+    "axes.accessattempt",
+    "axes.accesslog",
+    "axes.accessfailurelog",
 )
+# Records only the app writes: nobody may add one.
+NOT_ADDABLE = {"moderation.auditentry:add", "axes.accessattempt:add", "axes.accesslog:add", "axes.accessfailurelog:add"}
 # (role, page) -> allowed. Pages not listed for a role answer 403 for staff
 # and redirect to the login page for anonymous and plain users.
 ALLOWED = {
@@ -41,9 +47,8 @@ ALLOWED = {
         "moderation.auditentry:changelist",
     },
     "product_staff": {"danmaku.room:changelist"},
-    # Everything but adding audit entries, which nobody may.
-    "superuser": {f"{model}:{page}" for model in ADMIN_MODELS for page in ("changelist", "add")}
-    - {"moderation.auditentry:add"},
+    # Everything but adding the records only the app writes.
+    "superuser": {f"{model}:{page}" for model in ADMIN_MODELS for page in ("changelist", "add")} - NOT_ADDABLE,
 }
 PAGES = [f"{model}:{page}" for model in ADMIN_MODELS for page in ("changelist", "add")]
 
