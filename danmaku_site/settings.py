@@ -398,4 +398,4 @@ AXES_VERBOSE = False
 AXES_LOCKOUT_CALLABLE = "danmaku_site.logins.lockout_response"
 # axes.W006 asks for the client address among the lockout parameters; here
 # it is always nginx's, so locking by it would lock everyone out at once.
-SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "axes.W006"]
+SILENCED_SYSTEM_CHECKS += ["axes.W006"]
