@@ -61,6 +61,10 @@ class Answer:
         return json.loads(raw)
 
 
+# How long a request that reached gunicorn may take to show in its access log.
+ACCESS_LOG_WAIT_SECONDS = 3
+
+
 def fetch(url: str, headers: dict[str, str] | None = None, *, method: str = "GET", body: bytes | None = None) -> Answer:
     """One request on a fresh connection; the body exactly as sent (never decoded)."""
     parts = urlsplit(url)
@@ -82,8 +86,17 @@ class Stack:
     access_log: Path
 
     def upstream_requests(self, fragment: str) -> int:
-        """Requests that reached gunicorn whose request line contains ``fragment``."""
-        return sum(fragment in line for line in self.access_log.read_text(errors="replace").splitlines())
+        """Requests that reached gunicorn whose request line contains ``fragment``.
+
+        gunicorn writes the access line after the answer is on its way, so
+        the client can get there first: wait (bounded) for the first line.
+        """
+        deadline = time.monotonic() + ACCESS_LOG_WAIT_SECONDS
+        while True:
+            count = sum(fragment in line for line in self.access_log.read_text(errors="replace").splitlines())
+            if count or time.monotonic() >= deadline:
+                return count
+            time.sleep(0.02)
 
     def send(self, text: str) -> Answer:
         payload = json.dumps({"text": text, "client_id": uuid.uuid4().hex}).encode()
