@@ -26,6 +26,9 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 
+# Pieces of a file read into memory where sendfile cannot send it.
+FILE_CHUNK_BYTES = 64 * 1024
+
 
 @dataclass
 class _FileRange:
@@ -73,12 +76,20 @@ class ClientSocket(socket.socket):
             self._flush_waiting()
 
     def sendfile(self, file, offset: int = 0, count: int | None = None) -> int:
+        # gunicorn sends only files it can seek in (it checks first).
         fd = file.fileno()
         if count is None:
             count = os.fstat(fd).st_size - offset
         sent = 0
         if not self._held:
-            sent = self._sendfile_now(fd, offset, count)
+            try:
+                sent = self._sendfile_now(fd, offset, count)
+            except OSError as exc:
+                # A file system without sendfile (as socket.sendfile does:
+                # write the bytes instead when the first call fails).
+                if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                return self._send_file_bytes(fd, offset, count)
         if sent < count:
             self._held.append(_FileRange(os.dup(fd), offset + sent, count - sent))
         return count
@@ -167,6 +178,16 @@ class ClientSocket(socket.socket):
             return sent
         finally:
             super().settimeout(restore)
+
+    def _send_file_bytes(self, fd: int, offset: int, count: int) -> int:
+        end = offset + count
+        while offset < end:
+            chunk = os.pread(fd, min(FILE_CHUNK_BYTES, end - offset), offset)
+            if not chunk:
+                break
+            self.sendall(chunk)
+            offset += len(chunk)
+        return count
 
     def _flush(self) -> int:
         written = 0

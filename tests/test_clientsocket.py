@@ -5,6 +5,8 @@ client's receive buffer small, as a client that stopped reading leaves it."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import socket
 import threading
 import time
@@ -109,3 +111,19 @@ def test_abort_resets_the_connection(pair):
     server.abort()
     with pytest.raises(ConnectionResetError):
         read_all(client, LARGE)
+
+
+@pytest.mark.timeout(30)
+def test_where_sendfile_is_refused_the_file_is_sent_as_bytes(pair, tmp_path, monkeypatch):
+    server, client = pair
+    path = tmp_path / "file.bin"
+    data = bytes(range(256)) * 1000
+    path.write_bytes(data)
+
+    def refused(*args):
+        raise OSError(errno.EINVAL, "sendfile not supported here")
+
+    monkeypatch.setattr(os, "sendfile", refused)
+    with path.open("rb") as file:
+        server.sendfile(file, offset=5, count=len(data) - 5)
+    assert flush_while_reading(server, client, len(data) - 5) == data[5:]
