@@ -9,7 +9,8 @@ of the same request on the same, unloaded, server. Rounds alternate
 unloaded and loaded, and the medians are compared, so the machine's own
 load (other processes on a shared box) falls on both sides; every request
 also has a hang-catching bound. granian, the pull role's alternative
-server, gets the same attacks on the poll.
+server, gets the same attacks on the poll. A third gunicorn, its timeouts
+shortened through the environment, shows both deadlines firing.
 
 Every server started here is stopped by the harness whatever happens, and
 every socket opened is closed.
@@ -302,3 +303,64 @@ def test_granian_bounds_clients_that_never_read_below_its_backpressure(granian_n
     pull, big_pull = granian_node.pull, granian_node.big_pull
     assert requests.get(pull.base_url + big_pull, timeout=HANG_SECONDS).status_code == 200
     compare(granian_node, {"first poll": first_poll}, lambda: never_readers([(pull, [get(pull, big_pull)])]))
+
+
+# -- the deadlines, as the environment sets them -------------------------------------------------
+
+SHORT_TIMEOUT_SECONDS = 1
+# The loop looks at its deadlines at least once a second.
+EXPIRY_SLACK_SECONDS = 1.5
+
+
+def test_the_read_and_write_timeouts_come_from_the_environment(nodes):
+    env = nodes.env | {
+        "DANMAKU_ROLE": "pull",
+        "DANMAKU_BIND": f"127.0.0.1:{local.free_port()}",
+        "GUNICORN_READ_TIMEOUT_SECONDS": str(SHORT_TIMEOUT_SECONDS),
+        "GUNICORN_WRITE_TIMEOUT_SECONDS": str(SHORT_TIMEOUT_SECONDS),
+    }
+    try:
+        with local.gunicorn_over(env, nodes.var_dir / "short.log") as server:
+            node = Node(server.base_url)
+            assert requests.get(node.base_url + nodes.big_pull, timeout=HANG_SECONDS).status_code == 200
+            half, received = expire_a_half_request_and_a_never_reader(node, nodes.big_pull)
+    except local.LocalServerError as exc:
+        pytest.fail(str(exc))
+    # Half a request: a 408 within the read timeout (and the loop's next look).
+    assert SHORT_TIMEOUT_SECONDS <= half <= SHORT_TIMEOUT_SECONDS + EXPIRY_SLACK_SECONDS, half
+    # Never read: reset once it took nothing for the write timeout, before
+    # the whole answer (~220 KB) was taken.
+    assert received < 200_000
+
+
+def expire_a_half_request_and_a_never_reader(node: Node, big_pull: str) -> tuple[float, int]:
+    """(seconds until the half request's 408, bytes the never-reader could
+    read before its reset)."""
+    with contextlib.ExitStack() as stack:
+        half = stack.enter_context(socket.create_connection(node.address, timeout=HANG_SECONDS))
+        never = stack.enter_context(socket.socket())
+        never.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, ATTACKER_RECEIVE_BUFFER)
+        never.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, ATTACKER_MSS)
+        never.settimeout(HANG_SECONDS)
+        never.connect(node.address)
+        started = time.monotonic()
+        half.sendall(f"GET /api/v1/rooms/{ROOM}/danmaku HT".encode())
+        never.sendall(get(node, big_pull))
+        assert half.recv(1024).startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        took = time.monotonic() - started
+        time.sleep(SHORT_TIMEOUT_SECONDS + EXPIRY_SLACK_SECONDS)
+        return took, read_until_reset(never)
+
+
+def read_until_reset(sock: socket.socket) -> int:
+    """The bytes read before the connection was reset (fails if it ends
+    otherwise)."""
+    received = 0
+    for _ in range(1000):  # bounded: far more reads than the answer takes
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return received
+        assert chunk, "closed, not reset"
+        received += len(chunk)
+    pytest.fail("never reset")
