@@ -36,7 +36,7 @@ def _seconds(name: str, default: str) -> float:
 # thread). A request (its head, and a body up to 64 KiB) must be whole this
 # long after its first byte, or after the connection was accepted: a
 # client sends it in one go, and 5 s still covers two lost packets (TCP
-# resends after 1 s, then 2 s); all it bounds is how long a connection
+# resends after about 1 s, then 2 s); all it bounds is how long a connection
 # slot (worker_connections) stays taken by a client that sends nothing more.
 read_timeout_seconds = _seconds("GUNICORN_READ_TIMEOUT_SECONDS", "5")
 # A client that takes no byte of its answer for this long is reset: a
