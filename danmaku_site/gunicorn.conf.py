@@ -22,6 +22,37 @@ graceful_timeout = 10
 # instead of paying for a new one (and nginx's upstream keep-alive, 4 s,
 # stays below it, so gunicorn never closes a connection nginx is reusing).
 keepalive = 5
+
+
+def _seconds(name: str, default: str) -> float:
+    value = float(os.environ.get(name) or default)
+    if not 0 < value <= 3600:
+        raise ValueError(f"{name} must be a number of seconds above 0, got {value}")
+    return value
+
+
+# Slow clients (danmaku_site.pullworker reads requests on its event loop and
+# writes what a client does not take yet from there, so neither holds a
+# thread). A request (its head, and a body up to 64 KiB) must be whole this
+# long after its first byte, or after the connection was accepted: a
+# client sends it in one go, and 5 s still covers two lost packets (TCP
+# resends after about 1 s, then 2 s); all it bounds is how long a connection
+# slot (worker_connections) stays taken by a client that sends nothing more.
+read_timeout_seconds = _seconds("GUNICORN_READ_TIMEOUT_SECONDS", "5")
+# A client that takes no byte of its answer for this long is reset: a
+# viewer stalled that long (three polls) reconnects anyway, and a reader that
+# never reads gives its connection slot back.
+write_timeout_seconds = _seconds("GUNICORN_WRITE_TIMEOUT_SECONDS", "10")
+
+
+def post_worker_init(worker):
+    # gunicorn has no settings of its own for these: the pull worker takes
+    # them here, before it accepts its first connection.
+    set_timeouts = getattr(worker, "set_timeouts", None)
+    if set_timeouts is not None:
+        set_timeouts(read_seconds=read_timeout_seconds, write_seconds=write_timeout_seconds)
+
+
 # Recycle workers now and then so a slow leak cannot grow forever; jitter
 # keeps them from restarting together.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "100000"))

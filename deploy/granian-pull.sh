@@ -23,7 +23,14 @@
 #   GRANIAN_HTTP1_HEADER_READ_TIMEOUT
 #                                 ms an idle keep-alive connection waits for its
 #                                 next request (10000: longer than the 3 s poll,
-#                                 so a viewer keeps its connection between polls)
+#                                 so a viewer keeps its connection between polls),
+#                                 and a half-sent head at most (no Python thread
+#                                 waits for it meanwhile)
+#
+# granian has no write deadline: a client that never reads its answer keeps
+# one of GRANIAN_BACKPRESSURE's request slots (backlog / workers) until it
+# disconnects. Put nginx in front (deploy/nginx.conf buffers whole answers)
+# or use gunicorn where clients connect directly (README, Serving pulls).
 #
 #   DANMAKU_ROLE=pull DANMAKU_BIND is not used here; e.g.
 #   GRANIAN_HOST=0.0.0.0 GRANIAN_PORT=8000 deploy/granian-pull.sh

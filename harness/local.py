@@ -170,6 +170,50 @@ def stop(process: subprocess.Popen) -> None:
     process.wait(timeout=5)
 
 
+GRANIAN_SCRIPT = BASE_DIR / "deploy" / "granian-pull.sh"
+
+
+@contextlib.contextmanager
+def granian(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """Run deploy/granian-pull.sh (the pull role, one worker) over ``env``
+    (its database already prepared) on a free 127.0.0.1 port until the
+    block exits; yields its base URL."""
+    port = free_port()
+    env = env | {
+        "GRANIAN": str(BIN_DIR / "granian"),
+        "GRANIAN_PORT": str(port),
+        "GRANIAN_WORKERS": "1",
+        "GRANIAN_LOG_LEVEL": "warning",
+        "DANMAKU_ROLE": "pull",
+        "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / "prometheus-granian"),
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["sh", str(GRANIAN_SCRIPT)],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while True:
+            if process.poll() is not None:
+                log_text = log_path.read_text(errors="replace")
+                raise LocalServerError(f"granian exited with {process.returncode}:\n{log_text}")
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
+                if requests.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise LocalServerError(f"granian did not answer:\n{log_path.read_text(errors='replace')}")
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        stop(process)
+
+
 # -- Celery workers ----------------------------------------------------------------
 
 # Longest wait for a worker to say it is ready (it imports Django and connects

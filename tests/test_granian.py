@@ -7,13 +7,9 @@ the answer must be the same bytes, headers included.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -23,7 +19,6 @@ from harness import local
 pytestmark = pytest.mark.slow
 
 ROOM = "granian"
-SCRIPT = local.BASE_DIR / "deploy" / "granian-pull.sh"
 REQUEST_TIMEOUT_SECONDS = 5
 # Longest wait for a sent comment to be sealed and pulled.
 DELIVERY_TIMEOUT_SECONDS = 10
@@ -31,43 +26,6 @@ DELIVERY_TIMEOUT_SECONDS = 10
 SAME_SECOND_ATTEMPTS = 20
 # Headers the server itself writes, not the application.
 SERVER_HEADERS = {"date", "server", "connection", "keep-alive"}
-
-
-@contextlib.contextmanager
-def granian(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    port = local.free_port()
-    env = env | {
-        "GRANIAN": str(local.BIN_DIR / "granian"),
-        "GRANIAN_PORT": str(port),
-        "GRANIAN_WORKERS": "1",
-        "GRANIAN_LOG_LEVEL": "warning",
-        "DANMAKU_ROLE": "pull",
-        "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / "prometheus-granian"),
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            ["sh", str(SCRIPT)],
-            cwd=local.BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + local.START_TIMEOUT_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"granian exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
-            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
-                if requests.get(f"{base_url}/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"granian did not answer:\n{log_path.read_text(errors='replace')}")
-            time.sleep(0.1)
-        yield base_url
-    finally:
-        local.stop(process)
 
 
 def get(url: str, **headers: str) -> requests.Response:
@@ -103,7 +61,7 @@ def test_granian_serves_the_pull_role_with_the_same_bytes_as_gunicorn(tmp_path):
     extra = {"DANMAKU_SERVED_BY_HEADER": "0", "GUNICORN_LOG_LEVEL": "warning"}
     with local.gunicorn(room=ROOM, var_dir=tmp_path, room_fields={"user_send_interval_ms": 0}, extra_env=extra) as gun:
         env = gun.env | {"DANMAKU_SERVED_BY_HEADER": "0"}
-        with granian(env, tmp_path / "granian.log") as granian_url:
+        with local.granian(env, tmp_path / "granian.log") as granian_url:
             pull_path = f"/api/v1/rooms/{ROOM}/danmaku"
             joined = pull_json(granian_url + pull_path)
             sent = requests.post(

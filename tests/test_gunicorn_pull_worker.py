@@ -198,7 +198,7 @@ def fixture_texts(answer: bytes) -> set[str]:
 def test_a_client_that_stops_reading_still_gets_every_answer_whole(servers):
     shipped = servers.shipped
     log_path = shipped.log_path
-    handed_over = b"written on the loop, the rest in a thread"
+    handed_over = b"bytes written, the rest when the client reads"
     before = log_path.read_bytes().count(handed_over)
     conn = Connection(shipped.base_url.removeprefix("http://"), receive_buffer=4096)
     try:

@@ -1,10 +1,12 @@
-"""The pull worker's event loop, driven in-process over a real socket pair.
+"""The pull worker's event loop, driven in-process over real sockets.
 
 A ``PullWorker`` is built as gunicorn builds it, with a pool that only
-records what it is given (the test runs those jobs itself), and a kept-alive
-connection registered on its poller as gthread leaves one. What the loop
-writes is compared byte for byte with what gunicorn's regular path (the
-pool job, gunicorn's parser and response) writes for the same request.
+records what it is given (the test runs those jobs itself), and a client
+connection it accepted from a listener the test owns. What the loop writes
+is compared byte for byte with what gunicorn's regular path (the pool job,
+gunicorn's parser and response) writes for the same request. Deadlines are
+shortened and checked by calling the loop's expiry (``murder_pending``), as
+its own loop does every turn.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import contextlib
 import re
 import selectors
 import socket
+import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from functools import partial
 
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
@@ -27,7 +29,7 @@ from gunicorn.workers.gthread import TConn
 from danmaku import runtime
 from danmaku.models import Danmaku
 from danmaku.pull.fastpath import PullFastPath
-from danmaku_site.pullworker import PullWorker
+from danmaku_site.pullworker import LINGER_SECONDS, REQUEST_TIMEOUT_ANSWER, PullWorker
 from harness.rawhttp import AnswerReader
 from harness.wsgi import connections_kept_open
 
@@ -86,6 +88,16 @@ def comments(room, user):
 
 
 @pytest.fixture
+def long_comments(room, user):
+    """Enough that the answer cannot slip into what is left of a full buffer."""
+    now_ms = int(time.time() * 1000)
+    return [
+        Danmaku.objects.create(room=room, user=user, ts_ms=now_ms - 2500 + n, text=f"comment {n} " + "y" * 400)
+        for n in range(30)
+    ]
+
+
+@pytest.fixture
 def worker(django_app, room):
     cfg = Config()
     worker = PullWorker(0, 1, [], App(PullFastPath(django_app, runtime.PROCESS)), 30, cfg, Logger(cfg))
@@ -102,20 +114,35 @@ def worker(django_app, room):
 
 
 @pytest.fixture
-def client(worker):
-    """The client end of a kept-alive connection on the worker's poller."""
-    server_end, client_end = socket.socketpair()
-    conn = TConn(worker.cfg, server_end, ("127.0.0.1", 40000), ("127.0.0.1", 8000))
-    conn.init()
-    # What gthread's finish_request does after a kept-alive answer.
-    conn.sock.setblocking(False)
-    conn.set_timeout()
-    worker.nr_conns += 1
-    worker.keepalived_conns.append(conn)
-    worker.poller.register(conn.sock, selectors.EVENT_READ, partial(worker.on_client_socket_readable, conn))
+def listener():
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        sock.setblocking(False)
+        yield sock
+
+
+def connect(worker, listener) -> Client:
+    """A new client connection, accepted by the worker (on its poller, read
+    on the loop). Its receive buffer is small, so a client that stops
+    reading fills it soon."""
+    client_end = socket.socket()
+    client_end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     client_end.settimeout(5)
-    with contextlib.closing(client_end), contextlib.closing(server_end):
-        yield Client(client_end, conn, AnswerReader(client_end))
+    client_end.connect(listener.getsockname())
+    worker.accept(listener)
+    [conn] = [
+        key.data.args[0]
+        for key in worker.poller.get_map().values()
+        if key.data.args[0].client == client_end.getsockname()
+    ]
+    return Client(client_end, conn, AnswerReader(client_end))
+
+
+@pytest.fixture
+def client(worker, listener):
+    """The client end of a connection the worker accepted."""
+    connected = connect(worker, listener)
+    with contextlib.closing(connected.sock), contextlib.closing(connected.conn.sock):
+        yield connected
 
 
 def request(query: str = "", *headers: str) -> bytes:
@@ -123,8 +150,8 @@ def request(query: str = "", *headers: str) -> bytes:
     return "\r\n".join([f"GET {target} HTTP/1.1", "Host: testserver", *headers, "", ""]).encode()
 
 
-def dispatch(worker) -> None:
-    worker.wait_for_and_dispatch_events(timeout=1)
+def dispatch(worker, timeout: float = 1) -> None:
+    worker.wait_for_and_dispatch_events(timeout=timeout)
 
 
 def read_answer(client) -> bytes:
@@ -140,9 +167,8 @@ def through_gunicorn(worker, client, data: bytes) -> bytes:
     dispatch(worker)
     assert len(worker.tpool.jobs) == 1
     worker.tpool.run()
-    answer = read_answer(client)
-    worker.method_queue.run_callbacks(None)  # finish_request: back on the poller
-    return answer
+    # finish_request: what the thread could not write, then back on the poller.
+    return read_while_the_loop_writes(worker, client)
 
 
 def activate(worker, client) -> None:
@@ -206,13 +232,12 @@ def test_answers_stay_right_across_many_polls_on_one_connection(worker, client, 
     [
         request("", "Connection: close"),
         request("") + request(""),  # pipelined
-        request("")[:20],  # the rest comes later
         request("after=%31"),
         b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: testserver\r\nContent-Length: 2\r\n\r\n{}",
         b"GET /api/v1/rooms/elsewhere/danmaku HTTP/1.1\r\nHost: testserver\r\n\r\n",  # not active here
         b"GET /admin/ HTTP/1.1\r\nHost: testserver\r\n\r\n",
     ],
-    ids=["close", "pipelined", "partial", "escaped", "post", "inactive-room", "other-route"],
+    ids=["close", "pipelined", "escaped", "post", "inactive-room", "other-route"],
 )
 def test_anything_else_goes_to_a_pool_thread_with_the_bytes_already_read(worker, client, data):
     activate(worker, client)
@@ -248,33 +273,190 @@ def test_a_fault_in_the_fast_path_hands_the_request_over(worker, client, monkeyp
     assert len(worker.tpool.jobs) == 1
 
 
-def test_a_slow_reader_gets_the_rest_of_its_answer_from_a_pool_thread(worker, client, comments):
-    activate(worker, client)
-    # Fill the connection's send buffer, as a client that stopped reading would.
+def fill_send_buffer(client) -> int:
+    """Fill the worker's send buffer to the client, as a client that stopped
+    reading would leave it; the bytes written."""
     sock = client.conn.sock
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     filler = 0
-    with contextlib.suppress(BlockingIOError):
-        while True:
-            filler += sock.send(b"x" * 4096)
-    client.sock.sendall(request())
-    dispatch(worker)
-    [(fn, args, _)] = worker.tpool.jobs
-    assert fn.__name__ == "_send_rest"
-    assert args[0] is client.conn
-    with pytest.raises(KeyError):
-        worker.poller.get_key(sock)
-    # The client reads again; the pool thread finishes the answer.
+    # Twice: the kernel may make room in the client's buffer once it is full.
+    for _ in range(2):
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                filler += sock.send(b"x" * 4096)
+        time.sleep(0.05)
+    return filler
+
+
+def read_filler(client, filler: int) -> None:
     received = b""
     while len(received) < filler:
         received += client.sock.recv(filler - len(received))
     assert received == b"x" * filler
-    worker.tpool.run()
-    answer = read_answer(client)
+
+
+def events(worker, client) -> int:
+    return worker.poller.get_key(client.conn.sock).events
+
+
+def read_while_the_loop_writes(worker, client, filler: int = 0) -> bytes:
+    """The client reads (``filler`` bytes, then its answer) while the loop
+    runs, as gunicorn's would; the answer."""
+    answers = []
+
+    def read() -> None:
+        read_filler(client, filler)
+        answers.append(read_answer(client))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while reader.is_alive() and time.monotonic() < deadline:
+        worker.method_queue.run_callbacks(None)
+        dispatch(worker, timeout=0.05)
+    reader.join(timeout=5)
     worker.method_queue.run_callbacks(None)
-    assert worker.poller.get_key(sock)  # kept alive
-    assert b'"comment 4"' in answer
+    [answer] = answers
+    return answer
+
+
+@pytest.mark.timeout(20)
+def test_a_slow_reader_gets_the_rest_of_its_answer_from_the_loop(worker, client, long_comments):
+    activate(worker, client)
+    filler = fill_send_buffer(client)
+    client.sock.sendall(request())
+    dispatch(worker)
+    assert worker.tpool.jobs == []  # no thread waits for the client
+    assert events(worker, client) == selectors.EVENT_WRITE
+    assert client.conn not in worker.keepalived_conns
+    # The client reads again; the loop writes the rest as it drains.
+    answer = read_while_the_loop_writes(worker, client, filler)
+    assert worker.tpool.jobs == []
+    assert events(worker, client) == selectors.EVENT_READ  # kept alive
+    assert client.conn in worker.keepalived_conns
+    assert b'"comment 29 yyy' in answer
     same_but_date(answer, through_gunicorn(worker, client, request("", "X_Hand_Over: 1")))
+
+
+@pytest.mark.timeout(20)
+def test_a_pool_threads_answer_a_client_does_not_take_is_written_by_the_loop(worker, client, long_comments):
+    activate(worker, client)
+    filler = fill_send_buffer(client)
+    client.sock.sendall(request("", "X_Hand_Over: 1"))
+    dispatch(worker)
+    worker.tpool.run()  # returns: the thread does not wait for the client
+    worker.method_queue.run_callbacks(None)  # finish_request: the loop writes the rest
+    assert events(worker, client) == selectors.EVENT_WRITE
+    assert b'"comment 29 yyy' in read_while_the_loop_writes(worker, client, filler)
+    assert events(worker, client) == selectors.EVENT_READ
+    assert client.conn in worker.keepalived_conns
+
+
+def test_a_reader_that_never_reads_is_reset_after_the_write_timeout(worker, client, long_comments):
+    worker.set_timeouts(read_seconds=worker.read_timeout, write_seconds=0.05)
+    activate(worker, client)
+    filler = fill_send_buffer(client)
+    conns = worker.nr_conns
+    client.sock.sendall(request())
+    dispatch(worker)
+    worker.murder_pending()
+    assert client.conn.sock.fileno() != -1  # not yet
+    time.sleep(0.1)
+    worker.murder_pending()
+    assert client.conn.sock.fileno() == -1
+    assert worker.nr_conns == conns - 1
+    assert worker.tpool.jobs == []
+    with pytest.raises(ConnectionResetError):
+        read_filler(client, filler + 1)  # the reset comes first
+
+
+# Requests the loop does not answer itself (a header it does not read, a
+# POST), in two pieces.
+_GET = b"GET /api/v1/rooms/live/danmaku HTTP/1.1\r\nHost: testserver\r\nX_Hand_Over: 1\r\n\r\n"
+_POST = b'POST /api/v1/rooms/live/danmaku HTTP/1.1\r\nHost: testserver\r\nContent-Length: 18\r\n\r\n{"text": "in two"}'
+PIECES = [(_GET[:30], _GET[30:]), (_GET[:-2], _GET[-2:]), (_POST[:-8], _POST[-8:])]
+
+
+@pytest.mark.parametrize("pieces", PIECES, ids=["half-request-line", "head-without-end", "half-body"])
+@pytest.mark.parametrize("kept_alive", [False, True], ids=["new", "kept-alive"])
+def test_a_request_arriving_in_pieces_waits_on_the_loop_not_in_a_thread(worker, client, pieces, kept_alive):
+    if kept_alive:
+        activate(worker, client)
+    first, rest = pieces
+    client.sock.sendall(first)
+    dispatch(worker)
+    assert worker.tpool.jobs == []
+    assert events(worker, client) == selectors.EVENT_READ
+    assert client.conn not in worker.keepalived_conns
+    client.sock.sendall(rest)
+    dispatch(worker)
+    [(fn, args, _)] = worker.tpool.jobs
+    assert (fn, args) == (worker.handle, (client.conn,))
+    assert client.conn.parser.unreader.buf.getvalue() == first + rest
+
+
+def test_the_rest_of_a_pipelined_request_is_waited_for_on_the_loop(worker, client):
+    client.sock.sendall(_GET + _GET[:30])
+    dispatch(worker)
+    worker.tpool.run()
+    read_answer(client)
+    worker.method_queue.run_callbacks(None)  # the start of the next one is read already
+    assert worker.tpool.jobs == []
+    client.sock.sendall(_GET[30:])
+    dispatch(worker)
+    [(fn, _, _)] = worker.tpool.jobs
+    assert fn == worker.handle
+    assert client.conn.parser.unreader.buf.getvalue() == _GET
+
+
+@pytest.mark.parametrize("sent", [b"GET /api/v1/rooms/live/danmaku HT", b""], ids=["half-request", "nothing"])
+def test_a_request_not_whole_within_the_read_timeout_is_closed(worker, listener, sent):
+    worker.set_timeouts(read_seconds=0.05, write_seconds=worker.write_timeout)
+    client = connect(worker, listener)
+    with contextlib.closing(client.sock):
+        conns = worker.nr_conns
+        client.sock.sendall(sent)
+        dispatch(worker)
+        time.sleep(0.1)
+        worker.murder_pending()
+        assert worker.nr_conns == conns - 1
+        assert worker.tpool.jobs == []
+        # A request begun gets a 408; a connection that sent nothing, nothing.
+        closing = b""
+        for _ in range(10):
+            chunk = client.sock.recv(1024)
+            if not chunk:
+                break
+            closing += chunk
+        assert closing == (REQUEST_TIMEOUT_ANSWER if sent else b"")
+
+
+def test_a_new_viewers_first_poll_is_answered_on_the_loop(worker, listener, client, comments):
+    activate(worker, client)  # the room is active in the process
+    viewer = connect(worker, listener)
+    with contextlib.closing(viewer.sock):
+        viewer.sock.sendall(request())
+        dispatch(worker)
+        assert worker.tpool.jobs == []
+        assert b'"comment 4"' in read_answer(viewer)
+        assert viewer.conn in worker.keepalived_conns
+        assert events(worker, viewer) == selectors.EVENT_READ
+
+
+@pytest.mark.timeout(20)
+def test_closing_lingers_on_the_loop_instead_of_blocking_it(worker, client):
+    client.sock.sendall(request("", "X_Hand_Over: 1", "Connection: close"))
+    dispatch(worker)
+    worker.tpool.run()
+    started = time.monotonic()
+    worker.method_queue.run_callbacks(None)  # gthread waited here for the client to close
+    assert time.monotonic() - started < LINGER_SECONDS / 2
+    assert read_answer(client).startswith(b"HTTP/1.1 200 OK\r\n")
+    assert client.sock.recv(10) == b""  # the worker's side is shut
+    assert events(worker, client) == selectors.EVENT_READ
+    client.sock.close()
+    dispatch(worker)
+    assert client.conn.sock.fileno() == -1
 
 
 def test_a_client_that_closed_is_closed_on_the_loop(worker, client):
@@ -287,7 +469,7 @@ def test_a_client_that_closed_is_closed_on_the_loop(worker, client):
     assert client.sock.recv(10) == b""
 
 
-def test_without_a_fast_path_the_worker_is_gthread(django_app, settings):
+def test_without_a_fast_path_nothing_is_answered_on_the_loop(django_app, settings):
     settings.DANMAKU_ROLE = "send"
     cfg = Config()
     worker = PullWorker(0, 1, [], App(runtime.wrap_fast_path(django_app)), 30, cfg, Logger(cfg))
