@@ -19,7 +19,25 @@ from moderation.api import router as moderation_router
 logger = logging.getLogger(__name__)
 database_log = RateLimitedLog(logger, every_seconds=10)
 
-api = NinjaAPI(
+
+class DanmakuAPI(NinjaAPI):
+    """NinjaAPI with its OpenAPI schema built once per process: building it
+    walks every operation and its pydantic models (tens of milliseconds of
+    CPU), which made /api/v1/openapi.json a cheap way to load a node. The
+    routes are fixed once the URLconf is loaded, so the schema cannot change."""
+
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        cache = self.__dict__.setdefault("_schemas", {})
+        schema = cache.get(path_prefix)
+        if schema is None:
+            # One key per mount point of this API: a handful at most.
+            schema = cache[path_prefix] = super().get_openapi_schema(path_prefix=path_prefix)
+        return schema
+
+
+api = DanmakuAPI(
     title="Danmaku",
     version="1",
     urls_namespace="api-v1",
