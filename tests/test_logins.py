@@ -151,6 +151,8 @@ def test_the_limit_holds_across_nodes_on_postgresql_and_redis(tmp_path):
             "DJANGO_SECRET_KEY": "logins-test-only-" + "x" * 40,
             "DANMAKU_LOGIN_FAILURE_LIMIT": str(LIMIT),
             "GUNICORN_WORKERS": "1",
+            # Plain HTTP here: production's Secure cookies would never come back.
+            "DJANGO_SECURE_COOKIES": "0",
         }
         setup = local.environment(tmp_path, **services)
         local.manage(setup, "migrate", "--noinput")
