@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 import time
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moderation.matcher import REGEX_BUDGET_SECONDS, Rule, TermMatcher, mask, regex_problem, rule_problem
+from moderation.normalize import WILDCARD_MARK, match_form, match_form_mapped
 
 
 def terms_found(matcher: TermMatcher, text: str, *, full: bool = False) -> set[str]:
@@ -67,6 +69,54 @@ def test_exact_term(term, text, found):
 )
 def test_wildcard_term(term, text, found):
     assert terms_found(TermMatcher([Rule(term, "wildcard")]), text) == ({term} if found else set())
+
+
+@pytest.mark.parametrize(
+    ("term", "text"),
+    [
+        # Every fragment is in the text, so the pattern runs; no match, so
+        # a backtracking engine would try every way to split the text.
+        pytest.param("a*a*a*a*a*a*z", "z" + "a" * 499, id="seconds-at-25-in-re"),
+        pytest.param("*s*h*i*t*", "t" + "shi" * 166, id="96-ms-at-99-in-re"),
+        pytest.param("a*b*a*b*a*b*c", "c" + "ab" * 249, id="alternating"),
+    ],
+)
+def test_wildcards_match_in_linear_time(term, text):
+    matcher = TermMatcher([Rule(term, "wildcard")])
+    matcher.match_fast(text[:20])  # warm the normalizer's caches
+    started = time.process_time()
+    matcher.match_fast(text)
+    # Python's re took seconds on 25 characters and grows polynomially;
+    # this takes well under a millisecond. CPU time: a busy machine does not count.
+    assert time.process_time() - started < 0.2
+
+
+def old_wildcard_spans(term: str, text: str) -> list[tuple[int, int]]:
+    """What the wildcard matcher found with Python's re before RE2: the reference."""
+
+    def fragment(part: str) -> str:
+        runs = [(m.group()[0], len(m.group())) for m in re.finditer(r"(.)\1*", part, re.DOTALL)]
+        return "".join(re.escape(c) + ("+" if n == 1 else f"{{{n},}}") for c, n in runs)
+
+    pattern = re.compile("[^ ]*".join(fragment(f) for f in match_form(term, wildcard=True).split(WILDCARD_MARK)))
+    form = match_form_mapped(text)
+    return [form.span(m.start(), m.end() - 1) for m in pattern.finditer(form.text) if m.end() > m.start()]
+
+
+WILDCARD_LETTERS = "abfkcu"
+
+
+@settings(max_examples=1_000, deadline=None, derandomize=True, database=None)
+@given(
+    term=st.lists(st.sampled_from([*WILDCARD_LETTERS, "*", "aa"]), min_size=3, max_size=8)
+    .map("".join)
+    .filter(lambda t: rule_problem(t, "wildcard") is None),
+    # Short: the reference backtracks.
+    text=st.text(alphabet=[*WILDCARD_LETTERS, " ", ".", "4", "A"], max_size=16),
+)
+def test_wildcard_spans_are_the_ones_python_re_found(term, text):
+    found = TermMatcher([Rule(term, "wildcard")]).match_fast(text).matches
+    assert [(m.start, m.end) for m in found] == old_wildcard_spans(term, text)
 
 
 def test_regex_rules_run_only_in_full():
