@@ -26,9 +26,11 @@ A ``TermMatcher`` is built once from the active rules and then only read.
   as ``re``'s (leftmost, greedy, non-overlapping).
 - regex: only in ``match_full`` (the Celery task), on the light form
   (``normalize.fold_mapped``: case, width and zero-width folded, nothing
-  else), input capped at ``MAX_INPUT_CHARS``. Patterns are vetted at save
-  time by ``regex_problem``; a pattern that still runs over budget is
-  logged and switched off in this matcher.
+  else), input capped at ``MAX_INPUT_CHARS``, compiled with RE2 (see
+  ``moderation.regexes``: what it refuses, how it differs from ``re``).
+  Each run is timed in CPU time; one over ``REGEX_BUDGET_SECONDS`` is
+  reported in ``MatchResult.overran`` (the caller holds that comment) and
+  the rule stays on: one comment never switches a rule off.
 
 Every match carries the span of the original text it covers, for ``mask``.
 
@@ -41,8 +43,6 @@ and expired rules are skipped, and shadow rules' matches are reported apart
 
 from __future__ import annotations
 
-import logging
-import re
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -52,15 +52,7 @@ import ahocorasick
 import re2
 
 from moderation.normalize import WILDCARD_MARK, Mapped, fold_mapped, match_form, match_form_mapped, spaceless
-
-try:  # Python 3.11+
-    from re import _constants as sre_constants
-    from re import _parser as sre_parse
-except ImportError:  # pragma: no cover - older Pythons
-    import sre_constants  # type: ignore[no-redef]
-    import sre_parse  # type: ignore[no-redef]
-
-logger = logging.getLogger(__name__)
+from moderation.regexes import MAX_INPUT_CHARS, compile_regex, regex_problem
 
 KINDS = ("exact", "wildcard", "regex")
 ACTIONS = ("block", "hold", "mask")
@@ -68,18 +60,11 @@ ACTIONS = ("block", "hold", "mask")
 SEVERITY = {"mask": 1, "hold": 2, "block": 3}
 
 MAX_TERM_CHARS = 200
-# Long enough for any sensible pattern, short enough to read in the admin.
-MAX_REGEX_CHARS = 200
-# The longest comment (danmaku.textrules.ABSOLUTE_MAX_CODE_POINTS): regex
-# rules never see more, which bounds what a polynomial pattern can cost.
-MAX_INPUT_CHARS = 500
-# Largest {m,n} bound a regex may use; bigger bounds multiply backtracking.
-MAX_REGEX_REPEAT = 100
-# One pattern on one comment. Far above what a vetted pattern takes (tens
-# of microseconds); a pattern over it is switched off for this process.
+# CPU time one regex rule may take on one comment. Vetted patterns take
+# microseconds (and at most moderation.regexes.PROBE_BUDGET_SECONDS on the
+# save-time probes); a run over it is reported in ``MatchResult.overran``
+# and the comment is held, never the rule switched off.
 REGEX_BUDGET_SECONDS = 0.05
-# Save-time probe: a pattern slower than this on any probe text is refused.
-PROBE_BUDGET_SECONDS = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +97,23 @@ class Match:
 
 
 @dataclass(frozen=True, slots=True)
+class Overrun:
+    """Regex ``rule`` took ``seconds`` of CPU time on one comment, over ``REGEX_BUDGET_SECONDS``."""
+
+    rule: Rule
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class MatchResult:
     """``matches``: what the rules in force found; ``shadowed``: what shadow
-    rules found, which only counts hits and never acts."""
+    rules found, which only counts hits and never acts; ``overran``: regex
+    rules in force (shadow ones included) that ran over their budget on
+    this text, whatever they found: the comment needs a person's eyes."""
 
     matches: tuple[Match, ...] = ()
     shadowed: tuple[Match, ...] = ()
+    overran: tuple[Overrun, ...] = ()
 
     @property
     def hit_ids(self) -> tuple[int, ...]:
@@ -186,103 +182,6 @@ def rule_problem(term: str, kind: str, *, probe: bool = True) -> str | None:
     return None
 
 
-def regex_problem(pattern: str, *, probe: bool = True) -> str | None:
-    """Why ``pattern`` is unsafe or invalid as a regex rule, or None.
-
-    Python's ``re`` cannot be interrupted, so the guard is up front: a
-    length limit, no backreferences, no variable repetition or alternation
-    inside a repetition (the shapes of catastrophic backtracking, "(a+)+",
-    "(a|ab)*"), bounded {m,n}, and a timed run on probe texts of growing
-    length up to the longest comment.
-    """
-    if len(pattern) > MAX_REGEX_CHARS:
-        return f"must be at most {MAX_REGEX_CHARS} characters"
-    try:
-        compiled = re.compile(pattern, re.IGNORECASE)
-        parsed = sre_parse.parse(pattern, re.IGNORECASE)
-    except re.error as exc:
-        return f"is not a valid regular expression: {exc}"
-    except RecursionError:
-        return "is nested too deeply"
-    problem = _structure_problem(parsed, in_repeat=False)
-    if problem:
-        return problem
-    if compiled.search(""):
-        return "matches empty text, so it would match every comment"
-    return _probe_problem(compiled, _literals(parsed)) if probe else None
-
-
-_REPEATS = (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None))
-
-
-def _structure_problem(items, *, in_repeat: bool) -> str | None:
-    for op, av in items:
-        if op in _REPEATS:
-            low, high, sub = av
-            unbounded = high == sre_constants.MAXREPEAT
-            if not unbounded and high > MAX_REGEX_REPEAT:
-                return f"repetition bounds above {MAX_REGEX_REPEAT} are not allowed"
-            if in_repeat and low != high:
-                return "a variable repetition inside another repetition, like (a+)+, can take exponential time"
-            problem = _structure_problem(sub, in_repeat=in_repeat or high > 1)
-        elif op in (sre_constants.GROUPREF, sre_constants.GROUPREF_EXISTS):
-            return "backreferences are not allowed"
-        elif op is sre_constants.BRANCH:
-            if in_repeat:
-                return "alternation inside a repetition, like (a|ab)*, can take exponential time"
-            problem = next((p for b in av[1] if (p := _structure_problem(b, in_repeat=in_repeat))), None)
-        elif op is sre_constants.SUBPATTERN:
-            problem = _structure_problem(av[-1], in_repeat=in_repeat)
-        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
-            problem = _structure_problem(av[1], in_repeat=in_repeat)
-        elif op is getattr(sre_constants, "ATOMIC_GROUP", None):
-            problem = _structure_problem(av, in_repeat=in_repeat)
-        else:
-            problem = None
-        if problem:
-            return problem
-    return None
-
-
-def _literals(items) -> str:
-    found: list[str] = []
-
-    def walk(items) -> None:
-        for op, av in items:
-            if op is sre_constants.LITERAL:
-                found.append(chr(av))
-            elif op in _REPEATS:
-                walk(av[2])
-            elif op is sre_constants.SUBPATTERN:
-                walk(av[-1])
-            elif op is sre_constants.BRANCH:
-                for branch in av[1]:
-                    walk(branch)
-
-    walk(items)
-    return "".join(found)
-
-
-def _probe_problem(compiled: re.Pattern[str], literals: str) -> str | None:
-    # Text made of what the pattern looks for (and never quite finds) is
-    # what makes a backtracking engine try every split. Growing lengths let
-    # a bad pattern show itself before a probe gets long enough to hang.
-    alphabet = [*list(dict.fromkeys(literals.lower()))[:8], "a", "0", " "]
-    seeds = [*alphabet, literals.lower() or "a", "".join(alphabet)]
-    length = 8
-    while True:
-        for seed in seeds:
-            probe = (seed * (length // len(seed) + 1))[:length] + "\x00"
-            started = time.perf_counter()
-            compiled.search(probe)
-            elapsed = time.perf_counter() - started
-            if elapsed > PROBE_BUDGET_SECONDS:
-                return f"is too slow: {elapsed * 1000:.0f} ms on a {length}-character probe text"
-        if length >= MAX_INPUT_CHARS:
-            return None
-        length = min(MAX_INPUT_CHARS, length * 3 // 2)
-
-
 # -- Matching ---------------------------------------------------------------------------
 
 
@@ -319,13 +218,17 @@ _WILDCARD_OPTIONS = _wildcard_options()
 
 
 class TermMatcher:
-    """Matches text against a fixed list of rules. Safe to share between threads."""
+    """Matches text against a fixed list of rules. Safe to share between threads.
+
+    ``clock`` times each regex run (CPU time of the calling thread, so a
+    busy machine does not make a pattern look slow).
+    """
 
     def __init__(
         self,
         rules: Iterable[Rule | tuple[str, str, str]],
         *,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self._clock = clock
         self.rules: list[Rule] = []
@@ -336,8 +239,7 @@ class TermMatcher:
         entries: dict[str, list[tuple[int, tuple[int, ...] | None]]] = {}
         # Rule index -> (every fragment's collapsed key, the compiled pattern).
         self._wildcards: dict[int, tuple[tuple[str, ...], re2._Regexp]] = {}
-        self._regexes: list[tuple[Rule, re.Pattern[str]]] = []
-        self._disabled: set[Rule] = set()
+        self._regexes: list[tuple[Rule, re2._Regexp]] = []
 
         for raw in rules:
             rule = raw if isinstance(raw, Rule) else Rule(*raw)
@@ -359,7 +261,7 @@ class TermMatcher:
                 pattern = "[^ ]*".join(_fragment_pattern(f) for f in fragments)
                 self._wildcards[index] = (keys, re2.compile(pattern, _WILDCARD_OPTIONS))
             else:
-                self._regexes.append((rule, re.compile(rule.term, re.IGNORECASE)))
+                self._regexes.append((rule, compile_regex(rule.term)))
 
         self._automaton: ahocorasick.Automaton | None = None
         if entries:
@@ -377,14 +279,15 @@ class TermMatcher:
         terms only) at ``now`` (epoch seconds): what the send path runs."""
         if self._automaton is None:
             return MatchResult()
-        return _result(self._fast(text, match_form_mapped(text)), room_id, now)
+        return _result(self._fast(text, match_form_mapped(text)), (), room_id, now)
 
     def match_full(self, text: str, *, room_id: int | None = None, now: float | None = None) -> MatchResult:
         """Every rule, regexes included: what the moderation task runs."""
         matches = self._fast(text, match_form_mapped(text)) if self._automaton is not None else []
+        overran: list[Overrun] = []
         if self._regexes:
-            matches.extend(self._regex(fold_mapped(text)))
-        return _result(matches, room_id, now)
+            matches.extend(self._regex(fold_mapped(text), overran))
+        return _result(matches, overran, room_id, now)
 
     def _fast(self, text: str, form: Mapped) -> list[Match]:
         key, counts, firsts = _runs(form.text)
@@ -416,36 +319,31 @@ class TermMatcher:
                     matches.append(Match(self.rules[index], start, end))
         return matches
 
-    def _regex(self, form: Mapped) -> list[Match]:
+    def _regex(self, form: Mapped, overran: list[Overrun]) -> list[Match]:
         text = form.text[:MAX_INPUT_CHARS]
         matches: list[Match] = []
         for rule, pattern in self._regexes:
-            if rule in self._disabled:
-                continue
             started = self._clock()
             found = [m.span() for m in pattern.finditer(text) if m.end() > m.start()]
             elapsed = self._clock() - started
             if elapsed > REGEX_BUDGET_SECONDS:
-                self._disabled.add(rule)
-                logger.warning(
-                    "regex rule %r took %.0f ms on %d characters; switched off until the rules reload",
-                    rule.term,
-                    elapsed * 1000,
-                    len(text),
-                )
+                overran.append(Overrun(rule, elapsed))
             for begin, end in found:
                 start, stop = form.span(begin, end - 1)
                 matches.append(Match(rule, start, stop))
         return matches
 
 
-def _result(matches: Iterable[Match], room_id: int | None, now: float | None) -> MatchResult:
+def _result(
+    matches: Iterable[Match], overran: Iterable[Overrun], room_id: int | None, now: float | None
+) -> MatchResult:
     acting: list[Match] = []
     shadowed: list[Match] = []
     for match in matches:
         if match.rule.applies(room_id, now):
             (shadowed if match.rule.shadow else acting).append(match)
-    return MatchResult(tuple(acting), tuple(shadowed))
+    late = tuple(o for o in overran if o.rule.applies(room_id, now))
+    return MatchResult(tuple(acting), tuple(shadowed), late)
 
 
 def _joins(char: str) -> bool:
