@@ -14,6 +14,11 @@ A ``TermMatcher`` is built once from the active rules and then only read.
   the normalizer; the spaces they had still count as edges, so "bad" is
   found in "a b a d". Use a wildcard ("*ass*") for deliberate substring
   matching in spaced scripts.
+  Markup or wrapping punctuation on both sides also makes a word: "bad"
+  catches "<b>bad</b>", "x(bad)x", "**bad**y", "[b]bad[/b]" and "||bad||"
+  (see ``_wrapped_word``). Apostrophes, hyphens, dots and commas do not wrap, they
+  join, so "Moby-Dick's" does not hold "dick" and "s.h.i.t." does not
+  hold "hit".
   Letters may be stretched: the Aho-Corasick automaton runs over the text
   with runs of one letter collapsed ("baaaad" reads "bad"), then each hit
   checks the runs are at least as long as the term's, so "bad" catches
@@ -47,6 +52,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import ahocorasick
 import re2
@@ -65,6 +71,13 @@ MAX_TERM_CHARS = 200
 # save-time probes); a run over it is reported in ``MatchResult.overran``
 # and the comment is held, never the rule switched off.
 REGEX_BUDGET_SECONDS = 0.05
+
+# Punctuation that joins the letters around it into one word in ordinary
+# writing: apostrophes ("don't", "Moby-Dick's"), hyphens and dashes, and the
+# dots and commas of spelled-out evasions ("a.s.s"), full-width ones too.
+# Any other punctuation or symbol next to a word is markup or a wrapper
+# ("<b>bad</b>", "x(bad)x", "||bad||") and makes a word edge.
+_JOINERS = frozenset(".,'\u2019\u00b7\u3002\u3001\uff0c\uff0e\u30fb\uff65")
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,12 +313,16 @@ class TermMatcher:
                     continue
                 first = last - len(wanted) + 1
                 if all(counts[first + k] >= n for k, n in enumerate(wanted)):
-                    begin_char = firsts[first]
-                    end_char = firsts[last] + counts[last] - 1
-                    if not (_edge(text, form, begin_char) and _edge(text, form, end_char + 1)):
-                        continue
-                    start, end = form.span(begin_char, end_char)
-                    matches.append(Match(self.rules[index], start, end))
+                    begin, end = firsts[first], firsts[last] + counts[last] - 1
+                    hard = _edge(text, form, begin)
+                    hard_end = _edge(text, form, end + 1) if hard else None
+                    if hard and hard_end:
+                        found: tuple[int, int] | None = (begin, end)
+                    else:
+                        found = _wrapped_word(text, form, firsts, counts, first, last, wanted, hard, hard_end)
+                    if found is not None:
+                        start, stop = form.span(*found)
+                        matches.append(Match(self.rules[index], start, stop))
         for index in sorted(gated):
             keys, pattern = self._wildcards[index]
             # Every fragment must be in the text for the pattern to match: a
@@ -346,6 +363,9 @@ def _result(
     return MatchResult(tuple(acting), tuple(shadowed), late)
 
 
+# -- Word edges -------------------------------------------------------------------------
+
+
 def _joins(char: str) -> bool:
     """A letter, digit or mark of a script written with spaces: two of them
     side by side are inside one word."""
@@ -363,3 +383,97 @@ def _edge(text: str, form: Mapped, i: int) -> bool:
     # spelled-out letters ("a b a d"). Punctuation and invisible characters
     # between letters ("s.h.i.t", "s\u200bhit") do not make an edge.
     return any(c.isspace() for c in text[form.ends[i - 1] : form.starts[i]])
+
+
+@lru_cache(maxsize=4096)
+def _wraps(char: str) -> bool:
+    """Punctuation or a symbol that is not a joiner (see ``_JOINERS``)."""
+    category = unicodedata.category(char)
+    return category[0] in "PS" and category != "Pd" and char not in _JOINERS
+
+
+# How a word may start or end at a place: an edge the normalizer saw
+# (space, text end, script change), a symbol read as a letter ("|bad|"),
+# markup or wrapping punctuation ("<b>bad</b>"); None: inside a word.
+_HARD, _SYMBOL, _MARKUP = 1, 2, 3
+
+
+def _side(text: str, form: Mapped, i: int, outside: int, *, hard: bool | None, symbol: bool = True) -> int | None:
+    """What is between form characters ``i - 1`` and ``i`` for a word on one
+    side of it; ``outside`` is the form character beyond the word, ``hard``
+    the ``_edge`` there when already known (None: find out), ``symbol``
+    whether a symbol read as a letter may count. Cheap tests first: most
+    calls are for a term found inside a longer word."""
+    start = form.ends[i - 1] if i > 0 else 0
+    stop = form.starts[i] if i < len(form.text) else len(text)
+    if start < stop and any(_wraps(c) for c in text[start:stop]):
+        return _MARKUP
+    if symbol and 0 <= outside < len(form.text):
+        letter = form.text[outside]
+        original = text[form.starts[outside]]
+        if original != letter and letter.isalpha() and _wraps(original):
+            return _SYMBOL
+    if hard is None:
+        hard = _edge(text, form, i)
+    return _HARD if hard else None
+
+
+def _inside_is_bare(text: str, form: Mapped, start: int, stop: int) -> bool:
+    """No markup or wrapping punctuation between form characters ``start``..``stop``."""
+    for i in range(start + 1, stop + 1):
+        begin, end = form.ends[i - 1], form.starts[i]
+        if begin < end and any(_wraps(c) for c in text[begin:end]):
+            return False
+    return True
+
+
+def _wrapped_word(
+    text: str,
+    form: Mapped,
+    firsts: list[int],
+    counts: list[int],
+    first: int,
+    last: int,
+    wanted: tuple[int, ...],
+    hard_begin: bool,
+    hard_end: bool | None,
+) -> tuple[int, int] | None:
+    """Form indices [begin, end] of the exact term whose runs were found at
+    ``first``..``last`` of the collapsed text, if they hold a word wrapped
+    in markup; called when they are not a whole word by ``_edge`` alone
+    (``hard_begin``, ``hard_end``: whether their start and end are edges,
+    None when not known).
+
+    A whole word has an edge on each side (see ``_edge``) or markup or
+    wrapping punctuation there: "bad" in "<b>bad</b>", "x(bad)x", "**bad**y"
+    or "you [bad]" is the bare word. A symbol read as a letter counts as
+    wrapping only when the other side is wrapped too, so "|bad|" is "bad"
+    but "$hit" reads "shit", not "hit". The first and last runs may give up
+    letters to the wrapping ("<b>bad</b>" collapses to "badb": the tag's
+    "b" is not the word's), and no wrapping may sit inside the word.
+    """
+    begin, end = firsts[first], firsts[last] + counts[last] - 1
+    # The latest start and the earliest end leave the least inside the word.
+    # Inside a run of one letter only markup or a symbol can be a side: a
+    # space there ("b a a d") is a hard edge the whole run already had.
+    start = side = None
+    for i in range(begin + counts[first] - wanted[0], begin - 1, -1):
+        side = _side(text, form, i, i - 1, hard=hard_begin if i == begin else False)
+        if side is not None:
+            start = i
+            break
+    if start is None:
+        return None
+    earliest = firsts[last] + wanted[-1] - 1
+    if first == last:
+        earliest = max(earliest, start + wanted[0] - 1)
+    # A symbol pairs only with markup or another symbol, an edge only with markup.
+    stop = None
+    for i in range(earliest, end + 1):
+        hard = (hard_end if i == end else False) if side == _MARKUP else False
+        if _side(text, form, i + 1, i + 1, hard=hard, symbol=side != _HARD) is not None:
+            stop = i
+            break
+    if stop is None:
+        return None
+    return (start, stop) if _inside_is_bare(text, form, start, stop) else None

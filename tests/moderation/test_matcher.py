@@ -1,5 +1,5 @@
 # ruff: noqa: RUF001  (look-alike and full-width characters are the test cases)
-"""The term matcher alone: kinds, actions, masking, the regex budget, speed."""
+"""The term matcher alone: kinds, actions, masking, words in markup, the regex budget, speed."""
 
 from __future__ import annotations
 
@@ -52,6 +52,42 @@ def terms_found(matcher: TermMatcher, text: str, *, full: bool = False) -> set[s
 )
 def test_exact_term(term, text, found):
     assert terms_found(TermMatcher([Rule(term)]), text) == ({term} if found else set())
+
+
+@pytest.mark.parametrize(
+    ("term", "text", "masked"),
+    [
+        # Markup or wrapping punctuation on both sides: the bare word.
+        pytest.param("bad", "<b>bad</b>", "<b>***</b>", id="html"),
+        pytest.param("bad", "so<b>bad</b>!", "so<b>***</b>!", id="html-inside-text"),
+        pytest.param("bad", "<em>bad</em>", "<em>***</em>", id="html-longer-tag"),
+        pytest.param("bad", "[b]bad[/b]", "[b]***[/b]", id="bbcode"),
+        pytest.param("bad", "x(bad)x", "x(***)x", id="parentheses"),
+        pytest.param("bad", "ok[bad]ok", "ok[***]ok", id="brackets"),
+        pytest.param("bad", "lol**bad**lol", "lol*******lol", id="bold"),
+        pytest.param("bad", "||bad||", "||***||", id="spoiler-bars-read-as-letters"),
+        pytest.param("bad", "$bad$", "$***$", id="dollars-read-as-letters"),
+        pytest.param("bad", "<b>b4d</b>", "<b>***</b>", id="leet-inside-markup"),
+        pytest.param("bad", "<b>baaad</b>", "<b>*****</b>", id="stretched-inside-markup"),
+        pytest.param("go die", "<i>go die</i>", "<i>** ***</i>", id="phrase"),
+        pytest.param("ass", "<i>a.s.s</i>", "<i>*****</i>", id="spelled-out-inside-markup"),
+        # Already words before: unchanged.
+        pytest.param("bad", "(bad)", "(***)", id="alone-in-parentheses"),
+        pytest.param("bad", "**bad**", "*******", id="alone-in-bold"),
+        pytest.param("bad", "[bad]", "[***]", id="alone-in-brackets"),
+        # Joiners do not wrap; a symbol read as a letter wraps only on both sides.
+        pytest.param("dick", "Moby-Dick's", "Moby-Dick's", id="hyphen-and-apostrophe-join"),
+        pytest.param("hit", "s.h.i.t.", "s.h.i.t.", id="dots-join"),
+        pytest.param("hit", "$hit", "$hit", id="dollar-is-a-letter-on-one-side"),
+        pytest.param("hit", "(s)(h)(i)(t)", "(s)(h)(i)(t)", id="wrapping-inside-the-word"),
+        pytest.param("hit", "s*h*i*t", "s*h*i*t", id="stars-between-letters"),
+        pytest.param("ass", "<b>class</b>", "<b>class</b>", id="inside-a-longer-word"),
+        pytest.param("bad", "4bad4", "4bad4", id="digits-are-not-markup"),
+    ],
+)
+def test_a_word_in_markup_or_punctuation_is_the_bare_word(term, text, masked):
+    matches = TermMatcher([Rule(term, "exact", "mask")]).match_fast(text).matches
+    assert mask(text, matches) == masked
 
 
 @pytest.mark.parametrize(

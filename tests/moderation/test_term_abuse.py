@@ -2,9 +2,9 @@
 
 A wildcard term that froze the worker matching it; a regex term a sender
 could make slow and so switch off; regexes RE2 cannot run, refused when
-typed and switched off (with the reason, audited) when already stored.
-The moderate task runs inline here (no broker), so a send shows its
-verdict at once.
+typed and switched off (with the reason, audited) when already stored; a
+blocked word wrapped in markup or punctuation. The moderate task runs
+inline here (no broker), so a send shows its verdict at once.
 """
 
 from __future__ import annotations
@@ -147,3 +147,49 @@ def test_saving_a_fixed_term_active_clears_the_reason(admin_client, room, auth_h
     assert response.status_code == 302
     old.refresh_from_db()
     assert (old.term, old.is_active, old.disabled_reason) == (r"\bkill", True, "")
+
+
+# -- words in markup ----------------------------------------------------------------------
+
+WRAPPED = [
+    pytest.param("so<b>bad</b>", "so<b>***</b>", id="html"),
+    pytest.param("[b]bad[/b]!", "[b]***[/b]!", id="bbcode"),
+    pytest.param("x(bad)x", "x(***)x", id="parentheses"),
+    pytest.param("lol**bad**lol", "lol*******lol", id="bold"),
+    pytest.param("ok[bad]ok", "ok[***]ok", id="brackets"),
+    pytest.param("||bad||", "||***||", id="spoiler"),
+]
+
+
+@pytest.mark.parametrize(("text", "masked"), WRAPPED)
+def test_a_blocked_word_in_markup_is_refused(client, room, auth_headers, text, masked):
+    blocked_term_create(term="bad", action="block")
+
+    response = send(client, auth_headers, text)
+
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["text"]
+    assert not Danmaku.objects.exists()
+
+
+@pytest.mark.parametrize(("text", "masked"), WRAPPED)
+def test_a_masked_word_in_markup_is_masked(client, room, auth_headers, text, masked):
+    blocked_term_create(term="bad", action="mask")
+
+    assert stored(send(client, auth_headers, text)).text == masked
+
+
+@pytest.mark.parametrize(("text", "masked"), WRAPPED)
+def test_a_held_word_in_markup_holds_the_comment(client, room, auth_headers, text, masked):
+    blocked_term_create(term="bad", action="hold")
+
+    response = send(client, auth_headers, text)
+
+    assert response.json()["status"] == "held"
+    assert stored(response).status == "held"
+
+
+def test_words_joined_by_apostrophes_and_hyphens_still_pass(client, room, auth_headers):
+    blocked_term_create(term="dick", action="block")
+
+    assert stored(send(client, auth_headers, "Moby-Dick's author")).status == "published"
