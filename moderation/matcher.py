@@ -250,8 +250,9 @@ class TermMatcher:
         # Automaton key -> entries: (rule index, run lengths) for an exact
         # term, (rule index, None) for a wildcard's gate fragment.
         entries: dict[str, list[tuple[int, tuple[int, ...] | None]]] = {}
-        # Rule index -> (every fragment's collapsed key, the compiled pattern).
-        self._wildcards: dict[int, tuple[tuple[str, ...], re2._Regexp]] = {}
+        # Rule index -> (the collapsed keys of its fragments other than the
+        # gate, whether one holds a space, the compiled pattern).
+        self._wildcards: dict[int, tuple[tuple[str, ...], bool, re2._Regexp]] = {}
         self._regexes: list[tuple[Rule, re2._Regexp]] = []
 
         for raw in rules:
@@ -266,13 +267,16 @@ class TermMatcher:
                 key, counts, _ = _runs(match_form(rule.term))
                 entries.setdefault(key, []).append((index, tuple(counts)))
             elif rule.kind == "wildcard":
-                fragments = match_form(rule.term, wildcard=True).split(WILDCARD_MARK)
-                keys = tuple(key for f in fragments if (key := _runs(f)[0]))
-                entries.setdefault(max(keys, key=len), []).append((index, None))
+                form = match_form(rule.term, wildcard=True)
+                fragments = form.split(WILDCARD_MARK)
+                keys = [key for f in fragments if (key := _runs(f)[0])]
+                gate = max(keys, key=len)
+                entries.setdefault(gate, []).append((index, None))
+                keys.remove(gate)
                 # RE2, not re: "[^ ]*" between fragments backtracks
                 # polynomially in re ("a*a*a*a*a*a*z" on 25 "a" took seconds).
                 pattern = "[^ ]*".join(_fragment_pattern(f) for f in fragments)
-                self._wildcards[index] = (keys, re2.compile(pattern, _WILDCARD_OPTIONS))
+                self._wildcards[index] = (tuple(keys), " " in form, re2.compile(pattern, _WILDCARD_OPTIONS))
             else:
                 self._regexes.append((rule, compile_regex(rule.term)))
 
@@ -305,11 +309,12 @@ class TermMatcher:
     def _fast(self, text: str, form: Mapped) -> list[Match]:
         key, counts, firsts = _runs(form.text)
         matches: list[Match] = []
-        gated: set[int] = set()
+        # Wildcard rule index -> where its gate fragment ends in ``key``.
+        gated: dict[int, list[int]] = {}
         for last, values in self._automaton.iter(key):
             for index, wanted in values:
                 if wanted is None:
-                    gated.add(index)
+                    gated.setdefault(index, []).append(last)
                     continue
                 first = last - len(wanted) + 1
                 if all(counts[first + k] >= n for k, n in enumerate(wanted)):
@@ -324,11 +329,8 @@ class TermMatcher:
                         start, stop = form.span(*found)
                         matches.append(Match(self.rules[index], start, stop))
         for index in sorted(gated):
-            keys, pattern = self._wildcards[index]
-            # Every fragment must be in the text for the pattern to match: a
-            # substring test spares most calls into RE2, which cost more
-            # than re's on short texts.
-            if not all(k in key for k in keys):
+            others, spaced, pattern = self._wildcards[index]
+            if others and not _may_match(key, others, spaced, gated[index]):
                 continue
             for found in pattern.finditer(form.text):
                 if found.end() > found.start():
@@ -349,6 +351,25 @@ class TermMatcher:
                 start, stop = form.span(begin, end - 1)
                 matches.append(Match(rule, start, stop))
         return matches
+
+
+def _may_match(key: str, others: tuple[str, ...], spaced: bool, gates: list[int]) -> bool:
+    """Whether a wildcard may match text collapsed to ``key``, where its gate
+    fragment ends at ``gates`` and ``others`` are its other fragments' keys.
+
+    A match holds every fragment and, as "*" never crosses a space, lies in
+    one word: the word around a gate must hold the other fragments (the
+    whole text, for a term with a space in it). Substring tests in C: they
+    spare most calls into RE2, which cost more than re's on short texts.
+    """
+    if spaced:
+        return all(k in key for k in others)
+    for last in gates:
+        end = key.find(" ", last)
+        word = key[key.rfind(" ", 0, last) + 1 : end if end >= 0 else len(key)]
+        if all(k in word for k in others):
+            return True
+    return False
 
 
 def _result(

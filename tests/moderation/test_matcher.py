@@ -144,7 +144,7 @@ WILDCARD_LETTERS = "abfkcu"
 
 @settings(max_examples=1_000, deadline=None, derandomize=True, database=None)
 @given(
-    term=st.lists(st.sampled_from([*WILDCARD_LETTERS, "*", "aa"]), min_size=3, max_size=8)
+    term=st.lists(st.sampled_from([*WILDCARD_LETTERS, "*", "aa", " "]), min_size=3, max_size=8)
     .map("".join)
     .filter(lambda t: rule_problem(t, "wildcard") is None),
     # Short: the reference backtracks.
