@@ -59,9 +59,10 @@ def _options() -> re2.Options:
     return options
 
 
-@lru_cache(maxsize=1024)
 def compile_regex(pattern: str) -> re2._Regexp:
     """The compiled pattern, or ``RegexRefused`` saying why it cannot be one.
+    ``re2.compile`` keeps the last 128 in a cache, so checking a term and
+    then loading it compiles it once.
 
     Checks everything but the timed probe (see ``regex_problem``): the
     length, what RE2 refuses, ``\\C`` (a single byte: it would split a
@@ -95,7 +96,12 @@ def regex_problem(pattern: str, *, probe: bool = True, clock: Callable[[], float
         compiled = compile_regex(pattern)
     except RegexRefused as exc:
         return str(exc)
-    return _probe_problem(compiled, pattern, clock) if probe else None
+    problem = _probe_problem(compiled, pattern, clock) if probe else None
+    if problem:
+        # Its DFA filled up on the probes (up to 8 MB): do not keep it in
+        # re2's cache. The patterns in use are held by their matchers.
+        re2.purge()
+    return problem
 
 
 def _explain(pattern: str, exc: re2.error) -> str:
