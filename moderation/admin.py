@@ -112,6 +112,7 @@ class BlockedTermAdmin(admin.ModelAdmin):
         "room",
         "shadow",
         "is_active",
+        "disabled_reason",
         "expires_at",
         "hits",
         "last_hit_at",
@@ -122,7 +123,9 @@ class BlockedTermAdmin(admin.ModelAdmin):
     # The room filter's "-" choice lists the global terms.
     list_filter = ("kind", "action", "shadow", "is_active", "room")
     search_fields = ("term", "note")
-    readonly_fields = ("hits", "last_hit_at", "created_by", "created_at", "updated_at")
+    # disabled_reason: why the system switched the term off (e.g. a regex
+    # RE2 cannot compile); saving it active again clears it.
+    readonly_fields = ("disabled_reason", "hits", "last_hit_at", "created_by", "created_at", "updated_at")
     list_select_related = ("created_by", "room")
     list_per_page = 100
 

@@ -14,18 +14,28 @@ A ``TermMatcher`` is built once from the active rules and then only read.
   the normalizer; the spaces they had still count as edges, so "bad" is
   found in "a b a d". Use a wildcard ("*ass*") for deliberate substring
   matching in spaced scripts.
+  Markup or wrapping punctuation on both sides also makes a word: "bad"
+  catches "<b>bad</b>", "x(bad)x", "**bad**y", "[b]bad[/b]" and "||bad||"
+  (see ``_wrapped_word``). Apostrophes, hyphens, dots and commas do not wrap, they
+  join, so "Moby-Dick's" does not hold "dick" and "s.h.i.t." does not
+  hold "hit".
   Letters may be stretched: the Aho-Corasick automaton runs over the text
   with runs of one letter collapsed ("baaaad" reads "bad"), then each hit
   checks the runs are at least as long as the term's, so "bad" catches
   "baaaad" while "ass" does not catch "was".
 - wildcard: "*" stands for any run (possibly empty) of non-space
   characters, "f*ck". The longest literal fragment goes into the same
-  automaton; only when it is found does the term's compiled pattern run.
+  automaton; only when it is found does the term's pattern run, compiled
+  with RE2, so it matches in time linear in the text (Python's ``re``
+  backtracks: "a*a*a*a*a*a*z" on 25 "a" took seconds). Spans are the same
+  as ``re``'s (leftmost, greedy, non-overlapping).
 - regex: only in ``match_full`` (the Celery task), on the light form
   (``normalize.fold_mapped``: case, width and zero-width folded, nothing
-  else), input capped at ``MAX_INPUT_CHARS``. Patterns are vetted at save
-  time by ``regex_problem``; a pattern that still runs over budget is
-  logged and switched off in this matcher.
+  else), input capped at ``MAX_INPUT_CHARS``, compiled with RE2 (see
+  ``moderation.regexes``: what it refuses, how it differs from ``re``).
+  Each run is timed in CPU time; one over ``REGEX_BUDGET_SECONDS`` is
+  reported in ``MatchResult.overran`` (the caller holds that comment) and
+  the rule stays on: one comment never switches a rule off.
 
 Every match carries the span of the original text it covers, for ``mask``.
 
@@ -38,25 +48,17 @@ and expired rules are skipped, and shadow rules' matches are reported apart
 
 from __future__ import annotations
 
-import logging
-import re
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import ahocorasick
+import re2
 
 from moderation.normalize import WILDCARD_MARK, Mapped, fold_mapped, match_form, match_form_mapped, spaceless
-
-try:  # Python 3.11+
-    from re import _constants as sre_constants
-    from re import _parser as sre_parse
-except ImportError:  # pragma: no cover - older Pythons
-    import sre_constants  # type: ignore[no-redef]
-    import sre_parse  # type: ignore[no-redef]
-
-logger = logging.getLogger(__name__)
+from moderation.regexes import MAX_INPUT_CHARS, compile_regex, regex_problem
 
 KINDS = ("exact", "wildcard", "regex")
 ACTIONS = ("block", "hold", "mask")
@@ -64,18 +66,18 @@ ACTIONS = ("block", "hold", "mask")
 SEVERITY = {"mask": 1, "hold": 2, "block": 3}
 
 MAX_TERM_CHARS = 200
-# Long enough for any sensible pattern, short enough to read in the admin.
-MAX_REGEX_CHARS = 200
-# The longest comment (danmaku.textrules.ABSOLUTE_MAX_CODE_POINTS): regex
-# rules never see more, which bounds what a polynomial pattern can cost.
-MAX_INPUT_CHARS = 500
-# Largest {m,n} bound a regex may use; bigger bounds multiply backtracking.
-MAX_REGEX_REPEAT = 100
-# One pattern on one comment. Far above what a vetted pattern takes (tens
-# of microseconds); a pattern over it is switched off for this process.
+# CPU time one regex rule may take on one comment. Vetted patterns take
+# microseconds (and at most moderation.regexes.PROBE_BUDGET_SECONDS on the
+# save-time probes); a run over it is reported in ``MatchResult.overran``
+# and the comment is held, never the rule switched off.
 REGEX_BUDGET_SECONDS = 0.05
-# Save-time probe: a pattern slower than this on any probe text is refused.
-PROBE_BUDGET_SECONDS = 0.02
+
+# Punctuation that joins the letters around it into one word in ordinary
+# writing: apostrophes ("don't", "Moby-Dick's"), hyphens and dashes, and the
+# dots and commas of spelled-out evasions ("a.s.s"), full-width ones too.
+# Any other punctuation or symbol next to a word is markup or a wrapper
+# ("<b>bad</b>", "x(bad)x", "||bad||") and makes a word edge.
+_JOINERS = frozenset(".,'\u2019\u00b7\u3002\u3001\uff0c\uff0e\u30fb\uff65")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +110,23 @@ class Match:
 
 
 @dataclass(frozen=True, slots=True)
+class Overrun:
+    """Regex ``rule`` took ``seconds`` of CPU time on one comment, over ``REGEX_BUDGET_SECONDS``."""
+
+    rule: Rule
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class MatchResult:
     """``matches``: what the rules in force found; ``shadowed``: what shadow
-    rules found, which only counts hits and never acts."""
+    rules found, which only counts hits and never acts; ``overran``: regex
+    rules in force (shadow ones included) that ran over their budget on
+    this text, whatever they found: the comment needs a person's eyes."""
 
     matches: tuple[Match, ...] = ()
     shadowed: tuple[Match, ...] = ()
+    overran: tuple[Overrun, ...] = ()
 
     @property
     def hit_ids(self) -> tuple[int, ...]:
@@ -182,103 +195,6 @@ def rule_problem(term: str, kind: str, *, probe: bool = True) -> str | None:
     return None
 
 
-def regex_problem(pattern: str, *, probe: bool = True) -> str | None:
-    """Why ``pattern`` is unsafe or invalid as a regex rule, or None.
-
-    Python's ``re`` cannot be interrupted, so the guard is up front: a
-    length limit, no backreferences, no variable repetition or alternation
-    inside a repetition (the shapes of catastrophic backtracking, "(a+)+",
-    "(a|ab)*"), bounded {m,n}, and a timed run on probe texts of growing
-    length up to the longest comment.
-    """
-    if len(pattern) > MAX_REGEX_CHARS:
-        return f"must be at most {MAX_REGEX_CHARS} characters"
-    try:
-        compiled = re.compile(pattern, re.IGNORECASE)
-        parsed = sre_parse.parse(pattern, re.IGNORECASE)
-    except re.error as exc:
-        return f"is not a valid regular expression: {exc}"
-    except RecursionError:
-        return "is nested too deeply"
-    problem = _structure_problem(parsed, in_repeat=False)
-    if problem:
-        return problem
-    if compiled.search(""):
-        return "matches empty text, so it would match every comment"
-    return _probe_problem(compiled, _literals(parsed)) if probe else None
-
-
-_REPEATS = (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None))
-
-
-def _structure_problem(items, *, in_repeat: bool) -> str | None:
-    for op, av in items:
-        if op in _REPEATS:
-            low, high, sub = av
-            unbounded = high == sre_constants.MAXREPEAT
-            if not unbounded and high > MAX_REGEX_REPEAT:
-                return f"repetition bounds above {MAX_REGEX_REPEAT} are not allowed"
-            if in_repeat and low != high:
-                return "a variable repetition inside another repetition, like (a+)+, can take exponential time"
-            problem = _structure_problem(sub, in_repeat=in_repeat or high > 1)
-        elif op in (sre_constants.GROUPREF, sre_constants.GROUPREF_EXISTS):
-            return "backreferences are not allowed"
-        elif op is sre_constants.BRANCH:
-            if in_repeat:
-                return "alternation inside a repetition, like (a|ab)*, can take exponential time"
-            problem = next((p for b in av[1] if (p := _structure_problem(b, in_repeat=in_repeat))), None)
-        elif op is sre_constants.SUBPATTERN:
-            problem = _structure_problem(av[-1], in_repeat=in_repeat)
-        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
-            problem = _structure_problem(av[1], in_repeat=in_repeat)
-        elif op is getattr(sre_constants, "ATOMIC_GROUP", None):
-            problem = _structure_problem(av, in_repeat=in_repeat)
-        else:
-            problem = None
-        if problem:
-            return problem
-    return None
-
-
-def _literals(items) -> str:
-    found: list[str] = []
-
-    def walk(items) -> None:
-        for op, av in items:
-            if op is sre_constants.LITERAL:
-                found.append(chr(av))
-            elif op in _REPEATS:
-                walk(av[2])
-            elif op is sre_constants.SUBPATTERN:
-                walk(av[-1])
-            elif op is sre_constants.BRANCH:
-                for branch in av[1]:
-                    walk(branch)
-
-    walk(items)
-    return "".join(found)
-
-
-def _probe_problem(compiled: re.Pattern[str], literals: str) -> str | None:
-    # Text made of what the pattern looks for (and never quite finds) is
-    # what makes a backtracking engine try every split. Growing lengths let
-    # a bad pattern show itself before a probe gets long enough to hang.
-    alphabet = [*list(dict.fromkeys(literals.lower()))[:8], "a", "0", " "]
-    seeds = [*alphabet, literals.lower() or "a", "".join(alphabet)]
-    length = 8
-    while True:
-        for seed in seeds:
-            probe = (seed * (length // len(seed) + 1))[:length] + "\x00"
-            started = time.perf_counter()
-            compiled.search(probe)
-            elapsed = time.perf_counter() - started
-            if elapsed > PROBE_BUDGET_SECONDS:
-                return f"is too slow: {elapsed * 1000:.0f} ms on a {length}-character probe text"
-        if length >= MAX_INPUT_CHARS:
-            return None
-        length = min(MAX_INPUT_CHARS, length * 3 // 2)
-
-
 # -- Matching ---------------------------------------------------------------------------
 
 
@@ -301,17 +217,31 @@ def _runs(text: str) -> tuple[str, list[int], list[int]]:
 
 def _fragment_pattern(fragment: str) -> str:
     key, counts, _ = _runs(fragment)
-    return "".join(re.escape(c) + ("+" if n == 1 else f"{{{n},}}") for c, n in zip(key, counts, strict=True))
+    return "".join(re2.escape(c) + ("+" if n == 1 else f"{{{n},}}") for c, n in zip(key, counts, strict=True))
+
+
+def _wildcard_options() -> re2.Options:
+    options = re2.Options()
+    # Term and text are both casefolded match forms already.
+    options.log_errors = False
+    return options
+
+
+_WILDCARD_OPTIONS = _wildcard_options()
 
 
 class TermMatcher:
-    """Matches text against a fixed list of rules. Safe to share between threads."""
+    """Matches text against a fixed list of rules. Safe to share between threads.
+
+    ``clock`` times each regex run (CPU time of the calling thread, so a
+    busy machine does not make a pattern look slow).
+    """
 
     def __init__(
         self,
         rules: Iterable[Rule | tuple[str, str, str]],
         *,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self._clock = clock
         self.rules: list[Rule] = []
@@ -320,9 +250,10 @@ class TermMatcher:
         # Automaton key -> entries: (rule index, run lengths) for an exact
         # term, (rule index, None) for a wildcard's gate fragment.
         entries: dict[str, list[tuple[int, tuple[int, ...] | None]]] = {}
-        self._wildcards: dict[int, re.Pattern[str]] = {}
-        self._regexes: list[tuple[Rule, re.Pattern[str]]] = []
-        self._disabled: set[Rule] = set()
+        # Rule index -> (the collapsed keys of its fragments other than the
+        # gate, whether one holds a space, the compiled pattern).
+        self._wildcards: dict[int, tuple[tuple[str, ...], bool, re2._Regexp]] = {}
+        self._regexes: list[tuple[Rule, re2._Regexp]] = []
 
         for raw in rules:
             rule = raw if isinstance(raw, Rule) else Rule(*raw)
@@ -336,12 +267,18 @@ class TermMatcher:
                 key, counts, _ = _runs(match_form(rule.term))
                 entries.setdefault(key, []).append((index, tuple(counts)))
             elif rule.kind == "wildcard":
-                fragments = match_form(rule.term, wildcard=True).split(WILDCARD_MARK)
-                gate = max((_runs(f)[0] for f in fragments), key=len)
+                form = match_form(rule.term, wildcard=True)
+                fragments = form.split(WILDCARD_MARK)
+                keys = [key for f in fragments if (key := _runs(f)[0])]
+                gate = max(keys, key=len)
                 entries.setdefault(gate, []).append((index, None))
-                self._wildcards[index] = re.compile("[^ ]*".join(_fragment_pattern(f) for f in fragments))
+                keys.remove(gate)
+                # RE2, not re: "[^ ]*" between fragments backtracks
+                # polynomially in re ("a*a*a*a*a*a*z" on 25 "a" took seconds).
+                pattern = "[^ ]*".join(_fragment_pattern(f) for f in fragments)
+                self._wildcards[index] = (tuple(keys), " " in form, re2.compile(pattern, _WILDCARD_OPTIONS))
             else:
-                self._regexes.append((rule, re.compile(rule.term, re.IGNORECASE)))
+                self._regexes.append((rule, compile_regex(rule.term)))
 
         self._automaton: ahocorasick.Automaton | None = None
         if entries:
@@ -359,69 +296,95 @@ class TermMatcher:
         terms only) at ``now`` (epoch seconds): what the send path runs."""
         if self._automaton is None:
             return MatchResult()
-        return _result(self._fast(text, match_form_mapped(text)), room_id, now)
+        return _result(self._fast(text, match_form_mapped(text)), (), room_id, now)
 
     def match_full(self, text: str, *, room_id: int | None = None, now: float | None = None) -> MatchResult:
         """Every rule, regexes included: what the moderation task runs."""
         matches = self._fast(text, match_form_mapped(text)) if self._automaton is not None else []
+        overran: list[Overrun] = []
         if self._regexes:
-            matches.extend(self._regex(fold_mapped(text)))
-        return _result(matches, room_id, now)
+            matches.extend(self._regex(fold_mapped(text), overran))
+        return _result(matches, overran, room_id, now)
 
     def _fast(self, text: str, form: Mapped) -> list[Match]:
         key, counts, firsts = _runs(form.text)
         matches: list[Match] = []
-        gated: set[int] = set()
+        # Wildcard rule index -> where its gate fragment ends in ``key``.
+        gated: dict[int, list[int]] = {}
         for last, values in self._automaton.iter(key):
             for index, wanted in values:
                 if wanted is None:
-                    gated.add(index)
+                    gated.setdefault(index, []).append(last)
                     continue
                 first = last - len(wanted) + 1
                 if all(counts[first + k] >= n for k, n in enumerate(wanted)):
-                    begin_char = firsts[first]
-                    end_char = firsts[last] + counts[last] - 1
-                    if not (_edge(text, form, begin_char) and _edge(text, form, end_char + 1)):
-                        continue
-                    start, end = form.span(begin_char, end_char)
-                    matches.append(Match(self.rules[index], start, end))
+                    begin, end = firsts[first], firsts[last] + counts[last] - 1
+                    hard = _edge(text, form, begin)
+                    hard_end = _edge(text, form, end + 1) if hard else None
+                    if hard and hard_end:
+                        found: tuple[int, int] | None = (begin, end)
+                    else:
+                        found = _wrapped_word(text, form, firsts, counts, first, last, wanted, hard, hard_end)
+                    if found is not None:
+                        start, stop = form.span(*found)
+                        matches.append(Match(self.rules[index], start, stop))
         for index in sorted(gated):
-            for found in self._wildcards[index].finditer(form.text):
+            others, spaced, pattern = self._wildcards[index]
+            if others and not _may_match(key, others, spaced, gated[index]):
+                continue
+            for found in pattern.finditer(form.text):
                 if found.end() > found.start():
                     start, end = form.span(found.start(), found.end() - 1)
                     matches.append(Match(self.rules[index], start, end))
         return matches
 
-    def _regex(self, form: Mapped) -> list[Match]:
+    def _regex(self, form: Mapped, overran: list[Overrun]) -> list[Match]:
         text = form.text[:MAX_INPUT_CHARS]
         matches: list[Match] = []
         for rule, pattern in self._regexes:
-            if rule in self._disabled:
-                continue
             started = self._clock()
             found = [m.span() for m in pattern.finditer(text) if m.end() > m.start()]
             elapsed = self._clock() - started
             if elapsed > REGEX_BUDGET_SECONDS:
-                self._disabled.add(rule)
-                logger.warning(
-                    "regex rule %r took %.0f ms on %d characters; switched off until the rules reload",
-                    rule.term,
-                    elapsed * 1000,
-                    len(text),
-                )
+                overran.append(Overrun(rule, elapsed))
             for begin, end in found:
                 start, stop = form.span(begin, end - 1)
                 matches.append(Match(rule, start, stop))
         return matches
 
 
-def _result(matches: Iterable[Match], room_id: int | None, now: float | None) -> MatchResult:
+def _may_match(key: str, others: tuple[str, ...], spaced: bool, gates: list[int]) -> bool:
+    """Whether a wildcard may match text collapsed to ``key``, where its gate
+    fragment ends at ``gates`` and ``others`` are its other fragments' keys.
+
+    A match holds every fragment and, as "*" never crosses a space, lies in
+    one word: the word around a gate must hold the other fragments (the
+    whole text, for a term with a space in it). Substring tests in C: they
+    spare most calls into RE2, which cost more than re's on short texts.
+    """
+    if spaced:
+        return all(k in key for k in others)
+    for last in gates:
+        end = key.find(" ", last)
+        word = key[key.rfind(" ", 0, last) + 1 : end if end >= 0 else len(key)]
+        if all(k in word for k in others):
+            return True
+    return False
+
+
+def _result(
+    matches: Iterable[Match], overran: Iterable[Overrun], room_id: int | None, now: float | None
+) -> MatchResult:
     acting: list[Match] = []
     shadowed: list[Match] = []
     for match in matches:
         if match.rule.applies(room_id, now):
             (shadowed if match.rule.shadow else acting).append(match)
-    return MatchResult(tuple(acting), tuple(shadowed))
+    late = tuple(o for o in overran if o.rule.applies(room_id, now))
+    return MatchResult(tuple(acting), tuple(shadowed), late)
+
+
+# -- Word edges -------------------------------------------------------------------------
 
 
 def _joins(char: str) -> bool:
@@ -441,3 +404,97 @@ def _edge(text: str, form: Mapped, i: int) -> bool:
     # spelled-out letters ("a b a d"). Punctuation and invisible characters
     # between letters ("s.h.i.t", "s\u200bhit") do not make an edge.
     return any(c.isspace() for c in text[form.ends[i - 1] : form.starts[i]])
+
+
+@lru_cache(maxsize=4096)
+def _wraps(char: str) -> bool:
+    """Punctuation or a symbol that is not a joiner (see ``_JOINERS``)."""
+    category = unicodedata.category(char)
+    return category[0] in "PS" and category != "Pd" and char not in _JOINERS
+
+
+# How a word may start or end at a place: an edge the normalizer saw
+# (space, text end, script change), a symbol read as a letter ("|bad|"),
+# markup or wrapping punctuation ("<b>bad</b>"); None: inside a word.
+_HARD, _SYMBOL, _MARKUP = 1, 2, 3
+
+
+def _side(text: str, form: Mapped, i: int, outside: int, *, hard: bool | None, symbol: bool = True) -> int | None:
+    """What is between form characters ``i - 1`` and ``i`` for a word on one
+    side of it; ``outside`` is the form character beyond the word, ``hard``
+    the ``_edge`` there when already known (None: find out), ``symbol``
+    whether a symbol read as a letter may count. Cheap tests first: most
+    calls are for a term found inside a longer word."""
+    start = form.ends[i - 1] if i > 0 else 0
+    stop = form.starts[i] if i < len(form.text) else len(text)
+    if start < stop and any(_wraps(c) for c in text[start:stop]):
+        return _MARKUP
+    if symbol and 0 <= outside < len(form.text):
+        letter = form.text[outside]
+        original = text[form.starts[outside]]
+        if original != letter and letter.isalpha() and _wraps(original):
+            return _SYMBOL
+    if hard is None:
+        hard = _edge(text, form, i)
+    return _HARD if hard else None
+
+
+def _inside_is_bare(text: str, form: Mapped, start: int, stop: int) -> bool:
+    """No markup or wrapping punctuation between form characters ``start``..``stop``."""
+    for i in range(start + 1, stop + 1):
+        begin, end = form.ends[i - 1], form.starts[i]
+        if begin < end and any(_wraps(c) for c in text[begin:end]):
+            return False
+    return True
+
+
+def _wrapped_word(
+    text: str,
+    form: Mapped,
+    firsts: list[int],
+    counts: list[int],
+    first: int,
+    last: int,
+    wanted: tuple[int, ...],
+    hard_begin: bool,
+    hard_end: bool | None,
+) -> tuple[int, int] | None:
+    """Form indices [begin, end] of the exact term whose runs were found at
+    ``first``..``last`` of the collapsed text, if they hold a word wrapped
+    in markup; called when they are not a whole word by ``_edge`` alone
+    (``hard_begin``, ``hard_end``: whether their start and end are edges,
+    None when not known).
+
+    A whole word has an edge on each side (see ``_edge``) or markup or
+    wrapping punctuation there: "bad" in "<b>bad</b>", "x(bad)x", "**bad**y"
+    or "you [bad]" is the bare word. A symbol read as a letter counts as
+    wrapping only when the other side is wrapped too, so "|bad|" is "bad"
+    but "$hit" reads "shit", not "hit". The first and last runs may give up
+    letters to the wrapping ("<b>bad</b>" collapses to "badb": the tag's
+    "b" is not the word's), and no wrapping may sit inside the word.
+    """
+    begin, end = firsts[first], firsts[last] + counts[last] - 1
+    # The latest start and the earliest end leave the least inside the word.
+    # Inside a run of one letter only markup or a symbol can be a side: a
+    # space there ("b a a d") is a hard edge the whole run already had.
+    start = side = None
+    for i in range(begin + counts[first] - wanted[0], begin - 1, -1):
+        side = _side(text, form, i, i - 1, hard=hard_begin if i == begin else False)
+        if side is not None:
+            start = i
+            break
+    if start is None:
+        return None
+    earliest = firsts[last] + wanted[-1] - 1
+    if first == last:
+        earliest = max(earliest, start + wanted[0] - 1)
+    # A symbol pairs only with markup or another symbol, an edge only with markup.
+    stop = None
+    for i in range(earliest, end + 1):
+        hard = (hard_end if i == end else False) if side == _MARKUP else False
+        if _side(text, form, i + 1, i + 1, hard=hard, symbol=side != _HARD) is not None:
+            stop = i
+            break
+    if stop is None:
+        return None
+    return (start, stop) if _inside_is_bare(text, form, start, stop) else None

@@ -23,6 +23,12 @@ class BlockedTerm(models.Model):
     action = models.CharField(max_length=8, choices=Action.choices, default=Action.BLOCK)
     note = models.CharField(max_length=200, blank=True, help_text="Why the term is here; for other moderators.")
     is_active = models.BooleanField(default=True)
+    # Set when the system switched the term off (a stored pattern the
+    # matcher cannot use, e.g. a regex RE2 refuses); audited too. Cleared
+    # when a moderator saves the term active again.
+    disabled_reason = models.CharField(
+        max_length=500, blank=True, editable=False, help_text="Why the system switched this term off."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     # Indexed: every process polls max(updated_at) to notice changes.
     updated_at = models.DateTimeField(auto_now=True, db_index=True)

@@ -5,7 +5,9 @@
   kind, links, repeated-message spam); pure decision, writes nothing.
 - ``moderate_full`` / ``moderate_fast``: decide and retract a published
   comment the verdict does not allow; the Celery task and its fallback.
-- ``blocked_term_save`` / ``blocked_term_create`` / ``blocked_term_delete``.
+- ``blocked_term_save`` / ``blocked_term_create`` / ``blocked_term_delete``;
+  ``blocked_term_disable``: the system switching off a stored term the
+  matcher cannot use (a regex RE2 refuses), with the reason, audited.
 
 Each process keeps one ``TermMatcher``; a change to the terms reaches every
 process within ``TERMS_RELOAD_SECONDS`` (see ``MatcherCache``).
@@ -18,6 +20,10 @@ there are hits), so a send never writes for them. Exact and wildcard hits
 are counted on the send path (``filter_fast``), regex hits by the task
 (``moderate_decision``), so each comment counts once per term. Hits not yet
 added when a process dies are lost: at most ~2 s of them.
+
+A regex rule that runs over its CPU budget on one comment never switches
+the rule off (a sender could do that on purpose): that comment is held for
+a moderator (``moderate_decision``), and the rule keeps working.
 """
 
 from __future__ import annotations
@@ -39,12 +45,25 @@ from django.utils import timezone
 
 from danmaku.models import Danmaku
 from danmaku.publishing import danmaku_deny, danmaku_release, danmaku_retract
+from infra.ratelimitlog import RateLimitedLog
 from moderation.audit import audit_record
-from moderation.matcher import ACTIONS, Match, Rule, TermMatcher, mask, most_severe, rule_problem
+from moderation.matcher import (
+    ACTIONS,
+    REGEX_BUDGET_SECONDS,
+    Match,
+    Overrun,
+    Rule,
+    TermMatcher,
+    mask,
+    most_severe,
+    rule_problem,
+)
 from moderation.models import BlockedTerm
 from moderation.normalize import fold_mapped, match_form, normalize
 
 logger = logging.getLogger(__name__)
+# One slow pattern on a flood of comments: say so every few seconds, not per comment.
+overrun_log = RateLimitedLog(logger, every_seconds=10)
 
 ALLOW = "allow"
 # What MODERATION_LINK_ACTION may say; "allow" turns link checks off.
@@ -216,6 +235,8 @@ def _build_matcher(*, now: float) -> TermMatcher:
     )
     for rule, problem in matcher.rejected:
         logger.warning("blocked term %r (%s) skipped: %s", rule.term, rule.kind, problem)
+        if rule.id is not None:
+            blocked_term_disable(term_id=rule.id, reason=problem)
     return matcher
 
 
@@ -274,7 +295,14 @@ def moderate_decision(*, danmaku: Danmaku) -> Verdict:
     link_action = _link_action()
     if link_action != ALLOW:
         matches.extend(find_links(text, action=link_action))
-    flags: list[tuple[str, str]] = []
+    flags: list[tuple[str, str]] = [_overrun_flag(o) for o in result.overran if not o.rule.shadow]
+    for overrun in result.overran:
+        overrun_log.warning(
+            "regex term %r took %.0f ms on one comment (budget %.0f ms)",
+            overrun.rule.term,
+            overrun.seconds * 1000,
+            REGEX_BUDGET_SECONDS * 1000,
+        )
     repeats = _repeat_count(danmaku)
     if repeats >= REPEAT_LIMIT:
         flags.append(("block", f"repeated message ({repeats} times in {REPEAT_WINDOW_MS // 1000} s)"))
@@ -282,6 +310,16 @@ def moderate_decision(*, danmaku: Danmaku) -> Verdict:
     if senders >= FLOOD_USERS:
         flags.append(("block", f"flood of the same text ({senders} users in {FLOOD_WINDOW_MS // 1000} s)"))
     return _decide(text, matches, flags)
+
+
+def _overrun_flag(overrun: Overrun) -> tuple[str, str]:
+    # Held, not allowed: the rule did not get to say; not blocked: the
+    # comment may be fine. The rule stays on for the next comment.
+    return (
+        "hold",
+        f"regex term {overrun.rule.term!r} took {overrun.seconds * 1000:.0f} ms,"
+        f" over its {REGEX_BUDGET_SECONDS * 1000:.0f} ms budget: held for review",
+    )
 
 
 def moderate_full(*, danmaku_id: int) -> Verdict:
@@ -430,6 +468,9 @@ def blocked_term_save(*, term: BlockedTerm, actor=None) -> BlockedTerm:
         raise ValidationError({"action": f"must be one of {', '.join(ACTIONS)}"})
     if term.pk is None and term.created_by_id is None and getattr(actor, "is_authenticated", False):
         term.created_by = actor
+    if term.is_active:
+        # A moderator fixed and switched on a term the system had switched off.
+        term.disabled_reason = ""
     term.full_clean()
     term.save()
     matcher_cache.invalidate()
@@ -459,3 +500,32 @@ def blocked_term_create(
 def blocked_term_delete(*, term: BlockedTerm, actor=None) -> None:
     term.delete()
     matcher_cache.invalidate()
+
+
+def blocked_term_disable(*, term_id: int, reason: str) -> bool:
+    """Switch off a stored term the matcher cannot use, with ``reason`` on
+    the term (shown in the admin) and one audit row; False if it was off
+    already (another process got there first). A database error is logged
+    and the term stays skipped in this process's matcher."""
+    try:
+        with transaction.atomic():
+            changed = BlockedTerm.objects.filter(pk=term_id, is_active=True).update(
+                is_active=False, disabled_reason=reason[:500], updated_at=timezone.now()
+            )
+            if not changed:
+                return False
+            term = BlockedTerm.objects.values("term", "kind", "room_id").get(pk=term_id)
+            audit_record(
+                actor=None,
+                action="term.disable",
+                target_type="blocked_term",
+                target_id=term_id,
+                room_id=term["room_id"],
+                reason=reason,
+                detail={"term": term["term"], "kind": term["kind"]},
+            )
+    except DatabaseError as exc:
+        logger.warning("blocked term %s not switched off, database unavailable: %s", term_id, exc)
+        return False
+    logger.warning("blocked term %s switched off: %s", term_id, reason)
+    return True

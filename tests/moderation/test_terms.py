@@ -122,7 +122,7 @@ def test_the_admin_lists_hits_sortable_and_read_only(admin_client, room):
     term = services.blocked_term_create(term="bad", shadow=True, room=room)
     BlockedTerm.objects.filter(pk=term.pk).update(hits=7)
     changelist = reverse("admin:moderation_blockedterm_changelist")
-    fields = ("term", "kind", "action", "room", "shadow", "is_active", "expires_at", "hits", "last_hit_at")
+    fields = ("term", "kind", "action", "room", "shadow", "is_active", "disabled_reason", "expires_at", "hits")
     ordering = fields.index("hits") + 1
     response = admin_client.get(changelist, {"o": f"-{ordering}"})
     assert response.status_code == 200
