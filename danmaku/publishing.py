@@ -2,8 +2,9 @@
 
 The low-level writes of a comment's stream state, shared by the send path
 and by moderation: ``publish_accepted`` (a new comment), ``danmaku_release``
-(a waiting one goes out now), ``danmaku_deny`` (a waiting one never will),
-``danmaku_retract`` (a shown one comes off every screen). Each records the
+(a waiting one goes out now), ``danmaku_hold`` (a waiting one waits for a
+moderator), ``danmaku_deny`` (a waiting one never will), ``danmaku_retract``
+(a shown one comes off every screen). Each records the
 change in the database first and tells Redis only once that change has
 committed (``transaction.on_commit``: at once outside a transaction), so a
 caller that rolls back never changed a screen; when Redis cannot take it,
@@ -72,6 +73,17 @@ def danmaku_release(*, danmaku_id: int, reason: str, actor=None) -> bool:
 def _publish_stored(stream: RedisStore, danmaku_id: int) -> None:
     danmaku = Danmaku.objects.select_related("user").get(pk=danmaku_id)
     publish_accepted(stream, danmaku, danmaku.user)
+
+
+def danmaku_hold(*, danmaku_id: int, reason: str, actor=None) -> bool:
+    """Put a comment waiting for its verdict in the held queue, for a
+    moderator to approve or reject. False if it was not waiting."""
+    changed = Danmaku.objects.filter(pk=danmaku_id, status=Danmaku.Status.SENDER_ONLY).update(
+        status=Danmaku.Status.HELD
+    )
+    if changed:
+        logger.info("danmaku %s held by %s: %s", danmaku_id, actor or "system", reason)
+    return bool(changed)
 
 
 def danmaku_deny(*, danmaku_id: int, reason: str, actor=None) -> bool:

@@ -44,7 +44,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from danmaku.models import Danmaku
-from danmaku.publishing import danmaku_deny, danmaku_release, danmaku_retract
+from danmaku.publishing import danmaku_deny, danmaku_hold, danmaku_release, danmaku_retract
 from infra.ratelimitlog import RateLimitedLog
 from moderation.audit import audit_record
 from moderation.matcher import (
@@ -365,10 +365,14 @@ def _retract_if_needed(danmaku: Danmaku, verdict: Verdict) -> None:
 def _apply_verdict(danmaku: Danmaku, verdict: Verdict) -> None:
     # A published comment cannot be edited in place, so any finding (mask
     # and hold included) takes it down; one waiting for its verdict (room
-    # policy "pre") is released or denied; held or hidden ones stay as they are.
+    # policy "pre") is released, put in the held queue for a moderator
+    # (hold), or denied; held or hidden ones stay as they are.
     if danmaku.status == Danmaku.Status.SENDER_ONLY:
         if verdict.allowed:
             done, action, reason = danmaku_release(danmaku_id=danmaku.pk, reason="allowed"), "moderate.release", ""
+        elif verdict.action == "hold":
+            done = danmaku_hold(danmaku_id=danmaku.pk, reason=verdict.reason)
+            action, reason = "moderate.hold", verdict.reason
         else:
             done = danmaku_deny(danmaku_id=danmaku.pk, reason=verdict.reason)
             action, reason = "moderate.deny", verdict.reason

@@ -72,13 +72,25 @@ def test_pre_policy_publishes_after_the_verdict_allows_it(client, room, auth_hea
     assert Danmaku.objects.get(pk=response.json()["id"]).status == "published"
 
 
-def test_pre_policy_denies_what_the_full_check_rejects(client, room, auth_headers):
+def test_pre_policy_denies_what_the_full_check_blocks(client, room, auth_headers):
     set_policy(room, "pre")
+    # Regex terms run only in the full check, after the send.
+    blocked_term_create(term=r"spam\d{3}", kind="regex", action="block")
 
-    response = send(client, auth_headers, "see www.spam-shop.com now")
+    response = send(client, auth_headers, "buy at spam123")
 
     assert response.json()["status"] == "sender_only"
     assert Danmaku.objects.get(pk=response.json()["id"]).status == "hidden"
+
+
+def test_pre_policy_holds_for_a_moderator_what_the_full_check_holds(client, room, auth_headers):
+    set_policy(room, "pre")
+
+    # Links are held by default (DANMAKU_LINK_ACTION).
+    response = send(client, auth_headers, "see www.spam-shop.com now")
+
+    assert response.json()["status"] == "sender_only"
+    assert Danmaku.objects.get(pk=response.json()["id"]).status == "held"
 
 
 @pytest.mark.parametrize(("fallback", "final"), [("allow", "published"), ("deny", "hidden")])

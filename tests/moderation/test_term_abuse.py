@@ -14,11 +14,14 @@ import json
 import time
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from danmaku.models import Danmaku
+from danmaku.models import ApiToken, Danmaku, Room
 from moderation import matcher, services
 from moderation.models import AuditEntry, BlockedTerm
+from moderation.selectors import MODERATORS_GROUP
 from moderation.services import blocked_term_create
 
 pytestmark = pytest.mark.django_db
@@ -94,6 +97,36 @@ def test_a_regex_run_over_budget_holds_that_comment_and_the_rule_stays_on(client
     # And the rule was not switched off by it.
     assert spam.status == "hidden"
     assert "blocked term qq" in AuditEntry.objects.get(action="moderate.retract", target_id=str(spam.pk)).reason
+
+
+def test_in_a_pre_room_a_regex_run_over_budget_puts_the_comment_in_the_held_queue(
+    client, room, auth_headers, monkeypatch
+):
+    # "pre" with fallback "allow": a comment the task could not vouch for
+    # must wait for a moderator, neither go out unchecked nor be denied.
+    room.moderation_policy = Room.Policy.PRE
+    room.save()
+    blocked_term_create(term=r"qq\s*\d{5,}", kind="regex", action="block")
+    monkeypatch.setattr(matcher, "REGEX_BUDGET_SECONDS", -1.0)
+    moderator = get_user_model().objects.create_user("mod", password="pw-for-tests-only", is_staff=True)
+    moderator.groups.add(Group.objects.get(name=MODERATORS_GROUP))
+    _, token = ApiToken.issue(moderator)
+    moderator_headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+    waiting = stored(send(client, auth_headers, "hello there"))
+
+    assert waiting.status == "held"
+    held = AuditEntry.objects.get(action="moderate.hold", target_id=str(waiting.pk))
+    assert held.reason.endswith("ms budget: held for review")
+    queue = client.get("/api/v1/moderation/rooms/live/held", **moderator_headers).json()
+    assert [c["id"] for c in queue] == [waiting.pk]
+    approved = client.post(
+        f"/api/v1/moderation/held/{waiting.pk}/approve",
+        json.dumps({"reason": "fine"}),
+        content_type="application/json",
+        **moderator_headers,
+    )
+    assert (approved.status_code, approved.json()["status"]) == (200, "published")
 
 
 def test_the_admin_refuses_a_regex_re2_cannot_run_and_says_why(admin_client):
