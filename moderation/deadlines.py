@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 
 from danmaku.models import Danmaku, Room
 from danmaku.publishing import danmaku_deny, danmaku_release
@@ -43,20 +43,25 @@ def pre_deadline_sweep(*, now_ms: int | None = None) -> int:
         if ts_ms + deadline_ms > now_ms:
             continue
         reason = f"no moderation verdict within {deadline_ms} ms: fallback {fallback}"
-        if fallback == Room.Fallback.ALLOW:
-            done = danmaku_release(danmaku_id=danmaku_id, reason=reason)
-        else:
-            done = danmaku_deny(danmaku_id=danmaku_id, reason=reason)
+        # The effect and its audit row in one transaction: if the row cannot
+        # be written nothing changed (a release publishes only on commit),
+        # and the next run decides the comment again.
+        with transaction.atomic():
+            if fallback == Room.Fallback.ALLOW:
+                done = danmaku_release(danmaku_id=danmaku_id, reason=reason)
+            else:
+                done = danmaku_deny(danmaku_id=danmaku_id, reason=reason)
+            if done:
+                audit_record(
+                    actor=None,
+                    action=f"pre.fallback_{fallback}",
+                    target_type="danmaku",
+                    target_id=danmaku_id,
+                    reason=reason,
+                )
         if done:
             applied += 1
             logger.warning("danmaku %s: %s", danmaku_id, reason)
-            audit_record(
-                actor=None,
-                action=f"pre.fallback_{fallback}",
-                target_type="danmaku",
-                target_id=danmaku_id,
-                reason=reason,
-            )
     return applied
 
 

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import DatabaseError
 
 from danmaku import runtime
 from danmaku.models import Danmaku, Room
@@ -15,8 +16,10 @@ from harness.services import private_redis
 from infra import clock as host_clock
 from infra.jobs import JobLoop, jobs_for
 from moderation.deadlines import pre_deadline_sweep
+from moderation.models import AuditEntry
 from moderation.services import blocked_term_create
 from tests.infra.test_taskqueue import celery_broker
+from tests.moderation.test_retraction_on_commit import audit_log_refusing_writes
 
 URL = "/api/v1/rooms/live/danmaku"
 
@@ -115,6 +118,24 @@ def test_pre_policy_with_the_worker_stopped_applies_the_deadline_fallback_and_lo
     assert Danmaku.objects.get(pk=danmaku_id).status == final
     assert f"no moderation verdict within 3000 ms: fallback {fallback}" in caplog.text
     assert pre_deadline_sweep() == 0  # decided once
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fallback", ["allow", "deny"])
+def test_a_fallback_whose_audit_row_cannot_be_written_changes_nothing(client, room, auth_headers, clock, fallback):
+    set_policy(room, "pre", pre_deadline_ms=1000, pre_fallback=fallback)
+    with private_redis() as broker, celery_broker(broker.url):
+        waiting = send(client, auth_headers, "late verdict").json()["id"]
+    clock.now += 1.5
+
+    with audit_log_refusing_writes(), pytest.raises(DatabaseError):
+        pre_deadline_sweep()
+
+    # No effect without its audit row: the next run decides it, once.
+    assert Danmaku.objects.get(pk=waiting).status == "sender_only"
+    assert pre_deadline_sweep() == 1
+    assert Danmaku.objects.get(pk=waiting).status == {"allow": "published", "deny": "hidden"}[fallback]
+    assert AuditEntry.objects.filter(action=f"pre.fallback_{fallback}", target_id=str(waiting)).count() == 1
 
 
 def test_released_comment_reaches_pulls_and_denied_never_does(client, room, auth_headers, clock):
