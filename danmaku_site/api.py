@@ -26,14 +26,17 @@ class DanmakuAPI(NinjaAPI):
     CPU), which made /api/v1/openapi.json a cheap way to load a node. The
     routes are fixed once the URLconf is loaded, so the schema cannot change."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Path prefix -> schema: one key per mount point of this API.
+        self._schemas: dict[str, dict] = {}
+
     def get_openapi_schema(self, *, path_prefix=None, path_params=None):
         if path_prefix is None:
             path_prefix = self.get_root_path(path_params or {})
-        cache = self.__dict__.setdefault("_schemas", {})
-        schema = cache.get(path_prefix)
+        schema = self._schemas.get(path_prefix)
         if schema is None:
-            # One key per mount point of this API: a handful at most.
-            schema = cache[path_prefix] = super().get_openapi_schema(path_prefix=path_prefix)
+            schema = self._schemas[path_prefix] = super().get_openapi_schema(path_prefix=path_prefix)
         return schema
 
 

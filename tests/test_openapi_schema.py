@@ -40,7 +40,7 @@ def test_the_schema_is_built_once_per_process(client, monkeypatch):
     built = []
     real = ninja_main.get_schema
     monkeypatch.setattr(ninja_main, "get_schema", lambda **kw: built.append(kw) or real(**kw))
-    monkeypatch.setattr(api, "_schemas", {}, raising=False)
+    monkeypatch.setattr(api, "_schemas", {})
 
     answers = [client.get("/api/v1/openapi.json") for _ in range(3)]
 
