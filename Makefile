@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 HOST_PORT ?= 127.0.0.1:8000
 
-.PHONY: run test lint format bench bench-pull clean
+.PHONY: run test lint format bench bench-pull bench-crowd clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,13 @@ bench: $(VENV)/.dev
 # through BENCH_ARGS, e.g. make bench-pull BENCH_ARGS="--connections 64,256 --pin".
 bench-pull: $(VENV)/.dev
 	$(PY) bench/pull.py $(BENCH_ARGS)
+
+# A crowd of viewers (one connection each, obeying next_ms) against a node
+# this starts: issue 14's scenarios, a PASS/FAIL line each, a PNG timeline in
+# artifacts/bench. Heavy: run it alone, with the open-file limit raised, e.g.
+# ulimit -n 20000; flock /tmp/bench.lock make bench-crowd BENCH_ARGS="--scenario steady,storm --viewers 20000"
+bench-crowd: $(VENV)/.dev
+	$(PY) bench/crowd.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

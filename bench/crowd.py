@@ -1,0 +1,192 @@
+"""A crowd of viewers against a pull node: issue 14's scenarios and their pass lines.
+
+N simulated viewers (harness.crowd: asyncio, one kept-alive connection each,
+split over processes of at most 5,000), each obeying the pull contract
+exactly: wait ``next_ms``, send the cursor back, back off and resume on any
+error as the viewer page does. The room is seeded first (a comment a
+second through the send API, so it is at its normal 3 s interval, not
+quiet) and gets a comment every second for the whole run.
+
+    .venv/bin/python bench/crowd.py --viewers 20000 --duration 60          # steady, gunicorn as shipped
+    .venv/bin/python bench/crowd.py --topology nginx --scenario steady,storm
+    .venv/bin/python bench/crowd.py --scenario churn --churn 0.05
+    .venv/bin/python bench/crowd.py --scenario recycle --max-requests 5000
+    .venv/bin/python bench/crowd.py --scenario hup,kill
+    .venv/bin/python bench/crowd.py --url http://127.0.0.1:8000 --room demo --token TOKEN
+
+Scenarios: steady (all N connect within 1 s, then poll for the run), storm
+(all N connect within 1 s on a node warmed by a smaller crowd), churn (a
+share of viewers drop their connection and reconnect every second),
+recycle (gunicorn started with a low GUNICORN_MAX_REQUESTS), hup (SIGHUP to
+gunicorn's master mid-run), kill (SIGKILL one worker mid-run).
+
+Prints the figures and a PASS/FAIL line per scenario (issue 14's acceptance),
+writes artifacts/bench/crowd-<scenario>.png and .json. Exits 1 on any FAIL.
+Run heavy crowds one at a time: flock /tmp/bench.lock, and ulimit -n 20000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.crowdbench import nodes, plot, report
+from harness import local
+from harness.crowd import Crowd, CrowdSpec, Sent
+from harness.load import Sender
+
+DEFAULT_OUT = local.BASE_DIR / "artifacts" / "bench"
+ROOM = "crowd"
+# Comments sent before the crowd comes: the room is lively (its normal
+# interval, not the quiet one) and the node has served before.
+SEED_SECONDS = 4.0
+# storm: a smaller crowd first, so the node the storm meets is warm.
+WARM_VIEWERS = 500
+WARM_SECONDS = 5.0
+# recycle: gunicorn's max_requests for the scenario (the shipped 100,000
+# recycles a worker every ~30 s at 20,000 viewers; this, every few seconds).
+RECYCLE_MAX_REQUESTS = 20_000
+# hup and kill strike at this share of the run.
+EVENT_AT_SHARE = 0.5
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--topology", choices=nodes.TOPOLOGIES, default="gunicorn")
+    parser.add_argument("--url", help="a running node's base URL instead of starting one (steady, storm, churn)")
+    parser.add_argument("--room", default=ROOM, help="with --url: the room to poll")
+    parser.add_argument("--token", help="with --url: a bearer token to send comments with (manage.py issue_token)")
+    parser.add_argument("--scenario", default="steady", help=f"comma-separated: {', '.join(report.SCENARIOS)}")
+    parser.add_argument("--viewers", type=int, default=20_000)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of crowd per scenario")
+    parser.add_argument("--connect-seconds", type=float, default=1.0, help="every first connect() within this")
+    parser.add_argument("--churn", type=float, default=0.05, help="churn: share of viewers reconnecting each second")
+    parser.add_argument("--max-requests", type=int, default=RECYCLE_MAX_REQUESTS, help="recycle: GUNICORN_MAX_REQUESTS")
+    parser.add_argument("--per-process", type=int, default=5000, help="viewers per generator process")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra server environment")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    args.scenarios = [name.strip() for name in args.scenario.split(",") if name.strip()]
+    unknown = [name for name in args.scenarios if name not in report.SCENARIOS]
+    if unknown or not args.scenarios:
+        parser.error(f"--scenario: choose from {', '.join(report.SCENARIOS)}")
+    if args.url and set(args.scenarios) & {"recycle", "hup", "kill"}:
+        parser.error("recycle, hup and kill need a node started here (no --url)")
+    return args
+
+
+def raise_open_file_limit() -> int:
+    """As far as the hard limit: the generator processes and a node started
+    here inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def run_scenario(args: argparse.Namespace, scenario: str) -> bool:
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    if scenario == "recycle":
+        extra_env["GUNICORN_MAX_REQUESTS"] = str(args.max_requests)
+    with tempfile.TemporaryDirectory(prefix="danmaku-crowd-") as tmp:
+        if args.url:
+            node = nodes.Node(
+                args.url.rstrip("/"), f"{args.url.rstrip('/')}/api/v1/rooms/{args.room}/danmaku", args.token
+            )
+            return crowd_on(args, scenario, node, args.room)
+        with nodes.start(args.topology, room=ROOM, var_dir=Path(tmp), extra_env=extra_env) as node:
+            return crowd_on(args, scenario, node, ROOM)
+
+
+def crowd_on(args: argparse.Namespace, scenario: str, node: nodes.Node, room: str) -> bool:
+    stop_sending = threading.Event()
+    sender = None
+    if node.token:
+        sender = Sender(url=node.send_url, token=node.token, name="crowd", interval=1.0, stop=stop_sending)
+        sender.start()
+    try:
+        time.sleep(SEED_SECONDS)
+        if scenario == "storm":
+            warm = CrowdSpec(url=node.base_url, room=room, viewers=min(WARM_VIEWERS, args.viewers),
+                             duration_seconds=WARM_SECONDS, per_process=args.per_process)  # fmt: skip
+            with Crowd(warm) as crowd:
+                crowd.start()
+                crowd.join()
+        spec = CrowdSpec(
+            url=node.base_url,
+            room=room,
+            viewers=args.viewers,
+            duration_seconds=args.duration,
+            connect_seconds=args.connect_seconds,
+            churn=args.churn if scenario == "churn" else 0.0,
+            per_process=args.per_process,
+        )
+        events: list[tuple[float, str]] = []
+        rss_before = node.rss_bytes() if node.groups else None
+        rss_peak = rss_before
+        cpu_before = node.cpu_seconds() if node.groups else None
+        with Crowd(spec) as crowd:
+            start = crowd.start()
+            event_at = start + args.duration * EVENT_AT_SHARE if scenario in ("hup", "kill") else None
+            end = start + args.duration
+            while time.monotonic() < end:
+                time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+                if node.groups:
+                    rss_peak = max(rss_peak, node.rss_bytes())
+                if event_at is not None and time.monotonic() >= event_at:
+                    event_at = None
+                    if scenario == "hup":
+                        node.hup()
+                        events.append((time.monotonic(), "SIGHUP master"))
+                    else:
+                        victim = node.kill_worker()
+                        events.append((time.monotonic(), f"SIGKILL worker {victim}"))
+            result = crowd.join()
+        server_cpu = node.cpu_seconds() - cpu_before if cpu_before is not None else None
+    finally:
+        stop_sending.set()
+        if sender is not None:
+            sender.join(5)
+    sent = [Sent(s.id, s.started, s.finished) for s in sender.sent] if sender else []
+    figures = report.figures(
+        result,
+        scenario=scenario,
+        topology="url" if args.url else args.topology,
+        sent=sent,
+        send_failures=len(sender.failures) if sender else 0,
+        server_cpu_seconds=server_cpu,
+        rss_before=rss_before,
+        rss_peak=rss_peak,
+        events=events,
+    )
+    if sender and sender.failures:
+        print(f"send failures, e.g.: {sender.failures[:3]}")
+    passed = report.print_report(figures, report.checks(figures))
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = f"crowd-{scenario}" if args.topology == "gunicorn" or args.url else f"crowd-{scenario}-{args.topology}"
+    (args.out / f"{name}.json").write_text(json.dumps(figures.as_json(), indent=1, default=str))
+    plot.write_png(figures, args.out / f"{name}.png")
+    print(f"wrote {args.out / name}.png and .json")
+    return passed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    limit = raise_open_file_limit()
+    if args.per_process * 2 + 100 > limit:
+        print(f"warning: {args.per_process} viewers per process near the open-file limit {limit}", file=sys.stderr)
+    results = [run_scenario(args, scenario) for scenario in args.scenarios]
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""bench/crowd.py's parts: the nodes it starts, the figures and checks, the plot."""

@@ -1,0 +1,273 @@
+"""A crowd run's figures, and each scenario's checks against issue 14's acceptance."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from harness.crowd import CrowdResult, Sent, delivery, per_second, percentile
+
+# Latency figures "after the first 10 s" leave the connect storm out.
+SETTLED_AFTER_SECONDS = 10.0
+SCENARIOS = ("steady", "storm", "churn", "recycle", "hup", "kill")
+
+
+@dataclass
+class Figures:
+    scenario: str
+    topology: str
+    viewers: int
+    duration_seconds: float
+    polls: int
+    polls_per_second: float  # answers (2xx) per second after the settle time
+    expected_per_second: float  # sum over viewers of 1 / their mean next_ms
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    settled_after_seconds: float
+    settled_p50_ms: float
+    settled_p99_ms: float
+    settled_max_ms: float
+    first_polls: int
+    first_p99_ms: float
+    first_max_ms: float
+    errors: dict[str, int]
+    retried: dict[str, int]
+    non_2xx: int
+    idle_closes: int
+    churned: int
+    comments_sent: int
+    send_failures: int
+    owed: int
+    missed: int
+    missed_in_gap: int
+    duplicates: int
+    gaps: int
+    never_answered: int
+    missed_examples: list
+    longest_wait_seconds: float
+    longest_wait_intervals: float
+    server_cpu_seconds: float | None
+    server_cpu_us_per_poll: float | None
+    server_rss_before_mb: float | None
+    server_rss_peak_mb: float | None
+    server_rss_kb_per_connection: float | None
+    generator_cpu_seconds: float
+    generator_cpu_us_per_poll: float
+    generator_core_percent: float  # all its processes, % of one core
+    generator_busiest_process_percent: float
+    answer_cache_hit_share: float
+    events: list[tuple[float, str]] = field(default_factory=list)
+    seconds: list[dict] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+def _ms(value: float) -> float:
+    return round(value * 1000, 2) if not math.isnan(value) else math.nan
+
+
+def figures(
+    result: CrowdResult,
+    *,
+    scenario: str,
+    topology: str,
+    sent: list[Sent],
+    send_failures: int,
+    server_cpu_seconds: float | None,
+    rss_before: int | None,
+    rss_peak: int | None,
+    events: list[tuple[float, str]],
+) -> Figures:
+    spec = result.spec
+    start, duration = result.start_at, spec.duration_seconds
+    settle = min(SETTLED_AFTER_SECONDS, duration / 2)
+    poll_at, latency, status = result.poll_at, result.latency, result.status
+    settled = [took for at, took in zip(poll_at, latency, strict=True) if at >= start + settle]
+    answered = sum(1 for at, code in zip(poll_at, status, strict=True) if at >= start + settle and code < 300)
+    ledgers = result.ledgers
+    expected = sum(1000 * ledger.answers / ledger.next_ms_total for ledger in ledgers if ledger.answers)
+    errors = result.errors
+    first = result.first_latency
+    polls = len(poll_at)
+    record_cpu = [record.cpu_seconds for record in result.records]
+    hits = sum(record.cache_hits for record in result.records)
+    misses = sum(record.cache_misses for record in result.records)
+    checked = delivery(ledgers, sent)
+    seconds = per_second(
+        start_at=start,
+        seconds=math.ceil(duration),
+        poll_at=poll_at,
+        latency=latency,
+        error_at=[at for at, _ in errors],
+        open_samples=[(at, count) for record in result.records for at, count, _, _ in record.samples],
+    )
+    return Figures(
+        scenario=scenario,
+        topology=topology,
+        viewers=spec.viewers,
+        duration_seconds=duration,
+        polls=polls,
+        polls_per_second=round(answered / (duration - settle), 1),
+        expected_per_second=round(expected, 1),
+        p50_ms=_ms(percentile(latency, 0.5)),
+        p99_ms=_ms(percentile(latency, 0.99)),
+        max_ms=_ms(max(latency, default=math.nan)),
+        settled_after_seconds=settle,
+        settled_p50_ms=_ms(percentile(settled, 0.5)),
+        settled_p99_ms=_ms(percentile(settled, 0.99)),
+        settled_max_ms=_ms(max(settled, default=math.nan)),
+        first_polls=len(first),
+        first_p99_ms=_ms(percentile(first, 0.99)),
+        first_max_ms=_ms(max(first, default=math.nan)),
+        errors=dict(Counter(kind for _, kind in errors).most_common()),
+        retried=dict(result.retried),
+        non_2xx=sum(1 for code in status if code >= 300),
+        idle_closes=result.total("idle_closes"),
+        churned=result.total("churned"),
+        comments_sent=len(sent),
+        send_failures=send_failures,
+        owed=checked.owed,
+        missed=checked.missed,
+        missed_in_gap=checked.missed_in_gap,
+        duplicates=checked.duplicates,
+        gaps=checked.gaps,
+        never_answered=checked.viewers_never_answered,
+        missed_examples=checked.examples,
+        longest_wait_seconds=round(max((ledger.longest_wait for ledger in ledgers), default=0), 2),
+        longest_wait_intervals=round(max((ledger.longest_wait_intervals for ledger in ledgers), default=0), 2),
+        server_cpu_seconds=None if server_cpu_seconds is None else round(server_cpu_seconds, 2),
+        server_cpu_us_per_poll=None
+        if server_cpu_seconds is None
+        else round(server_cpu_seconds / max(polls, 1) * 1e6, 1),
+        server_rss_before_mb=None if rss_before is None else round(rss_before / 2**20, 1),
+        server_rss_peak_mb=None if rss_peak is None else round(rss_peak / 2**20, 1),
+        server_rss_kb_per_connection=(
+            None if rss_before is None or rss_peak is None else round((rss_peak - rss_before) / 1024 / spec.viewers, 2)
+        ),
+        generator_cpu_seconds=round(sum(record_cpu), 2),
+        generator_cpu_us_per_poll=round(sum(record_cpu) / max(polls, 1) * 1e6, 1),
+        generator_core_percent=round(sum(record_cpu) / duration * 100, 1),
+        generator_busiest_process_percent=round(max(record_cpu, default=0) / duration * 100, 1),
+        answer_cache_hit_share=round(hits / max(hits + misses, 1), 4),
+        events=[(round(at - start, 2), what) for at, what in events],
+        seconds=[asdict(second) for second in seconds],
+    )
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+def _at_most(name: str, value: float, limit: float, unit: str = "") -> Check:
+    return Check(name, not math.isnan(value) and value <= limit, f"{value:,.1f}{unit} ≤ {limit:,.0f}{unit}")
+
+
+def _zero(name: str, value: int) -> Check:
+    return Check(name, value == 0, f"{value:,} = 0")
+
+
+def _all_first_polls(f: Figures) -> Check:
+    answered = f"{f.first_polls:,} of {f.viewers:,}"
+    return Check("every viewer's first poll answered", f.first_polls == f.viewers, answered)
+
+
+def checks(f: Figures) -> list[Check]:
+    """Issue 14's acceptance for the scenario (and topology) that ran."""
+    socket_errors = sum(f.errors.values())
+    delivered = [
+        _zero("comments missed (every viewer, through its cursor chain)", f.missed + f.missed_in_gap),
+        _zero("comments seen twice", f.duplicates),
+        _zero("gap answers", f.gaps),
+        _zero("viewers never answered", f.never_answered),
+        Check(
+            "comments sent",
+            f.comments_sent > 0 and f.send_failures == 0,
+            f"{f.comments_sent} sent, {f.send_failures} failed",
+        ),
+    ]
+    rate = Check(
+        "polls/s ≥ 95 % of Σ 1/next_ms",
+        f.polls_per_second >= 0.95 * f.expected_per_second,
+        f"{f.polls_per_second:,.0f} of {f.expected_per_second:,.0f}"
+        f" ({f.polls_per_second / max(f.expected_per_second, 1):.1%})",
+    )
+    if f.scenario == "steady":
+        whole_limit = 100 if f.topology == "nginx" else 300
+        return [
+            _zero("errors (socket errors included)", socket_errors),
+            rate,
+            _at_most(f"p99 after the first {f.settled_after_seconds:.0f} s", f.settled_p99_ms, 100, " ms"),
+            _at_most("p99 over the whole run, storm included", f.p99_ms, whole_limit, " ms"),
+            _at_most("first polls p99 (from connect())", f.first_p99_ms, 1000, " ms"),
+            _at_most("first polls max", f.first_max_ms, 3000, " ms"),
+            Check(
+                "every viewer's first poll answered", f.first_polls == f.viewers, f"{f.first_polls:,} of {f.viewers:,}"
+            ),
+            *delivered,
+        ]
+    if f.scenario == "storm":
+        return [
+            _all_first_polls(f),
+            _at_most("first polls p99 (from connect())", f.first_p99_ms, 1000, " ms"),
+            _at_most("first polls max", f.first_max_ms, 3000, " ms"),
+            _zero("errors", socket_errors),
+            *delivered,
+        ]
+    if f.scenario == "churn":
+        return [
+            _at_most("p99 over the whole run", f.p99_ms, 300, " ms"),
+            _zero("errors (the churn's own drops are not counted as errors)", socket_errors),
+            *delivered,
+        ]
+    # recycle, hup, kill: socket errors are counted and reported, not failed.
+    return [
+        _zero("non-2xx answers", f.non_2xx),
+        _at_most("longest wait without an answer", f.longest_wait_intervals, 2, " poll intervals"),
+        *delivered,
+    ]
+
+
+def print_report(f: Figures, found: list[Check]) -> bool:
+    print(f"\n== crowd · {f.scenario} · {f.topology} · {f.viewers:,} viewers · {f.duration_seconds:.0f} s ==")
+    print(f"polls/s {f.polls_per_second:,.1f} (expected Σ 1/next_ms {f.expected_per_second:,.1f}); {f.polls:,} answers")
+    print(f"latency whole run: p50 {f.p50_ms} ms, p99 {f.p99_ms} ms, max {f.max_ms} ms")
+    print(
+        f"latency after {f.settled_after_seconds:.0f} s: p50 {f.settled_p50_ms} ms, p99 {f.settled_p99_ms} ms,"
+        f" max {f.settled_max_ms} ms"
+    )
+    print(f"first polls (from connect()): {f.first_polls:,}, p99 {f.first_p99_ms} ms, max {f.first_max_ms} ms")
+    print(f"errors by kind: {f.errors or 'none'}; of them retried at once: {f.retried or 'none'}; non-2xx {f.non_2xx}")
+    print(f"connections closed by the server between polls: {f.idle_closes:,}; churned: {f.churned:,}")
+    print(
+        f"comments: {f.comments_sent} sent ({f.send_failures} failed); owed over viewers {f.owed:,}, missed {f.missed} "
+        f"(+{f.missed_in_gap} in a reported gap), twice {f.duplicates}, gap answers {f.gaps}, "
+        f"viewers never answered {f.never_answered}"
+    )
+    if f.missed_examples:
+        print(f"  missed, e.g. (viewer, ids): {f.missed_examples}")
+    print(f"longest wait for an answer: {f.longest_wait_seconds} s = {f.longest_wait_intervals} poll intervals")
+    if f.server_cpu_seconds is not None:
+        print(
+            f"server: CPU {f.server_cpu_seconds} s = {f.server_cpu_us_per_poll} µs per poll;"
+            f" RSS {f.server_rss_before_mb} → {f.server_rss_peak_mb} MB"
+            f" = {f.server_rss_kb_per_connection} KB per connection"
+        )
+    print(
+        f"generator: CPU {f.generator_cpu_seconds} s = {f.generator_cpu_us_per_poll} µs per poll, "
+        f"{f.generator_core_percent} % of a core (busiest process {f.generator_busiest_process_percent} %); "
+        f"answers parsed from the memo {f.answer_cache_hit_share:.1%}"
+    )
+    if f.events:
+        print(f"events (s from start): {f.events}")
+    for check in found:
+        print(f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}")
+    passed = all(check.passed for check in found)
+    verdict = "PASS" if passed else "FAIL"
+    print(f"{verdict} crowd {f.scenario} on {f.topology}: {f.viewers:,} viewers, {f.duration_seconds:.0f} s")
+    return passed
