@@ -29,17 +29,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.crowdbench import nodes, plot, report
 from harness import local
-from harness.crowd import Crowd, CrowdSpec, Sent
+from harness.crowd import Crowd, CrowdSpec, Sent, loopback_sources
 from harness.load import Sender
 
 DEFAULT_OUT = local.BASE_DIR / "artifacts" / "bench"
@@ -72,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--churn", type=float, default=0.05, help="churn: share of viewers reconnecting each second")
     parser.add_argument("--max-requests", type=int, default=RECYCLE_MAX_REQUESTS, help="recycle: GUNICORN_MAX_REQUESTS")
     parser.add_argument("--per-process", type=int, default=5000, help="viewers per generator process")
+    parser.add_argument("--one-source", action="store_true", help="every viewer connects from 127.0.0.1")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra server environment")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -91,6 +94,14 @@ def raise_open_file_limit() -> int:
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+def sources(base_url: str, args: argparse.Namespace) -> tuple[str, ...]:
+    """On loopback, each generator process connects from its own 127.0.0.x
+    (its own ephemeral ports, as viewers come from many addresses)."""
+    if args.one_source or urlsplit(base_url).hostname != "127.0.0.1":
+        return ()
+    return loopback_sources(math.ceil(args.viewers / args.per_process))
 
 
 def run_scenario(args: argparse.Namespace, scenario: str) -> bool:
@@ -129,6 +140,7 @@ def crowd_on(args: argparse.Namespace, scenario: str, node: nodes.Node, room: st
             connect_seconds=args.connect_seconds,
             churn=args.churn if scenario == "churn" else 0.0,
             per_process=args.per_process,
+            source_addresses=sources(node.base_url, args),
         )
         events: list[tuple[float, str]] = []
         rss_before = node.rss_bytes() if node.groups else None

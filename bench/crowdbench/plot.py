@@ -37,6 +37,7 @@ def write_png(f: Figures, path: Path) -> None:
             if axis is axes[0]:
                 axis.annotate(what, (at, 0), fontsize=7, color="#d62728", rotation=90, va="bottom")
     axes[1].set_yscale("symlog", linthresh=10)
+    axes[1].set_ylim(bottom=0)
     axes[-1].set_xlabel("seconds from the start")
     figure.suptitle(
         f"crowd · {f.scenario} · {f.topology} · {f.viewers:,} viewers · p99 {f.p99_ms} ms"

@@ -11,7 +11,7 @@ figures (pure).
 """
 
 from harness.crowd.answers import Answer, AnswerCache, ResponseError, parse_answer, parse_head
-from harness.crowd.runner import Crowd, CrowdResult, CrowdSpec
+from harness.crowd.runner import Crowd, CrowdResult, CrowdSpec, loopback_sources
 from harness.crowd.stats import Delivery, Second, Sent, delivery, per_second, percentile
 from harness.crowd.viewer import Ledger
 
@@ -27,6 +27,7 @@ __all__ = [
     "Second",
     "Sent",
     "delivery",
+    "loopback_sources",
     "parse_answer",
     "parse_head",
     "per_second",

@@ -51,6 +51,12 @@ class CrowdSpec:
     churn: float = 0.0
     per_process: int = VIEWERS_PER_PROCESS
     seed: int = 1
+    # Local addresses the processes connect from, process n from the n-th
+    # (round robin); none: the kernel's choice. Each source address has its
+    # own ~28,000 ephemeral ports (net.ipv4.ip_local_port_range) towards one
+    # server address: 20,000 viewers and their reconnects from one address
+    # run out of ports (EADDRNOTAVAIL), where real viewers come from many.
+    source_addresses: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.viewers < 1 or self.per_process < 1:
@@ -60,6 +66,8 @@ class CrowdSpec:
         if not 0 <= self.churn <= 1:
             raise ValueError("churn is a share of viewers, 0 to 1")
         parts = urlsplit(self.url)
+        if not parts.hostname or (self.source_addresses and not parts.hostname.startswith("127.")):
+            raise ValueError("source addresses are for a node on the loopback network")
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"an http:// base URL, not {self.url!r}")
 
@@ -70,6 +78,11 @@ class CrowdSpec:
     @property
     def path(self) -> str:
         return f"{urlsplit(self.url).path.rstrip('/')}/api/v1/rooms/{self.room}/danmaku"
+
+
+def loopback_sources(processes: int) -> tuple[str, ...]:
+    """127.0.0.2, 127.0.0.3, ...: one per process (any 127/8 address is this host)."""
+    return tuple(f"127.0.0.{2 + number}" for number in range(processes))
 
 
 @dataclass
@@ -235,8 +248,19 @@ async def _run(spec: CrowdSpec, number: int, start_at: float) -> ProcessRecord:
     answers = AnswerCache()
     rng = random.Random(spec.seed * 1_000_003 + number)
     indices = range(number, spec.viewers, spec.processes)
+    source = spec.source_addresses[number % len(spec.source_addresses)] if spec.source_addresses else None
     viewers = [
-        Viewer(index, host=host, port=port, path=spec.path, recorder=recorder, answers=answers, rng=rng, loop=loop)
+        Viewer(
+            index,
+            host=host,
+            port=port,
+            path=spec.path,
+            recorder=recorder,
+            answers=answers,
+            rng=rng,
+            loop=loop,
+            source=source,
+        )
         for index in indices
     ]
     for viewer in viewers:

@@ -124,6 +124,7 @@ class Viewer:
         answers: AnswerCache,
         rng: random.Random,
         loop: asyncio.AbstractEventLoop,
+        source: str | None = None,
     ) -> None:
         self.index = index
         self.host = host
@@ -133,6 +134,7 @@ class Viewer:
         self.answers = answers
         self.rng = rng
         self.loop = loop
+        self.local_addr = (source, 0) if source else None
         self.ledger = Ledger(index)
         self.cursor: str | None = None
         self.failures = 0
@@ -195,7 +197,7 @@ class Viewer:
     async def _open(self) -> None:
         conn = _Connection(self)
         try:
-            await self.loop.create_connection(lambda: conn, self.host, self.port)
+            await self.loop.create_connection(lambda: conn, self.host, self.port, local_addr=self.local_addr)
         except asyncio.CancelledError:
             return
         except ConnectionRefusedError:
