@@ -153,3 +153,11 @@ def test_delivery_owes_what_was_sent_after_joining_and_settled_before_the_last_a
     result = delivery([complete, missing, told, never], sent)
     assert (result.owed, result.missed, result.missed_in_gap, result.viewers_never_answered) == (6, 1, 1, 1)
     assert result.examples == [(1, [3])]
+
+
+def test_answer_cache_reads_each_distinct_head_once():
+    cache = AnswerCache()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 3"
+    assert cache.head(head) is cache.head(bytes(bytearray(head)))
+    with pytest.raises(ResponseError):
+        cache.head(b"HTTP/1.1 200 OK")

@@ -15,12 +15,13 @@ def write_png(f: Figures, path: Path) -> None:
     from matplotlib import pyplot as plt
 
     seconds = [s["second"] for s in f.seconds]
-    figure, axes = plt.subplots(4, 1, figsize=(11, 9), sharex=True)
+    figure, axes = plt.subplots(5, 1, figsize=(11, 11), sharex=True)
     panels = [
         ("answers per second", [s["polls"] for s in f.seconds], f"expected {f.expected_per_second:,.0f}/s"),
         ("p99 latency (ms)", [s["p99"] * 1000 for s in f.seconds], None),
         ("errors per second", [s["errors"] for s in f.seconds], None),
         ("open connections", [s["open_connections"] for s in f.seconds], None),
+        ("generator CPU (% of a core)", [s["generator_cpu_percent"] for s in f.seconds], None),
     ]
     for axis, (label, values, note) in zip(axes, panels, strict=True):
         axis.plot(seconds, values, drawstyle="steps-post", linewidth=1.2)

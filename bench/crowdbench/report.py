@@ -57,6 +57,9 @@ class Figures:
     generator_cpu_us_per_poll: float
     generator_core_percent: float  # all its processes, % of one core
     generator_busiest_process_percent: float
+    # The busiest second of the busiest process: near 100 %, the generator
+    # itself was the bottleneck in that second.
+    generator_busiest_second_percent: float
     answer_cache_hit_share: float
     events: list[tuple[float, str]] = field(default_factory=list)
     seconds: list[dict] = field(default_factory=list)
@@ -155,8 +158,33 @@ def figures(
         generator_busiest_process_percent=round(max(record_cpu, default=0) / duration * 100, 1),
         answer_cache_hit_share=round(hits / max(hits + misses, 1), 4),
         events=[(round(at - start, 2), what) for at, what in events],
-        seconds=[asdict(second) for second in seconds],
+        seconds=[
+            asdict(second) | {"generator_cpu_percent": cpu}
+            for second, cpu in zip(seconds, generator_per_second(result), strict=True)
+        ],
+        generator_busiest_second_percent=max(
+            (percent for record in result.records for percent in _process_percents(record, start)), default=0.0
+        ),
     )
+
+
+def _process_percents(record, start: float) -> list[float]:
+    """One process's CPU in each second of the run, % of a core."""
+    percents, previous = [], (start, 0.0)
+    for at, _, _, cpu in record.samples:
+        percents.append(round((cpu - previous[1]) / max(at - previous[0], 1e-3) * 100, 1))
+        previous = (at, cpu)
+    return percents
+
+
+def generator_per_second(result: CrowdResult) -> list[float]:
+    """The generator's CPU (all processes) in each second of the run, % of a core."""
+    seconds = math.ceil(result.spec.duration_seconds)
+    totals = [0.0] * seconds
+    for record in result.records:
+        for second, percent in enumerate(_process_percents(record, result.start_at)[:seconds]):
+            totals[second] += percent
+    return [round(total, 1) for total in totals]
 
 
 @dataclass
@@ -262,7 +290,8 @@ def print_report(f: Figures, found: list[Check]) -> bool:
         )
     print(
         f"generator: CPU {f.generator_cpu_seconds} s = {f.generator_cpu_us_per_poll} µs per poll, "
-        f"{f.generator_core_percent} % of a core (busiest process {f.generator_busiest_process_percent} %); "
+        f"{f.generator_core_percent} % of a core (busiest process {f.generator_busiest_process_percent} %,"
+        f" its busiest second {f.generator_busiest_second_percent} %); "
         f"answers parsed from the memo {f.answer_cache_hit_share:.1%}"
     )
     if f.events:

@@ -99,13 +99,24 @@ def parse_answer(body: bytes, *, gzipped: bool) -> Answer:
 
 
 class AnswerCache:
-    """``parse_answer`` memoized by the body's bytes (and encoding)."""
+    """``parse_answer`` memoized by the body's bytes (and encoding), and
+    ``parse_head`` by the head's (a head changes with its Date, once a second)."""
 
     def __init__(self, entries: int = ANSWER_CACHE_ENTRIES) -> None:
         self._entries = entries
         self._parsed: dict[tuple[bytes, bool], Answer] = {}
+        self._heads: dict[bytes, Head] = {}
         self.hits = 0
         self.misses = 0
+
+    def head(self, head: bytes) -> Head:
+        parsed = self._heads.get(head)
+        if parsed is None:
+            parsed = parse_head(head)
+            if len(self._heads) >= self._entries:
+                self._heads.clear()
+            self._heads[head] = parsed
+        return parsed
 
     def parse(self, body: bytes, *, gzipped: bool) -> Answer:
         key = (body, gzipped)

@@ -22,7 +22,7 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 
-from harness.crowd.answers import MAX_HEAD_BYTES, AnswerCache, ResponseError, parse_head
+from harness.crowd.answers import MAX_HEAD_BYTES, AnswerCache, ResponseError
 
 # poller.js: REQUEST_TIMEOUT_MS, BACKOFF_FIRST_MS, BACKOFF_MAX_MS, GONE_RETRY_MS.
 REQUEST_TIMEOUT_SECONDS = 10.0
@@ -241,7 +241,7 @@ class Viewer:
                     self._drop("bad-response")
                 return
             try:
-                self.head = parse_head(bytes(buffer[:end]))
+                self.head = self.answers.head(bytes(buffer[:end]))
             except ResponseError:
                 self._drop("bad-response")
                 return
