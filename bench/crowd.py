@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import sys
 import tempfile
@@ -67,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--url", help="a running node's base URL instead of starting one (steady, storm, churn)")
     parser.add_argument("--room", default=ROOM, help="with --url: the room to poll")
     parser.add_argument("--token", help="with --url: a bearer token to send comments with (manage.py issue_token)")
+    parser.add_argument(
+        "--server-pid", type=int, action="append", default=[], help="with --url: its process group is the server's"
+    )
     parser.add_argument("--scenario", default="steady", help=f"comma-separated: {', '.join(report.SCENARIOS)}")
     parser.add_argument("--viewers", type=int, default=20_000)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of crowd per scenario")
@@ -110,9 +114,9 @@ def run_scenario(args: argparse.Namespace, scenario: str) -> bool:
         extra_env["GUNICORN_MAX_REQUESTS"] = str(args.max_requests)
     with tempfile.TemporaryDirectory(prefix="danmaku-crowd-") as tmp:
         if args.url:
-            node = nodes.Node(
-                args.url.rstrip("/"), f"{args.url.rstrip('/')}/api/v1/rooms/{args.room}/danmaku", args.token
-            )
+            base_url = args.url.rstrip("/")
+            groups = sorted({os.getpgid(pid) for pid in args.server_pid})
+            node = nodes.Node(base_url, f"{base_url}/api/v1/rooms/{args.room}/danmaku", args.token, groups)
             return crowd_on(args, scenario, node, args.room)
         with nodes.start(args.topology, room=ROOM, var_dir=Path(tmp), extra_env=extra_env) as node:
             return crowd_on(args, scenario, node, ROOM)

@@ -287,6 +287,7 @@ def print_report(f: Figures, found: list[Check]) -> bool:
             f"server: CPU {f.server_cpu_seconds} s = {f.server_cpu_us_per_poll} µs per poll;"
             f" RSS {f.server_rss_before_mb} → {f.server_rss_peak_mb} MB"
             f" = {f.server_rss_kb_per_connection} KB per connection"
+            + (" (the peak holds old and new workers at once)" if f.scenario in ("hup", "recycle") else "")
         )
     print(
         f"generator: CPU {f.generator_cpu_seconds} s = {f.generator_cpu_us_per_poll} µs per poll, "
