@@ -150,14 +150,19 @@ def crowd_on(args: argparse.Namespace, scenario: str, node: nodes.Node, room: st
         rss_before = node.rss_bytes() if node.groups else None
         rss_peak = rss_before
         cpu_before = node.cpu_seconds() if node.groups else None
+        # (when, the server's CPU seconds so far): its CPU in each second.
+        server_samples: list[tuple[float, float]] = []
         with Crowd(spec) as crowd:
             start = crowd.start()
+            if cpu_before is not None:
+                server_samples.append((start, node.cpu_seconds()))
             event_at = start + args.duration * EVENT_AT_SHARE if scenario in ("hup", "kill") else None
             end = start + args.duration
             while time.monotonic() < end:
                 time.sleep(min(1.0, max(0.0, end - time.monotonic())))
                 if node.groups:
                     rss_peak = max(rss_peak, node.rss_bytes())
+                    server_samples.append((time.monotonic(), node.cpu_seconds()))
                 if event_at is not None and time.monotonic() >= event_at:
                     event_at = None
                     if scenario == "hup":
@@ -183,6 +188,7 @@ def crowd_on(args: argparse.Namespace, scenario: str, node: nodes.Node, room: st
         rss_before=rss_before,
         rss_peak=rss_peak,
         events=events,
+        server_samples=server_samples,
     )
     if sender and sender.failures:
         print(f"send failures, e.g.: {sender.failures[:3]}")

@@ -21,7 +21,7 @@ def write_png(f: Figures, path: Path) -> None:
         ("p99 latency (ms)", [s["p99"] * 1000 for s in f.seconds], None),
         ("errors per second", [s["errors"] for s in f.seconds], None),
         ("open connections", [s["open_connections"] for s in f.seconds], None),
-        ("generator CPU (% of a core)", [s["generator_cpu_percent"] for s in f.seconds], None),
+        ("CPU (% of a core)", [s["generator_cpu_percent"] for s in f.seconds], None),
     ]
     for axis, (label, values, note) in zip(axes, panels, strict=True):
         axis.plot(seconds, values, drawstyle="steps-post", linewidth=1.2)
@@ -37,6 +37,14 @@ def write_png(f: Figures, path: Path) -> None:
             axis.axvline(at, color="#d62728", linestyle=":", linewidth=1)
             if axis is axes[0]:
                 axis.annotate(what, (at, 0), fontsize=7, color="#d62728", rotation=90, va="bottom")
+    axes[4].lines[0].set_label("generator")
+    server = [s["server_cpu_percent"] for s in f.seconds]
+    if any(value is not None for value in server):
+        axes[4].plot(seconds, [value or 0 for value in server], drawstyle="steps-post", linewidth=1.2, label="server")
+    axes[4].legend(fontsize=7, loc="upper right")
+    axes[4].relim()
+    axes[4].autoscale(axis="y")
+    axes[4].set_ylim(bottom=0)
     axes[1].set_yscale("symlog", linthresh=10)
     axes[1].set_ylim(bottom=0)
     axes[-1].set_xlabel("seconds from the start")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -83,6 +85,7 @@ def figures(
     rss_before: int | None,
     rss_peak: int | None,
     events: list[tuple[float, str]],
+    server_samples: list[tuple[float, float]] = (),
 ) -> Figures:
     spec = result.spec
     start, duration = result.start_at, spec.duration_seconds
@@ -159,8 +162,13 @@ def figures(
         answer_cache_hit_share=round(hits / max(hits + misses, 1), 4),
         events=[(round(at - start, 2), what) for at, what in events],
         seconds=[
-            asdict(second) | {"generator_cpu_percent": cpu}
-            for second, cpu in zip(seconds, generator_per_second(result), strict=True)
+            asdict(second) | {"generator_cpu_percent": cpu, "server_cpu_percent": server}
+            for second, cpu, server in zip(
+                seconds,
+                generator_per_second(result),
+                server_per_second(server_samples, start, len(seconds)),
+                strict=True,
+            )
         ],
         generator_busiest_second_percent=max(
             (percent for record in result.records for percent in _process_percents(record, start)), default=0.0
@@ -185,6 +193,26 @@ def generator_per_second(result: CrowdResult) -> list[float]:
         for second, percent in enumerate(_process_percents(record, result.start_at)[:seconds]):
             totals[second] += percent
     return [round(total, 1) for total in totals]
+
+
+def server_per_second(samples: list[tuple[float, float]], start: float, seconds: int) -> list[float | None]:
+    """The server's CPU in each second of the run, % of a core (None where unsampled)."""
+    percents: list[float | None] = [None] * seconds
+    for (earlier, cpu_then), (later, cpu_now) in itertools.pairwise(samples):
+        second = round(later - start) - 1
+        if 0 <= second < seconds and later > earlier:
+            percents[second] = round((cpu_now - cpu_then) / (later - earlier) * 100, 1)
+    return percents
+
+
+def saturated_seconds(f: Figures, cores: int) -> list[int]:
+    """Seconds in which generator and server together took (nearly) every core:
+    there the generator's own cost is part of what was measured."""
+    return [
+        s["second"]
+        for s in f.seconds
+        if s["server_cpu_percent"] is not None and s["generator_cpu_percent"] + s["server_cpu_percent"] >= 90 * cores
+    ]
 
 
 @dataclass
@@ -302,6 +330,9 @@ def print_report(f: Figures, found: list[Check]) -> bool:
     )
     if f.events:
         print(f"events (s from start): {f.events}")
+    cores = os.cpu_count() or 1
+    if busy := saturated_seconds(f, cores):
+        print(f"the machine's {cores} cores were busy with generator and server together in seconds {busy}")
     for check in found:
         print(f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}")
     passed = all(check.passed for check in found)
