@@ -34,6 +34,20 @@ which was most of a poll's cost. Everything else (a send, a page, a pull for
 a room this process has not activated, any request when the app has no fast
 path, as on a send node) goes to the pool as in gthread.
 
+**A crowd connects in storms, and a stopping worker hands its viewers on.**
+A readable listening socket is accepted from until it has nothing more
+(or ``ACCEPT_BATCH`` connections, or the worker's ``worker_connections``),
+each new connection's first request read (and a poll answered) on the loop
+at once. A worker that stops (``max_requests`` reached, ``SIGTERM`` from a
+reload or a graceful stop) drains instead of dropping its viewers: it stops
+accepting (the other workers take the listening socket's connections), and
+each kept-alive connection's next request is answered with ``Connection:
+close``, so the client reconnects to another worker between two polls; a
+connection not used again within its keep-alive timeout is closed then, as
+it would have been anyway. ``max_requests`` recycles one worker at a time
+(a lock the master hands every worker), so the others can take its viewers.
+All of it is bounded by ``graceful_timeout``.
+
 With SSL, the PROXY protocol, HTTP/2 cleartext or the uwsgi protocol,
 gunicorn reads the connection itself from its first byte and the worker is
 plain gthread: no deadlines, no loop answers. Run it with
@@ -45,9 +59,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import selectors
 import socket
+import sys
+import tempfile
 import time
 from functools import partial
 
@@ -78,6 +95,16 @@ HOLD_BYTES = 1024 * 1024
 # how much, a closed connection is drained so the last answer is not reset.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024
+# New connections accepted per readiness of the listening socket: a connect
+# storm costs one wake-up per batch instead of one per connection, while the
+# loop still turns (answering the polls of connections it already holds)
+# every batch. Other workers sharing the socket take their share meanwhile.
+ACCEPT_BATCH = 64
+# How often a draining worker looks at its connections' deadlines.
+DRAIN_TICK_SECONDS = 0.25
+# What a draining worker leaves of graceful_timeout before the master's
+# SIGKILL: time to close what is left and exit.
+DRAIN_MARGIN_SECONDS = 1.0
 REQUEST_TIMEOUT_ANSWER = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
@@ -102,18 +129,42 @@ class PullWorker(ThreadWorker):
     # Seconds; gunicorn.conf.py sets both from the environment.
     read_timeout = 5.0
     write_timeout = 10.0
+    # A file the master opened for every worker it forks: a worker due to
+    # recycle holds a POSIX lock on it while it drains (such locks belong to
+    # the process, and go with it however it ends).
+    _recycle_lock = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # gthread stops a worker from a pool thread, mid-request, once
+        # max_requests is reached; here the loop decides (see run).
+        self._recycle_after = self.max_requests
+        self.max_requests = sys.maxsize
+        self._lingering = 0
         self._answer = None
         self._reads_on_loop = False
         self._date_second = -1
-        self._head_prefix = b""
-        # id(HttpAnswer) -> (the answer, what sendmsg writes for it: the
-        # status line and headers as bytes, then the body; and their length),
-        # for the current second (the Date header changes).
-        self._sent: dict[int, tuple[object, list[bytes], int]] = {}
+        self._head_prefixes = (b"", b"")  # keep-alive, close
+        # (id(HttpAnswer), close) -> (the answer, what sendmsg writes for it:
+        # the status line and headers as bytes, then the body; and their
+        # length), for the current second (the Date header changes).
+        self._sent: dict[tuple[int, bool], tuple[object, list[bytes], int]] = {}
         self._deadlines = Deadlines()
+
+    @classmethod
+    def check_config(cls, cfg, log) -> None:
+        super().check_config(cfg, log)
+        if cls._recycle_lock is None:
+            # Open for the life of the master and every worker it forks.
+            cls._recycle_lock = tempfile.TemporaryFile(prefix="gunicorn-recycle-")  # noqa: SIM115
+        drain = cfg.keepalive + LINGER_SECONDS + DRAIN_MARGIN_SECONDS
+        if cfg.graceful_timeout < drain:
+            log.warning(
+                "graceful_timeout (%s s) is shorter than a drain (keepalive + %s s): "
+                "a stopping worker may close connections a viewer is about to use",
+                cfg.graceful_timeout,
+                LINGER_SECONDS + DRAIN_MARGIN_SECONDS,
+            )
 
     def set_timeouts(self, *, read_seconds: float, write_seconds: float) -> None:
         self.read_timeout = read_seconds
@@ -142,15 +193,31 @@ class PullWorker(ThreadWorker):
     # -- a new connection ---------------------------------------------------------
 
     def accept(self, listener) -> None:
-        if not self._reads_on_loop:
-            return super().accept(listener)
-        try:
-            accepted, client = listener.accept()
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+        """Take the connections waiting on ``listener``, up to a batch."""
+        for _ in range(ACCEPT_BATCH):
+            if self.nr_conns >= self.worker_connections or not self.alive:
+                return
+            try:
+                accepted, client = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    # Out of files: the connection waits in the listen queue
+                    # (or another worker takes it); this worker accepts again
+                    # next turn of its loop, not in a busy loop meanwhile.
+                    self.log.warning("accept: %s (worker_connections above the open-file limit?)", exc)
+                    self.set_accept_enabled(False)
+                    return
                 raise
-            return
+            self._take(accepted, client, listener)
+
+    def _take(self, accepted, client, listener) -> None:
         self.nr_conns += 1
+        if not self._reads_on_loop:
+            accepted.setblocking(True)
+            self.enqueue_req(TConn(self.cfg, accepted, client, listener.getsockname()))
+            return
         sock = ClientSocket.adopt(
             accepted, read_timeout=self.read_timeout, write_timeout=self.write_timeout, hold_limit=HOLD_BYTES
         )
@@ -180,10 +247,14 @@ class PullWorker(ThreadWorker):
             # The client closed the connection.
             self._close_kept_alive(conn, client)
             return
-        if len(data) < READ_BYTES and self._may_answer(in_keepalive_queue=True):
+        if len(data) < READ_BYTES and self._answer is not None:
             http = self._loop_answer(data)
             if http is not None:
-                self._answer_kept_alive(conn, client, http)
+                if self._closes_after_answer(in_keepalive_queue=True):
+                    self.keepalived_conns.remove(conn)
+                    self._answer_from_loop(conn, http, then=self._close_answered, registered=True, close=True)
+                else:
+                    self._answer_kept_alive(conn, client, http)
                 return
         self.keepalived_conns.remove(conn)
         arrival = requestframe.Arrival(self._framing)
@@ -218,10 +289,13 @@ class PullWorker(ThreadWorker):
             self._refuse_too_large(conn)
             return
         data, conn.arrival = bytes(conn.arrival.data), None
-        if len(data) < READ_BYTES and self._may_answer(in_keepalive_queue=False):
+        if len(data) < READ_BYTES and self._answer is not None:
             http = self._loop_answer(data)
             if http is not None:
-                self._answer_from_loop(conn, http, then=self._keep_alive, registered=True)
+                if self._closes_after_answer(in_keepalive_queue=False):
+                    self._answer_from_loop(conn, http, then=self._close_answered, registered=True, close=True)
+                else:
+                    self._answer_from_loop(conn, http, then=self._keep_alive, registered=True)
                 return
         self.poller.unregister(client)
         self._to_pool(conn, data)
@@ -272,16 +346,12 @@ class PullWorker(ThreadWorker):
 
     # -- answering on the loop ----------------------------------------------------------
 
-    def _may_answer(self, *, in_keepalive_queue: bool) -> bool:
-        """Whether the loop may answer now (else gthread's regular way
-        answers, with "Connection: close" when it must)."""
+    def _closes_after_answer(self, *, in_keepalive_queue: bool) -> bool:
+        """Whether the loop's answer says "Connection: close" (as gunicorn's
+        would): the worker is stopping, or keeps as many idle connections as
+        it may."""
         kept_alive = len(self.keepalived_conns) + (0 if in_keepalive_queue else 1)
-        return (
-            self._answer is not None
-            and self.alive
-            and self.nr + 1 < self.max_requests
-            and kept_alive <= self.max_keepalived
-        )
+        return not self.alive or kept_alive > self.max_keepalived
 
     def _loop_answer(self, data: bytes):
         """The fast path's answer when ``data`` is exactly one plain poll."""
@@ -321,9 +391,9 @@ class PullWorker(ThreadWorker):
         conn.sock.hold(buffers, sent)
         self._write_held(conn, then=self._keep_alive, registered=True)
 
-    def _answer_from_loop(self, conn, http, *, then, registered: bool) -> None:
+    def _answer_from_loop(self, conn, http, *, then, registered: bool, close: bool = False) -> None:
         self.nr += 1
-        buffers, length = self._buffers(http)
+        buffers, length = self._buffers(http, close=close)
         try:
             sent = conn.sock.sendmsg(buffers)
         except BlockingIOError:
@@ -336,6 +406,13 @@ class PullWorker(ThreadWorker):
             return
         conn.sock.hold(buffers, sent)
         self._write_held(conn, then=then, registered=registered)
+
+    def _close_answered(self, conn) -> None:
+        """Closed after an answer that said so: the client reconnects (to
+        another worker when this one is stopping)."""
+        self.poller.unregister(conn.sock)
+        self.nr_conns -= 1
+        self._linger(conn)
 
     def _keep_alive(self, conn) -> None:
         """Back on the poller, waiting for the connection's next request."""
@@ -358,25 +435,25 @@ class PullWorker(ThreadWorker):
             queue[0].extended = False
             queue.rotate(-1)
 
-    def _buffers(self, http) -> tuple[list[bytes], int]:
+    def _buffers(self, http, *, close: bool = False) -> tuple[list[bytes], int]:
         """gunicorn's bytes for ``http`` and their length, built once per
-        answer per second."""
+        answer (and connection header) per second."""
         second = int(time.time())
         if second != self._date_second:
             self._date_second = second
-            self._head_prefix = f"Server: {SERVER}\r\nDate: {http_date(second)}\r\nConnection: keep-alive\r\n".encode(
-                "latin-1"
-            )
+            head = f"Server: {SERVER}\r\nDate: {http_date(second)}\r\nConnection: ".encode("latin-1")
+            self._head_prefixes = (head + b"keep-alive\r\n", head + b"close\r\n")
             self._sent.clear()
-        cached = self._sent.get(id(http))
+        key = (id(http), close)
+        cached = self._sent.get(key)
         if cached is not None and cached[0] is http:
             return cached[1], cached[2]
-        lines = [f"HTTP/1.1 {http.status_line}\r\n".encode("latin-1"), self._head_prefix]
+        lines = [f"HTTP/1.1 {http.status_line}\r\n".encode("latin-1"), self._head_prefixes[close]]
         lines += [f"{name}: {value}\r\n".encode("latin-1") for name, value in http.headers]
         lines.append(b"\r\n")
         buffers = [b"".join(lines), http.body] if http.body else [b"".join(lines)]
         length = sum(map(len, buffers))
-        self._sent[id(http)] = (http, buffers, length)
+        self._sent[key] = (http, buffers, length)
         return buffers, length
 
     # -- writing what a slow reader has not taken yet ---------------------------------------
@@ -388,11 +465,20 @@ class PullWorker(ThreadWorker):
         if isinstance(sock, ClientSocket) and sock.holds_output:
             self._write_held(conn, then=partial(self._finish_after_write, fs=fs), registered=False)
             return
-        super().finish_request(conn, fs)
+        self._finish(conn, fs)
 
     def _finish_after_write(self, conn, *, fs) -> None:
         self.poller.unregister(conn.sock)
+        self._finish(conn, fs)
+
+    def _finish(self, conn, fs) -> None:
         super().finish_request(conn, fs)
+        if not self.alive and self.keepalived_conns and self.keepalived_conns[-1] is conn:
+            # An answer that began before the drain said keep-alive: gthread
+            # gives the client 2 s to come back, a viewer polling every 3 s
+            # would find it closed; it gets its keep-alive timeout, and its
+            # next request "Connection: close".
+            conn.set_timeout()
 
     def _write_held(self, conn, *, then, registered: bool) -> None:
         conn.after_write = then
@@ -459,6 +545,7 @@ class PullWorker(ThreadWorker):
             sock.close()
             return
         conn.lingered = 0
+        self._lingering += 1
         self.poller.register(sock, selectors.EVENT_READ, partial(self._on_linger_readable, conn))
         self._deadlines.set(conn, time.monotonic() + LINGER_SECONDS, self._linger_expired)
 
@@ -474,9 +561,62 @@ class PullWorker(ThreadWorker):
             self._linger_expired(conn, 0.0)
 
     def _linger_expired(self, conn, now: float) -> None:
+        self._lingering -= 1
         self._deadlines.clear(conn)
         self.poller.unregister(conn.sock)
         conn.sock.close()
+
+    # -- running, recycling and stopping ------------------------------------------------------
+
+    def run(self) -> None:
+        """gthread's loop, with the worker's recycle decided here and a
+        drain instead of gthread's stop (see the module's docstring)."""
+        self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
+        self.set_accept_enabled(True)
+        while self.alive:
+            self.notify()
+            can_accept = self.nr_conns < self.worker_connections
+            if can_accept != self._accepting:
+                self.set_accept_enabled(can_accept)
+            self.wait_for_and_dispatch_events(timeout=1.0)
+            if not self.is_parent_alive():
+                break
+            self.murder_keepalived()
+            self.murder_pending()
+            if self.nr >= self._recycle_after and self._recycle_turn():
+                self.log.info("Autorestarting worker after %s requests: draining its connections", self.nr)
+                self.alive = False
+        self.drain()
+
+    def _recycle_turn(self) -> bool:
+        """Whether no other worker is recycling (else this one keeps serving
+        and asks again next turn): the others take a recycling worker's
+        viewers, and two at once would leave them fewer places to go."""
+        if self._recycle_lock is None:
+            return True
+        try:
+            fcntl.lockf(self._recycle_lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    def drain(self) -> None:
+        """Stop accepting; answer each kept-alive connection's next request
+        with "Connection: close"; close the ones not used again within their
+        keep-alive timeout; all within graceful_timeout."""
+        self.set_accept_enabled(False)
+        deadline = time.monotonic() + max(0.0, self.cfg.graceful_timeout - DRAIN_MARGIN_SECONDS)
+        while (self.nr_conns > 0 or self._lingering > 0) and time.monotonic() < deadline:
+            self.notify()
+            self.wait_for_and_dispatch_events(timeout=DRAIN_TICK_SECONDS)
+            self.murder_keepalived()
+            self.murder_pending()
+        self.murder_keepalived(force=True)
+        self.tpool.shutdown(wait=False)
+        self.poller.close()
+        self.method_queue.close()
+        for sock in self.sockets:
+            sock.close()
 
     def murder_pending(self) -> None:
         """gthread's, and the deadlines of connections the loop holds."""
