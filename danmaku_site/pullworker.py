@@ -145,10 +145,11 @@ class PullWorker(ThreadWorker):
         self._reads_on_loop = False
         self._date_second = -1
         self._head_prefixes = (b"", b"")  # keep-alive, close
-        # (id(HttpAnswer), close) -> (the answer, what sendmsg writes for it:
-        # the status line and headers as bytes, then the body; and their
-        # length), for the current second (the Date header changes).
-        self._sent: dict[tuple[int, bool], tuple[object, list[bytes], int]] = {}
+        # For keep-alive and for close answers: id(HttpAnswer) -> (the answer,
+        # what sendmsg writes for it: the status line and headers as bytes,
+        # then the body; and their length), for the current second (the Date
+        # header changes).
+        self._sent: tuple[dict[int, tuple[object, list[bytes], int]], ...] = ({}, {})
         self._deadlines = Deadlines()
 
     @classmethod
@@ -443,9 +444,9 @@ class PullWorker(ThreadWorker):
             self._date_second = second
             head = f"Server: {SERVER}\r\nDate: {http_date(second)}\r\nConnection: ".encode("latin-1")
             self._head_prefixes = (head + b"keep-alive\r\n", head + b"close\r\n")
-            self._sent.clear()
-        key = (id(http), close)
-        cached = self._sent.get(key)
+            self._sent = ({}, {})
+        sent = self._sent[close]
+        cached = sent.get(id(http))
         if cached is not None and cached[0] is http:
             return cached[1], cached[2]
         lines = [f"HTTP/1.1 {http.status_line}\r\n".encode("latin-1"), self._head_prefixes[close]]
@@ -453,7 +454,7 @@ class PullWorker(ThreadWorker):
         lines.append(b"\r\n")
         buffers = [b"".join(lines), http.body] if http.body else [b"".join(lines)]
         length = sum(map(len, buffers))
-        self._sent[key] = (http, buffers, length)
+        sent[id(http)] = (http, buffers, length)
         return buffers, length
 
     # -- writing what a slow reader has not taken yet ---------------------------------------

@@ -198,7 +198,7 @@ def test_the_loop_answers_a_poll_itself_with_gunicorns_bytes(worker, client, hea
     # Still on the poller, and kept alive from now on.
     assert worker.poller.get_key(client.conn.sock)
     assert client.conn in worker.keepalived_conns
-    assert client.conn.timeout > time.monotonic() + 4
+    assert client.conn.timeout > time.monotonic() + worker.cfg.keepalive - 1
     same_but_date(loop, through_gunicorn(worker, client, request("", *headers, "X_Hand_Over: 1")))
 
 
