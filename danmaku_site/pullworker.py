@@ -100,6 +100,9 @@ LINGER_BYTES = 64 * 1024
 # loop still turns (answering the polls of connections it already holds)
 # every batch. Other workers sharing the socket take their share meanwhile.
 ACCEPT_BATCH = 64
+# Longest a poll waits parked behind another of its room that a pool thread
+# is answering (the room's first in the process) before a thread takes it.
+PARK_SECONDS = 1.0
 # How often a draining worker looks at its connections' deadlines.
 DRAIN_TICK_SECONDS = 0.25
 # What a draining worker leaves of graceful_timeout before the master's
@@ -116,6 +119,7 @@ class _Conn(TConn):
         self.arrival: requestframe.Arrival | None = None  # a request still arriving
         self.last_write = 0.0
         self.after_write = None
+        self.warms = None  # the room path of a poll parking others (PullWorker._to_pool)
         self._linger = linger
 
     def close(self, graceful: bool = False) -> None:
@@ -141,6 +145,9 @@ class PullWorker(ThreadWorker):
         self._recycle_after = self.max_requests
         self.max_requests = sys.maxsize
         self._lingering = 0
+        # A room's path -> (since when, [(connection, request)]): polls
+        # parked while a pool thread answers one of that room (_to_pool).
+        self._warming: dict[str, tuple[float, list]] = {}
         self._answer = None
         self._reads_on_loop = False
         self._date_second = -1
@@ -248,8 +255,9 @@ class PullWorker(ThreadWorker):
             # The client closed the connection.
             self._close_kept_alive(conn, client)
             return
+        poll = None
         if len(data) < READ_BYTES and self._answer is not None:
-            http = self._loop_answer(data)
+            poll, http = self._loop_answer(data)
             if http is not None:
                 if self._closes_after_answer(in_keepalive_queue=True):
                     self.keepalived_conns.remove(conn)
@@ -258,6 +266,10 @@ class PullWorker(ThreadWorker):
                     self._answer_kept_alive(conn, client, http)
                 return
         self.keepalived_conns.remove(conn)
+        if poll is not None:
+            self.poller.unregister(client)
+            self._to_pool(conn, data, poll=poll)
+            return
         arrival = requestframe.Arrival(self._framing)
         if arrival.add(data):
             self.poller.unregister(client)
@@ -290,16 +302,23 @@ class PullWorker(ThreadWorker):
             self._refuse_too_large(conn)
             return
         data, conn.arrival = bytes(conn.arrival.data), None
+        self._answer_or_hand_over(conn, data, park=True)
+
+    def _answer_or_hand_over(self, conn, data: bytes, *, park: bool) -> None:
+        """A whole request of a connection on the poller: answered here when
+        it is a poll the loop answers, else handed to a pool thread (or, a
+        poll, parked behind the one a thread is answering, with ``park``)."""
+        poll = None
         if len(data) < READ_BYTES and self._answer is not None:
-            http = self._loop_answer(data)
+            poll, http = self._loop_answer(data)
             if http is not None:
                 if self._closes_after_answer(in_keepalive_queue=False):
                     self._answer_from_loop(conn, http, then=self._close_answered, registered=True, close=True)
                 else:
                     self._answer_from_loop(conn, http, then=self._keep_alive, registered=True)
                 return
-        self.poller.unregister(client)
-        self._to_pool(conn, data)
+        self.poller.unregister(conn.sock)
+        self._to_pool(conn, data, poll=poll if park else None)
 
     def _refuse_too_large(self, conn) -> None:
         """gunicorn's 431 for a head past its limits, from the loop: gunicorn
@@ -339,7 +358,21 @@ class PullWorker(ThreadWorker):
                 return
         super().enqueue_req(conn)
 
-    def _to_pool(self, conn, data: bytes) -> None:
+    def _to_pool(self, conn, data: bytes, *, poll: str | None = None) -> None:
+        """Hand a whole request to a pool thread. A ``poll`` (its room's
+        path) the loop could not answer waits instead, off the poller,
+        while a thread answers another poll of the same room: in a process
+        that has not served the room yet (a new worker meeting a connect
+        storm), only that one needs Django, which activates the room, and
+        the loop then answers those waiting; without this, thousands queue
+        for four threads and the last waits seconds."""
+        if poll is not None:
+            warming = self._warming.get(poll)
+            if warming is not None:
+                warming[1].append((conn, data))
+                return
+            self._warming[poll] = (time.monotonic(), [])
+            conn.warms = poll
         # gunicorn's parser reads these bytes before the socket's.
         conn.parser.unreader.unread(data)
         conn.data_ready = True
@@ -355,17 +388,32 @@ class PullWorker(ThreadWorker):
         return not self.alive or kept_alive > self.max_keepalived
 
     def _loop_answer(self, data: bytes):
-        """The fast path's answer when ``data`` is exactly one plain poll."""
+        """(the path, the fast path's answer or ``None``) when ``data`` is
+        exactly one plain poll; else (``None``, ``None``)."""
         environ = pullrequest.parse(data, self._limits)
         if environ is None:
-            return None
+            return None, None
         try:
-            return self._answer(environ)
+            return environ["PATH_INFO"], self._answer(environ)
         except Exception:
             # A fault in the fast path must not take the loop (and every
             # connection on it) down: Django answers this one.
             self.log.exception("pull answer failed on the event loop; handing the request over")
-            return None
+            return None, None
+
+    def _release(self, poll: str) -> None:
+        """The polls parked behind ``poll``'s pool thread, answered on the
+        loop now if it can, else each by a thread."""
+        _, parked = self._warming.pop(poll, (0.0, ()))
+        for conn, data in parked:
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_request_readable, conn))
+            self._answer_or_hand_over(conn, data, park=False)
+
+    def _release_overdue(self, now: float) -> None:
+        """Parked polls whose room's first answer is taking long (a slow
+        database): each to a thread, as without parking."""
+        for poll in [poll for poll, (since, _) in self._warming.items() if now - since > PARK_SECONDS]:
+            self._release(poll)
 
     def _answer_kept_alive(self, conn, client, http) -> None:
         self.nr += 1
@@ -473,7 +521,11 @@ class PullWorker(ThreadWorker):
         self._finish(conn, fs)
 
     def _finish(self, conn, fs) -> None:
+        warmed = getattr(conn, "warms", None)
         super().finish_request(conn, fs)
+        if warmed is not None:
+            conn.warms = None
+            self._release(warmed)
         if not self.alive and self.keepalived_conns and self.keepalived_conns[-1] is conn:
             # An answer that began before the drain said keep-alive: gthread
             # gives the client 2 s to come back, a viewer polling every 3 s
@@ -620,9 +672,13 @@ class PullWorker(ThreadWorker):
             sock.close()
 
     def murder_pending(self) -> None:
-        """gthread's, and the deadlines of connections the loop holds."""
+        """gthread's, the deadlines of connections the loop holds, and
+        polls parked for too long."""
         super().murder_pending()
-        self._deadlines.expire(time.monotonic())
+        now = time.monotonic()
+        self._deadlines.expire(now)
+        if self._warming:
+            self._release_overdue(now)
 
 
 def _plain_http(cfg) -> bool:

@@ -29,7 +29,7 @@ from gunicorn.workers.gthread import TConn
 from danmaku import runtime
 from danmaku.models import Danmaku
 from danmaku.pull.fastpath import PullFastPath
-from danmaku_site.pullworker import ACCEPT_BATCH, LINGER_SECONDS, REQUEST_TIMEOUT_ANSWER, PullWorker
+from danmaku_site.pullworker import ACCEPT_BATCH, LINGER_SECONDS, PARK_SECONDS, REQUEST_TIMEOUT_ANSWER, PullWorker
 from harness.rawhttp import AnswerReader
 from harness.wsgi import connections_kept_open
 
@@ -584,3 +584,39 @@ def test_accepting_stops_at_the_workers_connection_cap(worker, listener):
     finally:
         for sock in clients:
             sock.close()
+
+
+def test_polls_of_a_room_not_active_yet_wait_on_the_loop_for_the_one_a_thread_answers(worker, listener, comments):
+    first, second, third = (connect(worker, listener) for _ in range(3))
+    try:
+        for viewer in (first, second, third):
+            viewer.sock.sendall(request())
+            dispatch(worker)
+        # The room's first poll in the process goes to a thread (Django
+        # activates the room); the others wait for it, not for threads.
+        assert len(worker.tpool.jobs) == 1
+        worker.tpool.run()
+        read_while_the_loop_writes(worker, first)
+        assert worker.tpool.jobs == []  # the loop answered the two waiting
+        for viewer in (second, third):
+            assert b'"comment 4"' in read_answer(viewer)
+            assert viewer.conn in worker.keepalived_conns
+    finally:
+        for viewer in (first, second, third):
+            viewer.sock.close()
+
+
+def test_a_poll_parked_longer_than_its_bound_goes_to_a_thread(worker, listener, monkeypatch):
+    first, second = (connect(worker, listener) for _ in range(2))
+    try:
+        for viewer in (first, second):
+            viewer.sock.sendall(request())
+            dispatch(worker)
+        assert len(worker.tpool.jobs) == 1
+        later = time.monotonic() + PARK_SECONDS + 0.1
+        monkeypatch.setattr(time, "monotonic", lambda: later)
+        worker.murder_pending()
+        assert len(worker.tpool.jobs) == 2
+    finally:
+        for viewer in (first, second):
+            viewer.sock.close()
