@@ -103,6 +103,14 @@ ACCEPT_BATCH = 64
 # Longest a poll waits parked behind another of its room that a pool thread
 # is answering (the room's first in the process) before a thread takes it.
 PARK_SECONDS = 1.0
+# A worker stopped by a signal (a HUP reload, a graceful stop) keeps
+# accepting this long into its drain, answering each new connection's poll
+# with "Connection: close": on a reload every old worker drains at once
+# while the new ones are still booting (seconds, on a busy machine), and a
+# listening socket nobody accepts from overflows its queue and drops the
+# reconnecting viewers' handshakes. A worker recycling stops accepting at
+# once: the others are up.
+ACCEPT_WHILE_DRAINING_SECONDS = 5.0  # while it still holds connections
 # How often a draining worker looks at its connections' deadlines.
 DRAIN_TICK_SECONDS = 0.25
 # What a draining worker leaves of graceful_timeout before the master's
@@ -145,6 +153,7 @@ class PullWorker(ThreadWorker):
         self._recycle_after = self.max_requests
         self.max_requests = sys.maxsize
         self._lingering = 0
+        self._signalled = False
         # A room's path -> (since when, [(connection, request)]): polls
         # parked while a pool thread answers one of that room (_to_pool).
         self._warming: dict[str, tuple[float, list]] = {}
@@ -165,13 +174,13 @@ class PullWorker(ThreadWorker):
         if cls._recycle_lock is None:
             # Open for the life of the master and every worker it forks.
             cls._recycle_lock = tempfile.TemporaryFile(prefix="gunicorn-recycle-")  # noqa: SIM115
-        drain = cfg.keepalive + LINGER_SECONDS + DRAIN_MARGIN_SECONDS
+        drain = ACCEPT_WHILE_DRAINING_SECONDS + cfg.keepalive + LINGER_SECONDS + DRAIN_MARGIN_SECONDS
         if cfg.graceful_timeout < drain:
             log.warning(
                 "graceful_timeout (%s s) is shorter than a drain (keepalive + %s s): "
                 "a stopping worker may close connections a viewer is about to use",
                 cfg.graceful_timeout,
-                LINGER_SECONDS + DRAIN_MARGIN_SECONDS,
+                drain - cfg.keepalive,
             )
 
     def set_timeouts(self, *, read_seconds: float, write_seconds: float) -> None:
@@ -203,7 +212,7 @@ class PullWorker(ThreadWorker):
     def accept(self, listener) -> None:
         """Take the connections waiting on ``listener``, up to a batch."""
         for _ in range(ACCEPT_BATCH):
-            if self.nr_conns >= self.worker_connections or not self.alive:
+            if self.nr_conns >= self.worker_connections:
                 return
             try:
                 accepted, client = listener.accept()
@@ -653,13 +662,25 @@ class PullWorker(ThreadWorker):
             return False
         return True
 
+    def handle_exit(self, sig, frame) -> None:
+        self._signalled = True
+        super().handle_exit(sig, frame)
+
     def drain(self) -> None:
-        """Stop accepting; answer each kept-alive connection's next request
-        with "Connection: close"; close the ones not used again within their
-        keep-alive timeout; all within graceful_timeout."""
-        self.set_accept_enabled(False)
-        deadline = time.monotonic() + max(0.0, self.cfg.graceful_timeout - DRAIN_MARGIN_SECONDS)
-        while (self.nr_conns > 0 or self._lingering > 0) and time.monotonic() < deadline:
+        """Stop accepting (after a while, when stopped by a signal); answer
+        each connection's next request with "Connection: close"; close the
+        ones not used again within their keep-alive timeout; all within
+        graceful_timeout."""
+        now = time.monotonic()
+        accept_until = now + (ACCEPT_WHILE_DRAINING_SECONDS if self._signalled else 0.0)
+        deadline = now + max(0.0, self.cfg.graceful_timeout - DRAIN_MARGIN_SECONDS)
+        while True:
+            now = time.monotonic()
+            # A worker holding no viewers (a stop with nobody connected) has
+            # none to hand on and stops accepting at once.
+            self.set_accept_enabled(now < accept_until and 0 < self.nr_conns < self.worker_connections)
+            if not (self.nr_conns > 0 or self._lingering > 0 or self._accepting) or now >= deadline:
+                break
             self.notify()
             self.wait_for_and_dispatch_events(timeout=DRAIN_TICK_SECONDS)
             self.murder_keepalived()
