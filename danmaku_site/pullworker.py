@@ -38,15 +38,20 @@ path, as on a send node) goes to the pool as in gthread.
 A readable listening socket is accepted from until it has nothing more
 (or ``ACCEPT_BATCH`` connections, or the worker's ``worker_connections``),
 each new connection's first request read (and a poll answered) on the loop
-at once. A worker that stops (``max_requests`` reached, ``SIGTERM`` from a
-reload or a graceful stop) drains instead of dropping its viewers: it stops
-accepting (the other workers take the listening socket's connections), and
-each kept-alive connection's next request is answered with ``Connection:
-close``, so the client reconnects to another worker between two polls; a
-connection not used again within its keep-alive timeout is closed then, as
-it would have been anyway. ``max_requests`` recycles one worker at a time
-(a lock the master hands every worker), so the others can take its viewers.
-All of it is bounded by ``graceful_timeout``.
+at once. In a process that has not served a room yet (a new worker meeting
+the storm) only one poll of that room goes to a pool thread (Django
+activates the room); the room's other polls wait on the loop, off the
+poller, and are answered there once it is done. A worker that stops
+(``max_requests`` reached, ``SIGTERM`` from a reload or a graceful stop)
+drains instead of dropping its viewers: it stops accepting (the other
+workers take the listening socket's connections; stopped by a signal, after
+5 s, as a reload's new workers may still be booting), and each connection's
+next request is answered with ``Connection: close``, so the client
+reconnects to another worker between two polls; a connection not used
+again within its keep-alive timeout is closed then, as it would have been
+anyway. ``max_requests`` recycles one worker at a time (a lock the master
+hands every worker), so the others can take its viewers. All of it is
+bounded by ``graceful_timeout``.
 
 With SSL, the PROXY protocol, HTTP/2 cleartext or the uwsgi protocol,
 gunicorn reads the connection itself from its first byte and the worker is
