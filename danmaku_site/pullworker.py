@@ -220,7 +220,7 @@ class PullWorker(ThreadWorker):
             if self.nr_conns >= self.worker_connections:
                 return
             try:
-                accepted, client = listener.accept()
+                accepted, client = self._accept_one(listener)
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as exc:
@@ -234,15 +234,19 @@ class PullWorker(ThreadWorker):
                 raise
             self._take(accepted, client, listener)
 
+    def _accept_one(self, listener):
+        if not self._reads_on_loop:
+            return listener.accept()
+        timeouts = {"read_timeout": self.read_timeout, "write_timeout": self.write_timeout}
+        return ClientSocket.accept_from(listener, hold_limit=HOLD_BYTES, **timeouts)
+
     def _take(self, accepted, client, listener) -> None:
         self.nr_conns += 1
         if not self._reads_on_loop:
             accepted.setblocking(True)
             self.enqueue_req(TConn(self.cfg, accepted, client, listener.getsockname()))
             return
-        sock = ClientSocket.adopt(
-            accepted, read_timeout=self.read_timeout, write_timeout=self.write_timeout, hold_limit=HOLD_BYTES
-        )
+        sock = accepted
         conn = _Conn(self.cfg, sock, client, listener.getsockname(), linger=self._linger)
         conn.init()  # the HTTP/1 parser; plain HTTP reads nothing here
         conn.arrival = requestframe.Arrival(self._framing)
