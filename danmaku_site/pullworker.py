@@ -43,10 +43,11 @@ the storm) only one poll of that room goes to a pool thread (Django
 activates the room); the room's other polls wait on the loop, off the
 poller, and are answered there once it is done. A worker that stops
 (``max_requests`` reached, ``SIGTERM`` from a reload or a graceful stop)
-drains instead of dropping its viewers: it stops accepting (the other
-workers take the listening socket's connections; stopped by a signal, after
-5 s, as a reload's new workers may still be booting), and each connection's
-next request is answered with ``Connection: close``, so the client
+drains instead of dropping its viewers (stopped by a signal while it holds
+viewers, after serving 5 s more, as a reload's new workers may still be
+booting): it stops accepting (the other workers take the listening socket's
+connections), and each connection's next request is answered with
+``Connection: close``, so the client
 reconnects to another worker between two polls; a connection not used
 again within its keep-alive timeout is closed then, as it would have been
 anyway. ``max_requests`` recycles one worker at a time (a lock the master
@@ -108,14 +109,14 @@ ACCEPT_BATCH = 64
 # Longest a poll waits parked behind another of its room that a pool thread
 # is answering (the room's first in the process) before a thread takes it.
 PARK_SECONDS = 1.0
-# A worker stopped by a signal (a HUP reload, a graceful stop) keeps
-# accepting this long into its drain, answering each new connection's poll
-# with "Connection: close": on a reload every old worker drains at once
-# while the new ones are still booting (seconds, on a busy machine), and a
-# listening socket nobody accepts from overflows its queue and drops the
-# reconnecting viewers' handshakes. A worker recycling stops accepting at
-# once: the others are up.
-ACCEPT_WHILE_DRAINING_SECONDS = 5.0  # while it still holds connections
+# A worker stopped by a signal (a HUP reload, a graceful stop) while it
+# holds viewers serves as before (accepting, keeping connections alive) this
+# long before it hands them on: on a reload every old worker stops at once
+# while the new ones are still booting (seconds, on a busy machine), and
+# viewers told to reconnect then would wait in a listen queue nobody
+# accepts from, their handshakes dropped once it is full. A worker
+# recycling hands on at once: the others are up.
+HAND_OVER_AFTER_SECONDS = 5.0
 # How often a draining worker looks at its connections' deadlines.
 DRAIN_TICK_SECONDS = 0.25
 # What a draining worker leaves of graceful_timeout before the master's
@@ -159,6 +160,7 @@ class PullWorker(ThreadWorker):
         self.max_requests = sys.maxsize
         self._lingering = 0
         self._signalled = False
+        self._hand_over_at = 0.0  # once stopping: when answers start saying "Connection: close"
         # A room's path -> (since when, [(connection, request)]): polls
         # parked while a pool thread answers one of that room (_to_pool).
         self._warming: dict[str, tuple[float, list]] = {}
@@ -179,7 +181,7 @@ class PullWorker(ThreadWorker):
         if cls._recycle_lock is None:
             # Open for the life of the master and every worker it forks.
             cls._recycle_lock = tempfile.TemporaryFile(prefix="gunicorn-recycle-")  # noqa: SIM115
-        drain = ACCEPT_WHILE_DRAINING_SECONDS + cfg.keepalive + LINGER_SECONDS + DRAIN_MARGIN_SECONDS
+        drain = HAND_OVER_AFTER_SECONDS + cfg.keepalive + LINGER_SECONDS + DRAIN_MARGIN_SECONDS
         if cfg.graceful_timeout < drain:
             log.warning(
                 "graceful_timeout (%s s) is shorter than a drain (keepalive + %s s): "
@@ -403,7 +405,10 @@ class PullWorker(ThreadWorker):
         would): the worker is stopping, or keeps as many idle connections as
         it may."""
         kept_alive = len(self.keepalived_conns) + (0 if in_keepalive_queue else 1)
-        return not self.alive or kept_alive > self.max_keepalived
+        return self._handing_over() or kept_alive > self.max_keepalived
+
+    def _handing_over(self) -> bool:
+        return not self.alive and time.monotonic() >= self._hand_over_at
 
     def _loop_answer(self, data: bytes):
         """(the path, the fast path's answer or ``None``) when ``data`` is
@@ -676,19 +681,19 @@ class PullWorker(ThreadWorker):
         super().handle_exit(sig, frame)
 
     def drain(self) -> None:
-        """Stop accepting (after a while, when stopped by a signal); answer
-        each connection's next request with "Connection: close"; close the
-        ones not used again within their keep-alive timeout; all within
-        graceful_timeout."""
+        """Hand the viewers on (after a while, when stopped by a signal):
+        stop accepting, answer each connection's next request with
+        "Connection: close", close the ones not used again within their
+        keep-alive timeout; all within graceful_timeout."""
         now = time.monotonic()
-        accept_until = now + (ACCEPT_WHILE_DRAINING_SECONDS if self._signalled else 0.0)
+        if self._signalled and self.nr_conns > 0:
+            self._hand_over_at = now + HAND_OVER_AFTER_SECONDS
         deadline = now + max(0.0, self.cfg.graceful_timeout - DRAIN_MARGIN_SECONDS)
         while True:
             now = time.monotonic()
-            # A worker holding no viewers (a stop with nobody connected) has
-            # none to hand on and stops accepting at once.
-            self.set_accept_enabled(now < accept_until and 0 < self.nr_conns < self.worker_connections)
-            if not (self.nr_conns > 0 or self._lingering > 0 or self._accepting) or now >= deadline:
+            handing_over = now >= self._hand_over_at
+            self.set_accept_enabled(not handing_over and self.nr_conns < self.worker_connections)
+            if (handing_over and self.nr_conns <= 0 and self._lingering <= 0) or now >= deadline:
                 break
             self.notify()
             self.wait_for_and_dispatch_events(timeout=DRAIN_TICK_SECONDS)
