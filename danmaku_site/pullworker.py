@@ -239,8 +239,9 @@ class PullWorker(ThreadWorker):
     def _accept_one(self, listener):
         if not self._reads_on_loop:
             return listener.accept()
-        timeouts = {"read_timeout": self.read_timeout, "write_timeout": self.write_timeout}
-        return ClientSocket.accept_from(listener, hold_limit=HOLD_BYTES, **timeouts)
+        return ClientSocket.accept_from(
+            listener, read_timeout=self.read_timeout, write_timeout=self.write_timeout, hold_limit=HOLD_BYTES
+        )
 
     def _take(self, accepted, client, listener) -> None:
         self.nr_conns += 1
