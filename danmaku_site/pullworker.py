@@ -69,6 +69,7 @@ import fcntl
 import os
 import selectors
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -110,13 +111,15 @@ ACCEPT_BATCH = 64
 # is answering (the room's first in the process) before a thread takes it.
 PARK_SECONDS = 1.0
 # A worker stopped by a signal (a HUP reload, a graceful stop) while it
-# holds viewers serves as before (accepting, keeping connections alive) this
-# long before it hands them on: on a reload every old worker stops at once
-# while the new ones are still booting (seconds, on a busy machine), and
-# viewers told to reconnect then would wait in a listen queue nobody
-# accepts from, their handshakes dropped once it is full. A worker
-# recycling hands on at once: the others are up.
-HAND_OVER_AFTER_SECONDS = 5.0
+# holds viewers serves as before (accepting, keeping connections alive)
+# until as many workers as configured have started since, or this long at
+# most, before it hands them on: on a reload every old worker stops at once
+# while the new ones are still booting (8 s and more on a busy 2-core
+# machine), and viewers told to reconnect meanwhile would wait for them.
+# A worker recycling hands on at once: the others are up.
+HAND_OVER_AFTER_SECONDS = 10.0
+# Workers' start times in the shared file: one 8-byte slot per worker age.
+STARTED_SLOTS = 256
 # How often a draining worker looks at its connections' deadlines.
 DRAIN_TICK_SECONDS = 0.25
 # What a draining worker leaves of graceful_timeout before the master's
@@ -149,8 +152,9 @@ class PullWorker(ThreadWorker):
     write_timeout = 10.0
     # A file the master opened for every worker it forks: a worker due to
     # recycle holds a POSIX lock on it while it drains (such locks belong to
-    # the process, and go with it however it ends).
-    _recycle_lock = None
+    # the process, and go with it however it ends), and each worker writes
+    # when it started accepting (a stopping one waits for its successors).
+    _shared = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -178,9 +182,9 @@ class PullWorker(ThreadWorker):
     @classmethod
     def check_config(cls, cfg, log) -> None:
         super().check_config(cfg, log)
-        if cls._recycle_lock is None:
+        if cls._shared is None:
             # Open for the life of the master and every worker it forks.
-            cls._recycle_lock = tempfile.TemporaryFile(prefix="gunicorn-recycle-")  # noqa: SIM115
+            cls._shared = tempfile.TemporaryFile(prefix="gunicorn-pullworkers-")  # noqa: SIM115
         drain = HAND_OVER_AFTER_SECONDS + cfg.keepalive + LINGER_SECONDS + DRAIN_MARGIN_SECONDS
         if cfg.graceful_timeout < drain:
             log.warning(
@@ -650,6 +654,8 @@ class PullWorker(ThreadWorker):
         drain instead of gthread's stop (see the module's docstring)."""
         self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
         self.set_accept_enabled(True)
+        if self._shared is not None:
+            os.pwrite(self._shared.fileno(), struct.pack("d", time.monotonic()), 8 * (self.age % STARTED_SLOTS))
         while self.alive:
             self.notify()
             can_accept = self.nr_conns < self.worker_connections
@@ -669,10 +675,10 @@ class PullWorker(ThreadWorker):
         """Whether no other worker is recycling (else this one keeps serving
         and asks again next turn): the others take a recycling worker's
         viewers, and two at once would leave them fewer places to go."""
-        if self._recycle_lock is None:
+        if self._shared is None:
             return True
         try:
-            fcntl.lockf(self._recycle_lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(self._shared.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return False
         return True
@@ -686,12 +692,14 @@ class PullWorker(ThreadWorker):
         stop accepting, answer each connection's next request with
         "Connection: close", close the ones not used again within their
         keep-alive timeout; all within graceful_timeout."""
-        now = time.monotonic()
+        began = time.monotonic()
         if self._signalled and self.nr_conns > 0:
-            self._hand_over_at = now + HAND_OVER_AFTER_SECONDS
-        deadline = now + max(0.0, self.cfg.graceful_timeout - DRAIN_MARGIN_SECONDS)
+            self._hand_over_at = began + HAND_OVER_AFTER_SECONDS
+        deadline = began + max(0.0, self.cfg.graceful_timeout - DRAIN_MARGIN_SECONDS)
         while True:
             now = time.monotonic()
+            if now < self._hand_over_at and self._started_since(began) >= self.cfg.workers:
+                self._hand_over_at = now
             handing_over = now >= self._hand_over_at
             self.set_accept_enabled(not handing_over and self.nr_conns < self.worker_connections)
             if (handing_over and self.nr_conns <= 0 and self._lingering <= 0) or now >= deadline:
@@ -706,6 +714,15 @@ class PullWorker(ThreadWorker):
         self.method_queue.close()
         for sock in self.sockets:
             sock.close()
+
+    def _started_since(self, began: float) -> int:
+        """How many workers started accepting after ``began`` (a reload's)."""
+        if self._shared is None:
+            return 0
+        slots = os.pread(self._shared.fileno(), 8 * STARTED_SLOTS, 0)
+        return sum(
+            1 for (started,) in struct.iter_unpack("d", slots.ljust(8 * STARTED_SLOTS, b"\0")) if started > began
+        )
 
     def murder_pending(self) -> None:
         """gthread's, the deadlines of connections the loop holds, and
