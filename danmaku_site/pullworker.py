@@ -44,8 +44,8 @@ activates the room); the room's other polls wait on the loop, off the
 poller, and are answered there once it is done. A worker that stops
 (``max_requests`` reached, ``SIGTERM`` from a reload or a graceful stop)
 drains instead of dropping its viewers (stopped by a signal while it holds
-viewers, after serving 5 s more, as a reload's new workers may still be
-booting): it stops accepting (the other workers take the listening socket's
+viewers, once as many workers as configured have started since, or after
+10 s: a reload's new workers may still be booting): it stops accepting (the other workers take the listening socket's
 connections), and each connection's next request is answered with
 ``Connection: close``, so the client
 reconnects to another worker between two polls; a connection not used
