@@ -21,7 +21,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/activate
 	touch $@ $(VENV)/.runtime
 
 # Start the service on the embedded default: SQLite in ./var, the database as
-# the store, Celery inline, a demo room; gunicorn with 2 workers.
+# the store, Celery inline, a demo room; gunicorn with 4 workers.
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py create_room demo --title "Demo room"

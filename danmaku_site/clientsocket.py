@@ -46,7 +46,22 @@ class ClientSocket(socket.socket):
     def adopt(cls, sock: socket.socket, *, read_timeout: float, write_timeout: float, hold_limit: int) -> ClientSocket:
         """``sock`` (as ``accept`` returned it) as a ClientSocket."""
         family, kind, proto = sock.family, sock.type, sock.proto
-        adopted = cls(family, kind, proto, fileno=sock.detach())
+        return cls._made(cls(family, kind, proto, fileno=sock.detach()), read_timeout, write_timeout, hold_limit)
+
+    @classmethod
+    def accept_from(
+        cls, listener: socket.socket, *, read_timeout: float, write_timeout: float, hold_limit: int
+    ) -> tuple[ClientSocket, object]:
+        """The next connection waiting on ``listener`` (and its address), as
+        a ClientSocket from the start: in a connect storm every accept
+        counts, and ``accept`` then ``adopt`` would make two socket objects.
+        Raises as ``accept`` does (BlockingIOError when none waits)."""
+        fd, address = listener._accept()
+        made = cls(listener.family, listener.type, listener.proto, fileno=fd)
+        return cls._made(made, read_timeout, write_timeout, hold_limit), address
+
+    @classmethod
+    def _made(cls, adopted: ClientSocket, read_timeout: float, write_timeout: float, hold_limit: int) -> ClientSocket:
         adopted.read_timeout = read_timeout
         adopted.write_timeout = write_timeout
         adopted.hold_limit = hold_limit

@@ -2,22 +2,65 @@
 
 import glob
 import os
+import resource
 
 bind = os.environ.get("DANMAKU_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+
+
+def _open_files() -> int:
+    """Raise this process's open-file limit (workers inherit it) to
+    GUNICORN_OPEN_FILES, by default as far as allowed (the hard limit): one
+    file per viewer's connection, and a soft limit of 1,024 (a common
+    default) would cap a crowd node at about a thousand viewers a process.
+    The limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = int(os.environ.get("GUNICORN_OPEN_FILES") or 0) or hard
+    if wanted == resource.RLIM_INFINITY:
+        wanted = 1 << 20  # macOS refuses an unlimited soft limit
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if wanted > soft or soft == resource.RLIM_INFINITY:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (OSError, ValueError):
+            return soft
+    return wanted
+
+
+open_files = _open_files()
+# Four processes on two cores: each is one event loop answering polls, so
+# two per core cost little, and while one drains (a recycle, a reload) or
+# restarts after a crash, the other three take its viewers: a third more
+# each, within their connection caps (worker_connections).
+workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
 # gthread, plus viewers' polls answered on the worker's event loop instead
 # of a pool thread (danmaku_site.pullworker): several times the pulls per
 # core. Threads serve everything else, so a request waiting on the database
 # holds one thread, not the worker. "gthread" turns the loop answers off.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "danmaku_site.pullworker.PullWorker")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-# Connections a worker holds open at once (gunicorn's default). A viewer
-# keeps its connection between polls, so a pull node facing viewers without
-# nginx in front needs one per viewer it serves; past it, new connections
-# wait in the listen queue.
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+# Connections a worker holds open at once. A viewer keeps its connection
+# between polls, so a pull node facing viewers without nginx in front needs
+# one per viewer it serves; past it, new connections wait in the listen
+# queue for another worker. Half the open-file limit: each connection is a
+# file, and a worker whose neighbour drains takes a share of its viewers
+# without ever running out (accept failing with EMFILE); with 4 workers and
+# 20,000 files a process, 40,000 connections a node, 30,000 with one
+# draining. The workers share one listening socket and each accepts while
+# below its cap, so the cap also bounds how unevenly a connect storm spreads.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS") or min(10_000, open_files // 2))
+# Connections the kernel queues for the workers to accept (a connect storm:
+# 20,000 viewers within a second). Linux caps it at net.core.somaxconn
+# (4,096 on the test machine; raise it on a production host); past the queue
+# a new connection's handshake is dropped and retried by the client a second
+# later.
+backlog = int(os.environ.get("GUNICORN_BACKLOG", "65535"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT_SECONDS", "30"))
-graceful_timeout = 10
+# A stopping worker (recycle, reload, graceful stop) drains within this: on
+# a reload it serves until its successors have started (10 s at most), then
+# each viewer gets one poll interval (up to the keep-alive timeout, 5 s) to
+# come back and be told "Connection: close", then 2 s of closing linger.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT_SECONDS", "20"))
 # Longer than the 3 s poll: a viewer's next pull reuses its connection
 # instead of paying for a new one (and nginx's upstream keep-alive, 4 s,
 # stays below it, so gunicorn never closes a connection nginx is reusing).
@@ -53,9 +96,15 @@ def post_worker_init(worker):
         set_timeouts(read_seconds=read_timeout_seconds, write_seconds=write_timeout_seconds)
 
 
-# Recycle workers now and then so a slow leak cannot grow forever; jitter
-# keeps them from restarting together.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "100000"))
+# Recycle workers now and then so a slow leak in Django's views cannot grow
+# forever; jitter keeps them from restarting together, and the pull worker
+# recycles one at a time, draining. Not on a pull node: its requests leave
+# nothing behind (its memory is the ring buffers and shared answers, bounded
+# by rooms and the window), and at a crowd's rate a count of requests comes
+# round every minute or two, each time moving a quarter of the viewers and
+# starting a process with a cold ring.
+_role = (os.environ.get("DANMAKU_ROLE") or "all").strip().lower()
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS") or ("0" if _role == "pull" else "1000000"))
 max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"

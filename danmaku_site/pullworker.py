@@ -34,6 +34,26 @@ which was most of a poll's cost. Everything else (a send, a page, a pull for
 a room this process has not activated, any request when the app has no fast
 path, as on a send node) goes to the pool as in gthread.
 
+**A crowd connects in storms, and a stopping worker hands its viewers on.**
+A readable listening socket is accepted from until it has nothing more
+(or ``ACCEPT_BATCH`` connections, or the worker's ``worker_connections``),
+each new connection's first request read (and a poll answered) on the loop
+at once. In a process that has not served a room yet (a new worker meeting
+the storm) only one poll of that room goes to a pool thread (Django
+activates the room); the room's other polls wait on the loop, off the
+poller, and are answered there once it is done. A worker that stops
+(``max_requests`` reached, ``SIGTERM`` from a reload or a graceful stop)
+drains instead of dropping its viewers (stopped by a signal while it holds
+viewers, once as many workers as configured have started since, or after
+10 s: a reload's new workers may still be booting): it stops accepting (the other workers take the listening socket's
+connections), and each connection's next request is answered with
+``Connection: close``, so the client
+reconnects to another worker between two polls; a connection not used
+again within its keep-alive timeout is closed then, as it would have been
+anyway. ``max_requests`` recycles one worker at a time (a lock the master
+hands every worker), so the others can take its viewers. All of it is
+bounded by ``graceful_timeout``.
+
 With SSL, the PROXY protocol, HTTP/2 cleartext or the uwsgi protocol,
 gunicorn reads the connection itself from its first byte and the worker is
 plain gthread: no deadlines, no loop answers. Run it with
@@ -45,9 +65,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import selectors
 import socket
+import struct
+import sys
+import tempfile
 import time
 from functools import partial
 
@@ -78,6 +102,29 @@ HOLD_BYTES = 1024 * 1024
 # how much, a closed connection is drained so the last answer is not reset.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024
+# New connections accepted per readiness of the listening socket: a connect
+# storm costs one wake-up per batch instead of one per connection, while the
+# loop still turns (answering the polls of connections it already holds)
+# every batch. Other workers sharing the socket take their share meanwhile.
+ACCEPT_BATCH = 64
+# Longest a poll waits parked behind another of its room that a pool thread
+# is answering (the room's first in the process) before a thread takes it.
+PARK_SECONDS = 1.0
+# A worker stopped by a signal (a HUP reload, a graceful stop) while it
+# holds viewers serves as before (accepting, keeping connections alive)
+# until as many workers as configured have started since, or this long at
+# most, before it hands them on: on a reload every old worker stops at once
+# while the new ones are still booting (8 s and more on a busy 2-core
+# machine), and viewers told to reconnect meanwhile would wait for them.
+# A worker recycling hands on at once: the others are up.
+HAND_OVER_AFTER_SECONDS = 10.0
+# Workers' start times in the shared file: one 8-byte slot per worker age.
+STARTED_SLOTS = 256
+# How often a draining worker looks at its connections' deadlines.
+DRAIN_TICK_SECONDS = 0.25
+# What a draining worker leaves of graceful_timeout before the master's
+# SIGKILL: time to close what is left and exit.
+DRAIN_MARGIN_SECONDS = 1.0
 REQUEST_TIMEOUT_ANSWER = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
@@ -89,6 +136,7 @@ class _Conn(TConn):
         self.arrival: requestframe.Arrival | None = None  # a request still arriving
         self.last_write = 0.0
         self.after_write = None
+        self.warms = None  # the room path of a poll parking others (PullWorker._to_pool)
         self._linger = linger
 
     def close(self, graceful: bool = False) -> None:
@@ -102,18 +150,49 @@ class PullWorker(ThreadWorker):
     # Seconds; gunicorn.conf.py sets both from the environment.
     read_timeout = 5.0
     write_timeout = 10.0
+    # A file the master opened for every worker it forks: a worker due to
+    # recycle holds a POSIX lock on it while it drains (such locks belong to
+    # the process, and go with it however it ends), and each worker writes
+    # when it started accepting (a stopping one waits for its successors).
+    _shared = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # gthread stops a worker from a pool thread, mid-request, once
+        # max_requests is reached; here the loop decides (see run).
+        self._recycle_after = self.max_requests
+        self.max_requests = sys.maxsize
+        self._lingering = 0
+        self._signalled = False
+        self._hand_over_at = 0.0  # once stopping: when answers start saying "Connection: close"
+        # A room's path -> (since when, [(connection, request)]): polls
+        # parked while a pool thread answers one of that room (_to_pool).
+        self._warming: dict[str, tuple[float, list]] = {}
         self._answer = None
         self._reads_on_loop = False
         self._date_second = -1
-        self._head_prefix = b""
-        # id(HttpAnswer) -> (the answer, what sendmsg writes for it: the
-        # status line and headers as bytes, then the body; and their length),
-        # for the current second (the Date header changes).
-        self._sent: dict[int, tuple[object, list[bytes], int]] = {}
+        self._head_prefixes = (b"", b"")  # keep-alive, close
+        # For keep-alive and for close answers: id(HttpAnswer) -> (the answer,
+        # what sendmsg writes for it: the status line and headers as bytes,
+        # then the body; and their length), for the current second (the Date
+        # header changes).
+        self._sent: tuple[dict[int, tuple[object, list[bytes], int]], ...] = ({}, {})
         self._deadlines = Deadlines()
+
+    @classmethod
+    def check_config(cls, cfg, log) -> None:
+        super().check_config(cfg, log)
+        if cls._shared is None:
+            # Open for the life of the master and every worker it forks.
+            cls._shared = tempfile.TemporaryFile(prefix="gunicorn-pullworkers-")  # noqa: SIM115
+        drain = HAND_OVER_AFTER_SECONDS + cfg.keepalive + LINGER_SECONDS + DRAIN_MARGIN_SECONDS
+        if cfg.graceful_timeout < drain:
+            log.warning(
+                "graceful_timeout (%s s) is shorter than a drain (keepalive + %s s): "
+                "a stopping worker may close connections a viewer is about to use",
+                cfg.graceful_timeout,
+                drain - cfg.keepalive,
+            )
 
     def set_timeouts(self, *, read_seconds: float, write_seconds: float) -> None:
         self.read_timeout = read_seconds
@@ -142,18 +221,39 @@ class PullWorker(ThreadWorker):
     # -- a new connection ---------------------------------------------------------
 
     def accept(self, listener) -> None:
-        if not self._reads_on_loop:
-            return super().accept(listener)
-        try:
-            accepted, client = listener.accept()
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+        """Take the connections waiting on ``listener``, up to a batch."""
+        for _ in range(ACCEPT_BATCH):
+            if self.nr_conns >= self.worker_connections:
+                return
+            try:
+                accepted, client = self._accept_one(listener)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    # Out of files: the connection waits in the listen queue
+                    # (or another worker takes it); this worker accepts again
+                    # next turn of its loop, not in a busy loop meanwhile.
+                    self.log.warning("accept: %s (worker_connections above the open-file limit?)", exc)
+                    self.set_accept_enabled(False)
+                    return
                 raise
-            return
-        self.nr_conns += 1
-        sock = ClientSocket.adopt(
-            accepted, read_timeout=self.read_timeout, write_timeout=self.write_timeout, hold_limit=HOLD_BYTES
+            self._take(accepted, client, listener)
+
+    def _accept_one(self, listener):
+        if not self._reads_on_loop:
+            return listener.accept()
+        return ClientSocket.accept_from(
+            listener, read_timeout=self.read_timeout, write_timeout=self.write_timeout, hold_limit=HOLD_BYTES
         )
+
+    def _take(self, accepted, client, listener) -> None:
+        self.nr_conns += 1
+        if not self._reads_on_loop:
+            accepted.setblocking(True)
+            self.enqueue_req(TConn(self.cfg, accepted, client, listener.getsockname()))
+            return
+        sock = accepted
         conn = _Conn(self.cfg, sock, client, listener.getsockname(), linger=self._linger)
         conn.init()  # the HTTP/1 parser; plain HTTP reads nothing here
         conn.arrival = requestframe.Arrival(self._framing)
@@ -180,12 +280,21 @@ class PullWorker(ThreadWorker):
             # The client closed the connection.
             self._close_kept_alive(conn, client)
             return
-        if len(data) < READ_BYTES and self._may_answer(in_keepalive_queue=True):
-            http = self._loop_answer(data)
+        poll = None
+        if len(data) < READ_BYTES and self._answer is not None:
+            poll, http = self._loop_answer(data)
             if http is not None:
-                self._answer_kept_alive(conn, client, http)
+                if self._closes_after_answer(in_keepalive_queue=True):
+                    self.keepalived_conns.remove(conn)
+                    self._answer_from_loop(conn, http, then=self._close_answered, registered=True, close=True)
+                else:
+                    self._answer_kept_alive(conn, client, http)
                 return
         self.keepalived_conns.remove(conn)
+        if poll is not None:
+            self.poller.unregister(client)
+            self._to_pool(conn, data, poll=poll)
+            return
         arrival = requestframe.Arrival(self._framing)
         if arrival.add(data):
             self.poller.unregister(client)
@@ -218,13 +327,23 @@ class PullWorker(ThreadWorker):
             self._refuse_too_large(conn)
             return
         data, conn.arrival = bytes(conn.arrival.data), None
-        if len(data) < READ_BYTES and self._may_answer(in_keepalive_queue=False):
-            http = self._loop_answer(data)
+        self._answer_or_hand_over(conn, data, park=True)
+
+    def _answer_or_hand_over(self, conn, data: bytes, *, park: bool) -> None:
+        """A whole request of a connection on the poller: answered here when
+        it is a poll the loop answers, else handed to a pool thread (or, a
+        poll, parked behind the one a thread is answering, with ``park``)."""
+        poll = None
+        if len(data) < READ_BYTES and self._answer is not None:
+            poll, http = self._loop_answer(data)
             if http is not None:
-                self._answer_from_loop(conn, http, then=self._keep_alive, registered=True)
+                if self._closes_after_answer(in_keepalive_queue=False):
+                    self._answer_from_loop(conn, http, then=self._close_answered, registered=True, close=True)
+                else:
+                    self._answer_from_loop(conn, http, then=self._keep_alive, registered=True)
                 return
-        self.poller.unregister(client)
-        self._to_pool(conn, data)
+        self.poller.unregister(conn.sock)
+        self._to_pool(conn, data, poll=poll if park else None)
 
     def _refuse_too_large(self, conn) -> None:
         """gunicorn's 431 for a head past its limits, from the loop: gunicorn
@@ -264,7 +383,21 @@ class PullWorker(ThreadWorker):
                 return
         super().enqueue_req(conn)
 
-    def _to_pool(self, conn, data: bytes) -> None:
+    def _to_pool(self, conn, data: bytes, *, poll: str | None = None) -> None:
+        """Hand a whole request to a pool thread. A ``poll`` (its room's
+        path) the loop could not answer waits instead, off the poller,
+        while a thread answers another poll of the same room: in a process
+        that has not served the room yet (a new worker meeting a connect
+        storm), only that one needs Django, which activates the room, and
+        the loop then answers those waiting; without this, thousands queue
+        for four threads and the last waits seconds."""
+        if poll is not None:
+            warming = self._warming.get(poll)
+            if warming is not None:
+                warming[1].append((conn, data))
+                return
+            self._warming[poll] = (time.monotonic(), [])
+            conn.warms = poll
         # gunicorn's parser reads these bytes before the socket's.
         conn.parser.unreader.unread(data)
         conn.data_ready = True
@@ -272,29 +405,43 @@ class PullWorker(ThreadWorker):
 
     # -- answering on the loop ----------------------------------------------------------
 
-    def _may_answer(self, *, in_keepalive_queue: bool) -> bool:
-        """Whether the loop may answer now (else gthread's regular way
-        answers, with "Connection: close" when it must)."""
+    def _closes_after_answer(self, *, in_keepalive_queue: bool) -> bool:
+        """Whether the loop's answer says "Connection: close" (as gunicorn's
+        would): the worker is stopping, or keeps as many idle connections as
+        it may."""
         kept_alive = len(self.keepalived_conns) + (0 if in_keepalive_queue else 1)
-        return (
-            self._answer is not None
-            and self.alive
-            and self.nr + 1 < self.max_requests
-            and kept_alive <= self.max_keepalived
-        )
+        return self._handing_over() or kept_alive > self.max_keepalived
+
+    def _handing_over(self) -> bool:
+        return not self.alive and time.monotonic() >= self._hand_over_at
 
     def _loop_answer(self, data: bytes):
-        """The fast path's answer when ``data`` is exactly one plain poll."""
+        """(the path, the fast path's answer or ``None``) when ``data`` is
+        exactly one plain poll; else (``None``, ``None``)."""
         environ = pullrequest.parse(data, self._limits)
         if environ is None:
-            return None
+            return None, None
         try:
-            return self._answer(environ)
+            return environ["PATH_INFO"], self._answer(environ)
         except Exception:
             # A fault in the fast path must not take the loop (and every
             # connection on it) down: Django answers this one.
             self.log.exception("pull answer failed on the event loop; handing the request over")
-            return None
+            return None, None
+
+    def _release(self, poll: str) -> None:
+        """The polls parked behind ``poll``'s pool thread, answered on the
+        loop now if it can, else each by a thread."""
+        _, parked = self._warming.pop(poll, (0.0, ()))
+        for conn, data in parked:
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_request_readable, conn))
+            self._answer_or_hand_over(conn, data, park=False)
+
+    def _release_overdue(self, now: float) -> None:
+        """Parked polls whose room's first answer is taking long (a slow
+        database): each to a thread, as without parking."""
+        for poll in [poll for poll, (since, _) in self._warming.items() if now - since > PARK_SECONDS]:
+            self._release(poll)
 
     def _answer_kept_alive(self, conn, client, http) -> None:
         self.nr += 1
@@ -321,9 +468,9 @@ class PullWorker(ThreadWorker):
         conn.sock.hold(buffers, sent)
         self._write_held(conn, then=self._keep_alive, registered=True)
 
-    def _answer_from_loop(self, conn, http, *, then, registered: bool) -> None:
+    def _answer_from_loop(self, conn, http, *, then, registered: bool, close: bool = False) -> None:
         self.nr += 1
-        buffers, length = self._buffers(http)
+        buffers, length = self._buffers(http, close=close)
         try:
             sent = conn.sock.sendmsg(buffers)
         except BlockingIOError:
@@ -336,6 +483,13 @@ class PullWorker(ThreadWorker):
             return
         conn.sock.hold(buffers, sent)
         self._write_held(conn, then=then, registered=registered)
+
+    def _close_answered(self, conn) -> None:
+        """Closed after an answer that said so: the client reconnects (to
+        another worker when this one is stopping)."""
+        self.poller.unregister(conn.sock)
+        self.nr_conns -= 1
+        self._linger(conn)
 
     def _keep_alive(self, conn) -> None:
         """Back on the poller, waiting for the connection's next request."""
@@ -358,25 +512,25 @@ class PullWorker(ThreadWorker):
             queue[0].extended = False
             queue.rotate(-1)
 
-    def _buffers(self, http) -> tuple[list[bytes], int]:
+    def _buffers(self, http, *, close: bool = False) -> tuple[list[bytes], int]:
         """gunicorn's bytes for ``http`` and their length, built once per
-        answer per second."""
+        answer (and connection header) per second."""
         second = int(time.time())
         if second != self._date_second:
             self._date_second = second
-            self._head_prefix = f"Server: {SERVER}\r\nDate: {http_date(second)}\r\nConnection: keep-alive\r\n".encode(
-                "latin-1"
-            )
-            self._sent.clear()
-        cached = self._sent.get(id(http))
+            head = f"Server: {SERVER}\r\nDate: {http_date(second)}\r\nConnection: ".encode("latin-1")
+            self._head_prefixes = (head + b"keep-alive\r\n", head + b"close\r\n")
+            self._sent = ({}, {})
+        sent = self._sent[close]
+        cached = sent.get(id(http))
         if cached is not None and cached[0] is http:
             return cached[1], cached[2]
-        lines = [f"HTTP/1.1 {http.status_line}\r\n".encode("latin-1"), self._head_prefix]
+        lines = [f"HTTP/1.1 {http.status_line}\r\n".encode("latin-1"), self._head_prefixes[close]]
         lines += [f"{name}: {value}\r\n".encode("latin-1") for name, value in http.headers]
         lines.append(b"\r\n")
         buffers = [b"".join(lines), http.body] if http.body else [b"".join(lines)]
         length = sum(map(len, buffers))
-        self._sent[id(http)] = (http, buffers, length)
+        sent[id(http)] = (http, buffers, length)
         return buffers, length
 
     # -- writing what a slow reader has not taken yet ---------------------------------------
@@ -388,11 +542,24 @@ class PullWorker(ThreadWorker):
         if isinstance(sock, ClientSocket) and sock.holds_output:
             self._write_held(conn, then=partial(self._finish_after_write, fs=fs), registered=False)
             return
-        super().finish_request(conn, fs)
+        self._finish(conn, fs)
 
     def _finish_after_write(self, conn, *, fs) -> None:
         self.poller.unregister(conn.sock)
+        self._finish(conn, fs)
+
+    def _finish(self, conn, fs) -> None:
+        warmed = getattr(conn, "warms", None)
         super().finish_request(conn, fs)
+        if warmed is not None:
+            conn.warms = None
+            self._release(warmed)
+        if not self.alive and self.keepalived_conns and self.keepalived_conns[-1] is conn:
+            # An answer that began before the drain said keep-alive: gthread
+            # gives the client 2 s to come back, a viewer polling every 3 s
+            # would find it closed; it gets its keep-alive timeout, and its
+            # next request "Connection: close".
+            conn.set_timeout()
 
     def _write_held(self, conn, *, then, registered: bool) -> None:
         conn.after_write = then
@@ -459,6 +626,7 @@ class PullWorker(ThreadWorker):
             sock.close()
             return
         conn.lingered = 0
+        self._lingering += 1
         self.poller.register(sock, selectors.EVENT_READ, partial(self._on_linger_readable, conn))
         self._deadlines.set(conn, time.monotonic() + LINGER_SECONDS, self._linger_expired)
 
@@ -474,14 +642,96 @@ class PullWorker(ThreadWorker):
             self._linger_expired(conn, 0.0)
 
     def _linger_expired(self, conn, now: float) -> None:
+        self._lingering -= 1
         self._deadlines.clear(conn)
         self.poller.unregister(conn.sock)
         conn.sock.close()
 
+    # -- running, recycling and stopping ------------------------------------------------------
+
+    def run(self) -> None:
+        """gthread's loop, with the worker's recycle decided here and a
+        drain instead of gthread's stop (see the module's docstring)."""
+        self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
+        self.set_accept_enabled(True)
+        if self._shared is not None:
+            os.pwrite(self._shared.fileno(), struct.pack("d", time.monotonic()), 8 * (self.age % STARTED_SLOTS))
+        while self.alive:
+            self.notify()
+            can_accept = self.nr_conns < self.worker_connections
+            if can_accept != self._accepting:
+                self.set_accept_enabled(can_accept)
+            self.wait_for_and_dispatch_events(timeout=1.0)
+            if not self.is_parent_alive():
+                break
+            self.murder_keepalived()
+            self.murder_pending()
+            if self.nr >= self._recycle_after and self._recycle_turn():
+                self.log.info("Autorestarting worker after %s requests: draining its connections", self.nr)
+                self.alive = False
+        self.drain()
+
+    def _recycle_turn(self) -> bool:
+        """Whether no other worker is recycling (else this one keeps serving
+        and asks again next turn): the others take a recycling worker's
+        viewers, and two at once would leave them fewer places to go."""
+        if self._shared is None:
+            return True
+        try:
+            fcntl.lockf(self._shared.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    def handle_exit(self, sig, frame) -> None:
+        self._signalled = True
+        super().handle_exit(sig, frame)
+
+    def drain(self) -> None:
+        """Hand the viewers on (after a while, when stopped by a signal):
+        stop accepting, answer each connection's next request with
+        "Connection: close", close the ones not used again within their
+        keep-alive timeout; all within graceful_timeout."""
+        began = time.monotonic()
+        if self._signalled and self.nr_conns > 0:
+            self._hand_over_at = began + HAND_OVER_AFTER_SECONDS
+        deadline = began + max(0.0, self.cfg.graceful_timeout - DRAIN_MARGIN_SECONDS)
+        while True:
+            now = time.monotonic()
+            if now < self._hand_over_at and self._started_since(began) >= self.cfg.workers:
+                self._hand_over_at = now
+            handing_over = now >= self._hand_over_at
+            self.set_accept_enabled(not handing_over and self.nr_conns < self.worker_connections)
+            if (handing_over and self.nr_conns <= 0 and self._lingering <= 0) or now >= deadline:
+                break
+            self.notify()
+            self.wait_for_and_dispatch_events(timeout=DRAIN_TICK_SECONDS)
+            self.murder_keepalived()
+            self.murder_pending()
+        self.murder_keepalived(force=True)
+        self.tpool.shutdown(wait=False)
+        self.poller.close()
+        self.method_queue.close()
+        for sock in self.sockets:
+            sock.close()
+
+    def _started_since(self, began: float) -> int:
+        """How many workers started accepting after ``began`` (a reload's)."""
+        if self._shared is None:
+            return 0
+        slots = os.pread(self._shared.fileno(), 8 * STARTED_SLOTS, 0)
+        return sum(
+            1 for (started,) in struct.iter_unpack("d", slots.ljust(8 * STARTED_SLOTS, b"\0")) if started > began
+        )
+
     def murder_pending(self) -> None:
-        """gthread's, and the deadlines of connections the loop holds."""
+        """gthread's, the deadlines of connections the loop holds, and
+        polls parked for too long."""
         super().murder_pending()
-        self._deadlines.expire(time.monotonic())
+        now = time.monotonic()
+        self._deadlines.expire(now)
+        if self._warming:
+            self._release_overdue(now)
 
 
 def _plain_http(cfg) -> bool:

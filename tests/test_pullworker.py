@@ -29,7 +29,7 @@ from gunicorn.workers.gthread import TConn
 from danmaku import runtime
 from danmaku.models import Danmaku
 from danmaku.pull.fastpath import PullFastPath
-from danmaku_site.pullworker import LINGER_SECONDS, REQUEST_TIMEOUT_ANSWER, PullWorker
+from danmaku_site.pullworker import ACCEPT_BATCH, LINGER_SECONDS, PARK_SECONDS, REQUEST_TIMEOUT_ANSWER, PullWorker
 from harness.rawhttp import AnswerReader
 from harness.wsgi import connections_kept_open
 
@@ -253,12 +253,31 @@ def test_anything_else_goes_to_a_pool_thread_with_the_bytes_already_read(worker,
     assert client.conn not in worker.keepalived_conns
 
 
-def test_a_worker_due_to_recycle_answers_the_regular_way(worker, client):
+def test_a_stopping_worker_answers_a_kept_alive_poll_with_connection_close_on_the_loop(worker, client, comments):
     activate(worker, client)
-    worker.max_requests = worker.nr + 1
+    conns = worker.nr_conns
+    worker.alive = False  # recycling, or SIGTERM: draining
     client.sock.sendall(request())
     dispatch(worker)
-    assert len(worker.tpool.jobs) == 1  # gunicorn answers with Connection: close
+    assert worker.tpool.jobs == []
+    answer = read_answer(client)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nConnection: close\r\n" in answer
+    assert b'"comment 4"' in answer
+    assert client.sock.recv(10) == b""  # closed after the answer, never before
+    assert client.conn not in worker.keepalived_conns
+    assert worker.nr_conns == conns - 1
+
+
+def test_a_keep_alive_answer_begun_before_a_drain_keeps_the_whole_keep_alive_timeout(worker, client):
+    worker.cfg.set("keepalive", 5)  # as shipped: longer than a poll interval, and than gthread's 2 s stop linger
+    client.sock.sendall(request("", "X_Hand_Over: 1"))
+    dispatch(worker)
+    worker.tpool.run()  # the answer says keep-alive
+    worker.alive = False  # the drain begins before the loop takes the connection back
+    read_while_the_loop_writes(worker, client)
+    assert client.conn in worker.keepalived_conns
+    assert client.conn.timeout > time.monotonic() + 4
 
 
 def test_a_fault_in_the_fast_path_hands_the_request_over(worker, client, monkeypatch, caplog):
@@ -527,3 +546,77 @@ def test_keep_alive_deadlines_moved_by_the_loop_are_kept_and_the_rest_expire_on_
     assert not worker.keepalived_conns
     assert b.closed
     assert d.closed
+
+
+def connect_waiting(listener, count: int) -> list[socket.socket]:
+    """``count`` clients in the listener's queue, each with a poll sent."""
+    clients = []
+    for _ in range(count):
+        sock = socket.create_connection(listener.getsockname(), timeout=5)
+        sock.sendall(request())
+        clients.append(sock)
+    return clients
+
+
+def test_one_readiness_of_the_listener_accepts_every_waiting_connection_up_to_a_batch(worker, listener, comments):
+    activate(worker, connect(worker, listener))  # the room is active; one connection
+    clients = connect_waiting(listener, ACCEPT_BATCH + 10)
+    try:
+        worker.accept(listener)
+        assert worker.nr_conns == 1 + ACCEPT_BATCH
+        # Each one's first poll answered on the loop as it was accepted.
+        assert worker.tpool.jobs == []
+        for sock in clients[:ACCEPT_BATCH]:
+            assert b'"comment 4"' in AnswerReader(sock).answer()
+        worker.accept(listener)  # the next readiness: the rest
+        assert worker.nr_conns == 1 + ACCEPT_BATCH + 10
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+def test_accepting_stops_at_the_workers_connection_cap(worker, listener):
+    worker.worker_connections = 5
+    clients = connect_waiting(listener, 8)
+    try:
+        worker.accept(listener)
+        assert worker.nr_conns == 5
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+def test_polls_of_a_room_not_active_yet_wait_on_the_loop_for_the_one_a_thread_answers(worker, listener, comments):
+    first, second, third = (connect(worker, listener) for _ in range(3))
+    try:
+        for viewer in (first, second, third):
+            viewer.sock.sendall(request())
+            dispatch(worker)
+        # The room's first poll in the process goes to a thread (Django
+        # activates the room); the others wait for it, not for threads.
+        assert len(worker.tpool.jobs) == 1
+        worker.tpool.run()
+        read_while_the_loop_writes(worker, first)
+        assert worker.tpool.jobs == []  # the loop answered the two waiting
+        for viewer in (second, third):
+            assert b'"comment 4"' in read_answer(viewer)
+            assert viewer.conn in worker.keepalived_conns
+    finally:
+        for viewer in (first, second, third):
+            viewer.sock.close()
+
+
+def test_a_poll_parked_longer_than_its_bound_goes_to_a_thread(worker, listener, monkeypatch):
+    first, second = (connect(worker, listener) for _ in range(2))
+    try:
+        for viewer in (first, second):
+            viewer.sock.sendall(request())
+            dispatch(worker)
+        assert len(worker.tpool.jobs) == 1
+        later = time.monotonic() + PARK_SECONDS + 0.1
+        monkeypatch.setattr(time, "monotonic", lambda: later)
+        worker.murder_pending()
+        assert len(worker.tpool.jobs) == 2
+    finally:
+        for viewer in (first, second):
+            viewer.sock.close()
