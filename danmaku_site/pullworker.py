@@ -116,10 +116,19 @@ PARK_SECONDS = 1.0
 # most, before it hands them on: on a reload every old worker stops at once
 # while the new ones are still booting (8 s and more on a busy 2-core
 # machine), and viewers told to reconnect meanwhile would wait for them.
-# A worker recycling hands on at once: the others are up.
+# A worker recycling hands on at once: the others are up; so does one
+# stopped when no worker was forked just before (the whole server stopping:
+# nobody would take its viewers, and waiting would only delay the stop).
 HAND_OVER_AFTER_SECONDS = 10.0
-# Workers' start times in the shared file: one 8-byte slot per worker age.
+# A reload forks the new workers, then stops the old ones: successors are
+# the workers forked this long before a stop at most, and this long after
+# this one at least (the master forks all of a start's workers at once).
+SUCCESSORS_FORKED_WITHIN_SECONDS = 5.0
+SUCCESSORS_FORKED_AFTER_SECONDS = 1.0
+# Workers' fork and start times in the shared file: one 8-byte slot per
+# worker age for each.
 STARTED_SLOTS = 256
+FORKED_OFFSET = 8 * STARTED_SLOTS
 # How often a draining worker looks at its connections' deadlines.
 DRAIN_TICK_SECONDS = 0.25
 # What a draining worker leaves of graceful_timeout before the master's
@@ -178,6 +187,8 @@ class PullWorker(ThreadWorker):
         # header changes).
         self._sent: tuple[dict[int, tuple[object, list[bytes], int]], ...] = ({}, {})
         self._deadlines = Deadlines()
+        # The master builds each worker just before forking it.
+        self._forked_at = self._record_time(FORKED_OFFSET)
 
     @classmethod
     def check_config(cls, cfg, log) -> None:
@@ -654,8 +665,7 @@ class PullWorker(ThreadWorker):
         drain instead of gthread's stop (see the module's docstring)."""
         self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
         self.set_accept_enabled(True)
-        if self._shared is not None:
-            os.pwrite(self._shared.fileno(), struct.pack("d", time.monotonic()), 8 * (self.age % STARTED_SLOTS))
+        self._record_time(0)
         while self.alive:
             self.notify()
             can_accept = self.nr_conns < self.worker_connections
@@ -693,12 +703,12 @@ class PullWorker(ThreadWorker):
         "Connection: close", close the ones not used again within their
         keep-alive timeout; all within graceful_timeout."""
         began = time.monotonic()
-        if self._signalled and self.nr_conns > 0:
+        if self._signalled and self.nr_conns > 0 and self._successors_forked(began):
             self._hand_over_at = began + HAND_OVER_AFTER_SECONDS
         deadline = began + max(0.0, self.cfg.graceful_timeout - DRAIN_MARGIN_SECONDS)
         while True:
             now = time.monotonic()
-            if now < self._hand_over_at and self._started_since(began) >= self.cfg.workers:
+            if now < self._hand_over_at and self._times_since(began, 0) >= self.cfg.workers:
                 self._hand_over_at = now
             handing_over = now >= self._hand_over_at
             self.set_accept_enabled(not handing_over and self.nr_conns < self.worker_connections)
@@ -715,14 +725,25 @@ class PullWorker(ThreadWorker):
         for sock in self.sockets:
             sock.close()
 
-    def _started_since(self, began: float) -> int:
-        """How many workers started accepting after ``began`` (a reload's)."""
+    def _record_time(self, offset: int) -> float:
+        now = time.monotonic()
+        if self._shared is not None:
+            os.pwrite(self._shared.fileno(), struct.pack("d", now), offset + 8 * (self.age % STARTED_SLOTS))
+        return now
+
+    def _successors_forked(self, began: float) -> bool:
+        """Whether workers were forked to take over from this one (a reload),
+        rather than the whole server stopping."""
+        since = max(began - SUCCESSORS_FORKED_WITHIN_SECONDS, self._forked_at + SUCCESSORS_FORKED_AFTER_SECONDS)
+        return self._times_since(since, FORKED_OFFSET) > 0
+
+    def _times_since(self, since: float, offset: int) -> int:
+        """How many workers were forked (``FORKED_OFFSET``) or started
+        accepting (0) after ``since``."""
         if self._shared is None:
             return 0
-        slots = os.pread(self._shared.fileno(), 8 * STARTED_SLOTS, 0)
-        return sum(
-            1 for (started,) in struct.iter_unpack("d", slots.ljust(8 * STARTED_SLOTS, b"\0")) if started > began
-        )
+        slots = os.pread(self._shared.fileno(), 8 * STARTED_SLOTS, offset).ljust(8 * STARTED_SLOTS, b"\0")
+        return sum(1 for (at,) in struct.iter_unpack("d", slots) if at > since)
 
     def murder_pending(self) -> None:
         """gthread's, the deadlines of connections the loop holds, and

@@ -48,6 +48,8 @@ HUP_AT_SECONDS = 8
 # A viewer gets an answer within two poll intervals, whatever happens.
 MAX_GAP_SECONDS = 2 * POLL_SECONDS[1]
 ANSWER_TIMEOUT_SECONDS = 5
+# Workers forked this long after a start count as a reload's successors.
+SUCCESSORS_SETTLE_SECONDS = 1.5
 FILES_NEEDED = 3 * VIEWERS + 200
 
 
@@ -323,3 +325,31 @@ def test_an_open_file_limit_from_the_environment_is_kept_within_the_hard_limit(t
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert done.stdout.split() == ["2048", "1024"]
+
+
+@pytest.mark.timeout(60)
+def test_a_server_stopping_with_viewers_connected_stops_within_a_keepalive_without_waiting_for_successors(tmp_path):
+    """A reload's old workers keep their viewers until the new ones are up;
+    a stop of the whole server has no new workers to wait for, so it is
+    over once each viewer had its keep-alive to hear Connection: close."""
+    with local.gunicorn(room=ROOM, workers=2, var_dir=tmp_path) as server:
+        host_port = server.base_url.removeprefix("http://")
+        host, port = host_port.rsplit(":", 1)
+        time.sleep(SUCCESSORS_SETTLE_SECONDS)  # the start's own forks are not successors either way
+        viewers = []
+        for _ in range(20):
+            viewer = socket.create_connection((host, int(port)), timeout=ANSWER_TIMEOUT_SECONDS)
+            viewer.sendall(request(host_port))
+            assert AnswerReader(viewer).answer().startswith(b"HTTP/1.1 200 OK\r\n")
+            viewers.append(viewer)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(timeout=30)
+        finally:
+            for viewer in viewers:
+                viewer.close()
+        elapsed = time.monotonic() - started
+    # Within the keep-alive (5 s) and a margin; waiting for successors
+    # that never come took 10 s more.
+    assert elapsed < 8, elapsed
