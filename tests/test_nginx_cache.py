@@ -396,3 +396,22 @@ def test_bench_static_file_is_answered_with_the_cached_answers_headers(stack):
     assert served.body == hit.body
     assert {name: value for name, value in served.headers.items() if name.lower() not in own} == headers
     assert sorted(name.lower() for name in served.headers) == sorted(name.lower() for name in hit.headers)
+
+
+def test_an_answer_larger_than_the_hit_buffer_is_a_byte_identical_hit():
+    """Hits go out through a small buffer (deploy/nginx.conf: output_buffers):
+    a large answer is sent a buffer at a time, whole."""
+    require_nginx()
+    body = bytes(range(256)) * 1200  # 300 KB: many buffers, not a multiple of one
+
+    def handle(request) -> None:
+        request.send_response(200)
+        request.send_header("Cache-Control", "public, max-age=60")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    with LocalHTTPServer(handle) as upstream, nginx(upstream=f"127.0.0.1:{upstream.httpd.server_port}") as front:
+        answers = [fetch(front.pull_url("large") + "?after=0-9", GZIP) for _ in range(2)]
+    assert [a.cache for a in answers] == ["MISS", "HIT"]
+    assert [a.body for a in answers] == [body, body]
