@@ -122,12 +122,15 @@ def render_config(
     static_dir: Path | None,
     trusted: tuple[str, ...] | None = None,
     tls: tuple[str, Path, Path] | None = None,
+    static_headers: dict[str, str] | None = None,
 ) -> str:
     """deploy/nginx.conf with every machine-specific value pointed at ``prefix``.
 
     ``trusted``: the networks the trusted-client geo blocks list instead of
     the shipped ones. ``tls``: (listen address, certificate, key) of an
-    extra TLS listener in the server."""
+    extra TLS listener in the server. ``static_headers``: the headers the
+    static files are answered with instead of nginx's file headers (see
+    ``static_location``)."""
     rewrites = [
         # (what, pattern, replacement, how many times the shipped file has it)
         ("worker count", r"^(\s*worker_processes\s+)[^;]+", rf"\g<1>{workers}", 1),
@@ -158,9 +161,30 @@ def render_config(
         address, certificate, key = tls
         locations.append(f"listen {address} ssl; ssl_certificate {certificate}; ssl_certificate_key {key};")
     if static_dir is not None:
-        # Unlogged, like a pull answered from the cache: the two are compared.
-        locations.append(f"location {STATIC_PREFIX} {{ access_log off; alias {static_dir}/; }}")
+        locations.append(static_location(static_dir, static_headers))
     return text.replace(INSERT_MARKER, "\n        ".join(locations))
+
+
+def static_location(static_dir: Path, headers: dict[str, str] | None) -> str:
+    """Where nginx serves ``static_dir`` as plain files.
+
+    Unlogged, like a pull answered from the cache: the two are compared.
+    With ``headers`` (a cached answer's, e.g. Content-Type, Content-Encoding,
+    Cache-Control, Vary), each file is answered with exactly those plus
+    nginx's own Server, Date, Content-Length and ETag, and without the file
+    headers a cached answer does not carry (Last-Modified, Accept-Ranges):
+    the same header lines and the same bytes as the cached answer, so the
+    comparison is between the two ways of serving them and nothing else.
+    """
+    lines = ["access_log off;", f"alias {static_dir}/;"]
+    if headers is not None:
+        for name, value in headers.items():
+            if not re.fullmatch(r"[A-Za-z0-9-]+", name) or re.search(r'["\\\r\n;{}$]', value):
+                raise NginxError(f"a static header nginx.conf cannot quote as given: {name}: {value!r}")
+        content_type = next((v for n, v in headers.items() if n.lower() == "content-type"), "application/octet-stream")
+        lines += [f"types {{ }} default_type {content_type};", 'add_header Last-Modified "";', "max_ranges 0;"]
+        lines += [f'add_header {name} "{value}";' for name, value in headers.items() if name.lower() != "content-type"]
+    return f"location {STATIC_PREFIX} {{ {' '.join(lines)} }}"
 
 
 @contextlib.contextmanager
@@ -168,13 +192,15 @@ def nginx(
     *,
     upstream: str | None,
     static_files: dict[str, bytes] | None = None,
+    static_headers: dict[str, str] | None = None,
     workers: int = 1,
     trusted: tuple[str, ...] | None = None,
     tls: tuple[Path, Path] | None = None,
 ) -> Iterator[NginxServer]:
     """Run deploy/nginx.conf in front of ``upstream`` ("host:port") until the block exits.
 
-    ``static_files`` are served at ``/bench-static/<name>``. With ``upstream``
+    ``static_files`` are served at ``/bench-static/<name>``, with
+    ``static_headers`` if given (``static_location``). With ``upstream``
     None only those are served; everything proxied answers 502. ``trusted``
     replaces the trusted networks (e.g. ``("127.0.0.1/32",)``: a client
     connecting from 127.0.0.2 is then an ordinary one). ``tls`` (certificate,
@@ -210,6 +236,7 @@ def nginx(
                 upstream=upstream or f"127.0.0.1:{free_port()}",
                 workers=workers,
                 static_dir=static_dir,
+                static_headers=static_headers,
                 trusted=trusted,
                 tls=(f"127.0.0.1:{tls_port}", *tls) if tls else None,
             )

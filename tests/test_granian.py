@@ -8,8 +8,11 @@ the answer must be the same bytes, headers included.
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
+import resource
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -110,3 +113,44 @@ def test_granian_serves_the_pull_role_with_the_same_bytes_as_gunicorn(tmp_path):
     assert revalidated.raw_bytes == b""
     assert sends_refused.status_code == 405
     assert 'danmaku_pulls_total{status="200"}' in metrics
+
+
+# More kept-alive viewers than granian's own default lets one worker hold
+# (backlog / workers connection slots: 2,048 with the shipped backlog of 2,048
+# and local.granian's one worker).
+CROWD = 2_500
+
+
+def test_granian_answers_a_crowd_larger_than_its_default_backpressure_each_on_a_kept_alive_connection(tmp_path):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = CROWD + 500
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"needs {needed} open files, the hard limit is {hard}")
+    env = local.environment(tmp_path, DANMAKU_SERVED_BY_HEADER="0")
+    local.prepare_room(env, ROOM, ("sender",))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
+    viewers: list[http.client.HTTPConnection] = []
+    try:
+        with local.granian(env, tmp_path / "granian.log") as base_url:
+            parts = urlsplit(base_url)
+            path = f"/api/v1/rooms/{ROOM}/danmaku"
+            statuses = []
+            for _ in range(CROWD):
+                viewer = http.client.HTTPConnection(parts.hostname, parts.port, timeout=REQUEST_TIMEOUT_SECONDS)
+                viewers.append(viewer)
+                statuses.append(_poll(viewer, path))
+            # Everyone polls again on the connection they kept.
+            statuses += [_poll(viewer, path) for viewer in viewers]
+    finally:
+        for viewer in viewers:
+            viewer.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert statuses == [200] * (2 * CROWD)
+
+
+def _poll(viewer: http.client.HTTPConnection, path: str) -> int:
+    viewer.request("GET", path, headers={"Accept-Encoding": "gzip"})
+    response = viewer.getresponse()
+    response.read()
+    assert not response.will_close
+    return response.status

@@ -379,3 +379,39 @@ def test_only_plain_successes_are_cached_and_pulls_reach_the_app_anonymous():
         assert headers.get("Accept-Encoding") == "gzip"
         assert "Cookie" not in headers
         assert "Authorization" not in headers
+
+
+def test_bench_static_file_is_answered_with_the_cached_answers_headers(stack):
+    """bench/pull.py divides the cache's hits by nginx serving the same
+    answer as a file: the same body and header lines, nginx's own aside."""
+    url = stack.front.pull_url(ROOM) + "?after=0-4"
+    fetch(url, GZIP)
+    hit = fetch(url, GZIP)
+    assert hit.cache == "HIT"
+    own = {"server", "date", "content-length", "connection", "etag"}
+    headers = {name: value for name, value in hit.headers.items() if name.lower() not in own}
+    with nginx(upstream=None, static_files={"hot.json": hit.body}, static_headers=headers) as static:
+        served = fetch(static.static_url("hot.json"), GZIP)
+    assert served.status == 200
+    assert served.body == hit.body
+    assert {name: value for name, value in served.headers.items() if name.lower() not in own} == headers
+    assert sorted(name.lower() for name in served.headers) == sorted(name.lower() for name in hit.headers)
+
+
+def test_an_answer_larger_than_the_hit_buffer_is_a_byte_identical_hit():
+    """Hits go out through a small buffer (deploy/nginx.conf: output_buffers):
+    a large answer is sent a buffer at a time, whole."""
+    require_nginx()
+    body = bytes(range(256)) * 1200  # 300 KB: many buffers, not a multiple of one
+
+    def handle(request) -> None:
+        request.send_response(200)
+        request.send_header("Cache-Control", "public, max-age=60")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    with LocalHTTPServer(handle) as upstream, nginx(upstream=f"127.0.0.1:{upstream.httpd.server_port}") as front:
+        answers = [fetch(front.pull_url("large") + "?after=0-9", GZIP) for _ in range(2)]
+    assert [a.cache for a in answers] == ["MISS", "HIT"]
+    assert [a.body for a in answers] == [body, body]

@@ -266,3 +266,22 @@ def test_hsts_on_every_answer_over_tls_and_never_over_plain_http(front):
         client.close()
     assert limited.status == 429
     assert limited.headers[HSTS] == "max-age=31536000"
+
+
+# -- a crowd connecting at once ------------------------------------------------------
+
+
+# deploy/nginx.conf: listen ... backlog=4096 (nginx's own default is 511).
+LISTEN_BACKLOG = 4096
+
+
+def test_listen_queue_holds_a_crowd_connecting_at_once(front):
+    """The kernel caps a listen backlog at net.core.somaxconn; below that,
+    the queue nginx asked for is what a storm of connections lands in."""
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    port = urlsplit(front.server.base_url).port
+    listening = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout.split()
+    # State, Recv-Q, Send-Q (the backlog of a listening socket), local address, peer.
+    assert int(listening[2]) == min(LISTEN_BACKLOG, somaxconn), listening
