@@ -107,17 +107,19 @@ def gunicorn(
     *,
     room: str,
     users: tuple[str, ...] = ("sender",),
-    workers: int = 2,
+    workers: int | None = 2,
     var_dir: Path | str | None = None,
     room_fields: dict[str, int] | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[LocalServer]:
-    """Run gunicorn with the project's config until the block exits."""
+    """Run gunicorn with the project's config until the block exits
+    (``workers=None``: as many as the config ships with)."""
     with contextlib.ExitStack() as stack:
         if var_dir is None:
             var_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="danmaku-"))
         port = free_port()
-        env = environment(var_dir, DANMAKU_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS=str(workers), **(extra_env or {}))
+        sized = {} if workers is None else {"GUNICORN_WORKERS": str(workers)}
+        env = environment(var_dir, DANMAKU_BIND=f"127.0.0.1:{port}", **sized, **(extra_env or {}))
         tokens = prepare_room(env, room, users, **(room_fields or {}))
         yield stack.enter_context(gunicorn_over(env, Path(var_dir) / "gunicorn.log", tokens))
 

@@ -42,7 +42,7 @@ def open_files():
 
 def test_a_crowd_sees_every_comment_once_with_no_errors(open_files, tmp_path):
     room_fields = {"user_send_interval_ms": 0, "room_send_cap_per_second": 100_000}
-    with local.gunicorn(room=ROOM, var_dir=tmp_path, room_fields=room_fields) as server:
+    with local.gunicorn(room=ROOM, workers=None, var_dir=tmp_path, room_fields=room_fields) as server:
         stop = threading.Event()
         sender = Sender(url=server.danmaku_url(ROOM), token=server.tokens[0], name="crowd", interval=1.0, stop=stop)
         sender.start()

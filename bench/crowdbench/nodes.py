@@ -1,7 +1,7 @@
 """The server under a crowd: started here for a topology, or one already running.
 
 Each topology is what ships: gunicorn as `make run` starts it
-(danmaku_site/gunicorn.conf.py over the embedded default, 2 workers),
+(danmaku_site/gunicorn.conf.py over the embedded default, its workers),
 the shipped deploy/nginx.conf in front of that, or deploy/granian-pull.sh
 (the pull role; sends go to a gunicorn beside it over the same database).
 A node says which process groups are its own, for CPU and RSS.
@@ -81,7 +81,7 @@ def _members(groups: list[int]) -> list[int]:
 @contextlib.contextmanager
 def start(topology: str, *, room: str, var_dir: Path, extra_env: dict[str, str]) -> Iterator[Node]:
     env = {"GUNICORN_LOG_LEVEL": "warning", **extra_env}
-    with local.gunicorn(room=room, var_dir=var_dir, room_fields=ROOM_FIELDS, extra_env=env) as server:
+    with local.gunicorn(room=room, workers=None, var_dir=var_dir, room_fields=ROOM_FIELDS, extra_env=env) as server:
         send_url = server.danmaku_url(room)
         token = server.tokens[0]
         pid = server.process.pid
