@@ -1,0 +1,34 @@
+"""A crowd of viewers for benchmarks and tests.
+
+    with Crowd(CrowdSpec(url=..., room=..., viewers=2000, duration_seconds=10)) as crowd:
+        crowd.start()
+        ...                      # send comments, signal the server
+        result = crowd.join()    # CrowdResult: every poll, error and viewer ledger
+
+``answers`` reads the wire (pure), ``viewer`` is one viewer's connection and
+schedule, ``runner`` deals a crowd over processes, ``stats`` turns a run into
+figures (pure).
+"""
+
+from harness.crowd.answers import Answer, AnswerCache, ResponseError, parse_answer, parse_head
+from harness.crowd.runner import Crowd, CrowdResult, CrowdSpec
+from harness.crowd.stats import Delivery, Second, Sent, delivery, per_second, percentile
+from harness.crowd.viewer import Ledger
+
+__all__ = [
+    "Answer",
+    "AnswerCache",
+    "Crowd",
+    "CrowdResult",
+    "CrowdSpec",
+    "Delivery",
+    "Ledger",
+    "ResponseError",
+    "Second",
+    "Sent",
+    "delivery",
+    "parse_answer",
+    "parse_head",
+    "per_second",
+    "percentile",
+]

@@ -1,0 +1,275 @@
+"""A crowd of viewers split over processes, started together, for a bounded time.
+
+A process here may hold at most 20,000 open files, and one event loop is one
+core: the crowd is dealt out over processes (viewer i to process i mod P,
+so each process connects its share across the whole connect window), each
+running its viewers on one asyncio loop. The parent starts them at one
+moment (``Crowd.start``), is free to do its own work meanwhile (send
+comments, signal the server) and collects every process's record at the
+end (``Crowd.join``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import multiprocessing
+import random
+import resource
+import time
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from harness.crowd.answers import AnswerCache
+from harness.crowd.viewer import Ledger, Recorder, Viewer
+
+# Well below the 20,000 open files a process may hold (plus a margin for
+# reconnects overlapping the sockets they replace).
+VIEWERS_PER_PROCESS = 5000
+# Longest wait for the processes to start (spawn, imports) and to hand in
+# their records after the run.
+PROCESS_START_SECONDS = 60
+PROCESS_REPORT_SECONDS = 60
+# The processes start this long after the parent says go, so every one has
+# its start time before it comes.
+START_MARGIN_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class CrowdSpec:
+    url: str  # base URL, e.g. http://127.0.0.1:8000
+    room: str
+    viewers: int
+    duration_seconds: float
+    # Every viewer's first connect() falls within this window after the start.
+    connect_seconds: float = 1.0
+    # The share of viewers whose connection drops each second (after the
+    # connect window), each polling again at once on a new connection.
+    churn: float = 0.0
+    per_process: int = VIEWERS_PER_PROCESS
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.viewers < 1 or self.per_process < 1:
+            raise ValueError("viewers and per_process must be positive")
+        if not 0 < self.duration_seconds <= 3600 or not 0 <= self.connect_seconds <= self.duration_seconds:
+            raise ValueError("duration must be in (0, 3600] s and the connect window within it")
+        if not 0 <= self.churn <= 1:
+            raise ValueError("churn is a share of viewers, 0 to 1")
+        parts = urlsplit(self.url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"an http:// base URL, not {self.url!r}")
+
+    @property
+    def processes(self) -> int:
+        return math.ceil(self.viewers / self.per_process)
+
+    @property
+    def path(self) -> str:
+        return f"{urlsplit(self.url).path.rstrip('/')}/api/v1/rooms/{self.room}/danmaku"
+
+
+@dataclass
+class ProcessRecord:
+    """One process's share of the run (times on the machine's monotonic clock)."""
+
+    recorder: Recorder
+    ledgers: list[Ledger]
+    # Once a second: (when, open connections, answers so far, own CPU seconds so far).
+    samples: list[tuple[float, int, int, float]]
+    cpu_seconds: float
+    cache_hits: int
+    cache_misses: int
+
+
+@dataclass
+class CrowdResult:
+    spec: CrowdSpec
+    start_at: float
+    end_at: float
+    records: list[ProcessRecord] = field(default_factory=list)
+
+    def _joined(self, name: str, typecode: str) -> array:
+        out = array(typecode)
+        for record in self.records:
+            out.extend(getattr(record.recorder, name))
+        return out
+
+    @property
+    def poll_at(self) -> array:
+        return self._joined("poll_at", "d")
+
+    @property
+    def latency(self) -> array:
+        return self._joined("latency", "d")
+
+    @property
+    def status(self) -> array:
+        return self._joined("status", "H")
+
+    @property
+    def size(self) -> array:
+        return self._joined("size", "I")
+
+    @property
+    def first_latency(self) -> array:
+        return self._joined("first_latency", "d")
+
+    @property
+    def errors(self) -> list[tuple[float, str]]:
+        return sorted(error for record in self.records for error in record.recorder.errors)
+
+    @property
+    def retried(self) -> Counter[str]:
+        return sum((record.recorder.retried for record in self.records), Counter())
+
+    @property
+    def ledgers(self) -> list[Ledger]:
+        return sorted((ledger for record in self.records for ledger in record.ledgers), key=lambda ledger: ledger.index)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(record.cpu_seconds for record in self.records)
+
+    def total(self, name: str) -> int:
+        """A counter summed over the processes: idle_closes, churned."""
+        return sum(getattr(record.recorder, name) for record in self.records)
+
+
+class Crowd:
+    """Spawns the processes (``with Crowd(spec) as crowd``), starts them
+    together (``start``), collects them (``join``); leaving the block stops
+    any still running."""
+
+    def __init__(self, spec: CrowdSpec) -> None:
+        self.spec = spec
+        self._context = multiprocessing.get_context("spawn")
+        self._processes: list = []
+        self._pipes: list = []
+        self.start_at = 0.0
+
+    def __enter__(self) -> Crowd:
+        try:
+            for number in range(self.spec.processes):
+                parent_end, child_end = self._context.Pipe()
+                process = self._context.Process(
+                    target=_process_main, args=(self.spec, number, child_end), name=f"crowd-{number}", daemon=True
+                )
+                process.start()
+                child_end.close()
+                self._processes.append(process)
+                self._pipes.append(parent_end)
+            deadline = time.monotonic() + PROCESS_START_SECONDS
+            for pipe in self._pipes:
+                if not pipe.poll(max(0.0, deadline - time.monotonic())):
+                    raise RuntimeError("a crowd process did not start in time")
+                if pipe.recv() != "ready":
+                    raise RuntimeError("a crowd process failed to start")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def start(self) -> float:
+        """Go: returns the (monotonic) moment the first viewer connects."""
+        self.start_at = time.monotonic() + START_MARGIN_SECONDS
+        for pipe in self._pipes:
+            pipe.send(self.start_at)
+        return self.start_at
+
+    def join(self) -> CrowdResult:
+        """Wait for the end of the run and every process's record."""
+        end_at = self.start_at + self.spec.duration_seconds
+        deadline = end_at + PROCESS_REPORT_SECONDS
+        result = CrowdResult(self.spec, self.start_at, end_at)
+        for pipe in self._pipes:
+            if not pipe.poll(max(0.0, deadline - time.monotonic())):
+                raise RuntimeError("a crowd process did not report in time")
+            record = pipe.recv()
+            if isinstance(record, str):
+                raise RuntimeError(f"a crowd process failed: {record}")
+            result.records.append(record)
+        for process in self._processes:
+            process.join(10)
+        return result
+
+    def close(self) -> None:
+        for process in self._processes:
+            if process.is_alive():
+                process.kill()
+            process.join(5)
+        for pipe in self._pipes:
+            pipe.close()
+
+
+def _process_main(spec: CrowdSpec, number: int, pipe) -> None:
+    try:
+        pipe.send("ready")
+        start_at = pipe.recv()
+        record = asyncio.run(_run(spec, number, start_at))
+    except BaseException as exc:  # the parent must hear of it, not wait out its deadline
+        import traceback
+
+        with contextlib.suppress(OSError):
+            pipe.send(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        raise
+    pipe.send(record)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _run(spec: CrowdSpec, number: int, start_at: float) -> ProcessRecord:
+    loop = asyncio.get_running_loop()
+    parts = urlsplit(spec.url)
+    host, port = parts.hostname, parts.port or 80
+    recorder = Recorder()
+    answers = AnswerCache()
+    rng = random.Random(spec.seed * 1_000_003 + number)
+    indices = range(number, spec.viewers, spec.processes)
+    viewers = [
+        Viewer(index, host=host, port=port, path=spec.path, recorder=recorder, answers=answers, rng=rng, loop=loop)
+        for index in indices
+    ]
+    for viewer in viewers:
+        viewer.start(start_at + spec.connect_seconds * viewer.index / spec.viewers)
+    cpu_start = _cpu_seconds()
+    end_at = start_at + spec.duration_seconds
+    churn_from = start_at + spec.connect_seconds
+    churn_owed = 0.0
+    samples: list[tuple[float, int, int, float]] = []
+    tick = start_at
+    while True:
+        tick += 1.0
+        await asyncio.sleep(max(0.0, min(tick, end_at) - loop.time()))
+        now = loop.time()
+        for viewer in viewers:
+            viewer.check_deadline(now)
+        if spec.churn and now >= churn_from:
+            churn_owed += spec.churn * len(viewers)
+            for viewer in rng.sample(viewers, min(len(viewers), int(churn_owed))):
+                viewer.churn()
+            churn_owed -= int(churn_owed)
+        samples.append((now, recorder.open_connections, len(recorder.poll_at), _cpu_seconds() - cpu_start))
+        if now >= end_at:
+            break
+    for viewer in viewers:
+        viewer.stop()
+    # Let the aborted transports close before the loop goes.
+    await asyncio.sleep(0.1)
+    return ProcessRecord(
+        recorder=recorder,
+        ledgers=[viewer.ledger for viewer in viewers],
+        samples=samples,
+        cpu_seconds=_cpu_seconds() - cpu_start,
+        cache_hits=answers.hits,
+        cache_misses=answers.misses,
+    )

@@ -1,0 +1,381 @@
+"""One simulated viewer: its own TCP connection, polling as the viewer page does.
+
+The schedule mirrors danmaku/static/danmaku/poller.js: wait the answer's
+``next_ms``, send the cursor back; a 400 drops the cursor and asks again in
+1 s; a 404 waits 30 s; any other failure (refused, reset, the connection
+closed before a whole answer, no answer within the read deadline, another
+non-2xx) backs off with jitter, 1 s doubling to 30 s, at least Retry-After,
+and resumes the cursor. A request on a kept-alive connection that the server
+closed before any answer byte arrived is sent again at once on a new
+connection, once, as browsers do; it is still counted by kind.
+
+Everything a viewer does is written into its process's ``Recorder``; the
+viewer keeps only its own ledger (ids seen, duplicates, gaps, the longest
+wait between answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+
+from harness.crowd.answers import MAX_HEAD_BYTES, AnswerCache, ResponseError, parse_head
+
+# poller.js: REQUEST_TIMEOUT_MS, BACKOFF_FIRST_MS, BACKOFF_MAX_MS, GONE_RETRY_MS.
+REQUEST_TIMEOUT_SECONDS = 10.0
+BACKOFF_FIRST_MS = 1000
+BACKOFF_MAX_MS = 30_000
+GONE_RETRY_MS = 30_000
+
+
+def backoff_ms(failures: int, at_least_ms: int, draw: float) -> int:
+    """poller.js ``backoff``: ``failures`` counts this one; ``draw`` in [0, 1)."""
+    ceiling = min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (failures - 1))
+    return max(at_least_ms, round(ceiling * (0.5 + draw / 2)))
+
+
+class Recorder:
+    """Every poll and error of one process's viewers, in flat arrays (cheap to
+    append, cheap to send to the parent)."""
+
+    def __init__(self) -> None:
+        # One entry per answer: when it was whole, how long it took (from
+        # the request, or from connect() on a new connection), its status
+        # and body size.
+        self.poll_at = array("d")
+        self.latency = array("d")
+        self.status = array("H")
+        self.size = array("I")
+        # A viewer's very first answer, timed from its first connect().
+        self.first_at = array("d")
+        self.first_latency = array("d")
+        self.errors: list[tuple[float, str]] = []
+        self.retried: Counter[str] = Counter()
+        self.idle_closes = 0
+        self.churned = 0
+        self.open_connections = 0
+
+    def poll(self, at: float, latency: float, status: int, size: int) -> None:
+        self.poll_at.append(at)
+        self.latency.append(latency)
+        self.status.append(status)
+        self.size.append(size)
+
+    def error(self, at: float, kind: str) -> None:
+        self.errors.append((at, kind))
+
+
+@dataclass
+class Ledger:
+    """What one viewer saw: the comment ids (and how often one came twice)."""
+
+    index: int
+    seen: set[int] = field(default_factory=set)
+    duplicates: int = 0
+    # Ids shown again in a gap answer (the viewer rejoined): not duplicates.
+    repeats: int = 0
+    gaps: list[float] = field(default_factory=list)
+    first_answer_at: float | None = None
+    last_answer_at: float | None = None
+    # The longest wait for an answer, in seconds and in the poll interval
+    # the server had asked for (from connect() for the first answer).
+    longest_wait: float = 0.0
+    longest_wait_intervals: float = 0.0
+    next_ms_total: int = 0
+    answers: int = 0
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection of a viewer; hands everything to the viewer."""
+
+    __slots__ = ("transport", "viewer")
+
+    def __init__(self, viewer: Viewer) -> None:
+        self.viewer = viewer
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.viewer._data(self, data)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.viewer._lost(self, exc)
+
+
+class Viewer:
+    """Polls ``path`` on ``host:port`` from ``start()`` until ``stop()``."""
+
+    def __init__(
+        self,
+        index: int,
+        *,
+        host: str,
+        port: int,
+        path: str,
+        recorder: Recorder,
+        answers: AnswerCache,
+        rng: random.Random,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.index = index
+        self.host = host
+        self.port = port
+        self.path = path
+        self.recorder = recorder
+        self.answers = answers
+        self.rng = rng
+        self.loop = loop
+        self.ledger = Ledger(index)
+        self.cursor: str | None = None
+        self.failures = 0
+        self.conn: _Connection | None = None
+        self.connect_task: asyncio.Task | None = None
+        # The request in flight: when it (or its connect()) started, 0 when none.
+        self.sent_at = 0.0
+        self.first_connect_at = 0.0
+        self.buffer = bytearray()
+        self.head = None
+        self.body_at = 0
+        self.reused = False  # the connection in use has answered before
+        self.retried = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.stopped = False
+        # Since when this viewer waits for an answer (its last one, or its
+        # first connect()), and the interval the server asked for then.
+        self.wait_from = 0.0
+        self.wait_ms = 0
+
+    # -- the schedule ----------------------------------------------------------------
+
+    def start(self, at: float) -> None:
+        self.timer = self.loop.call_at(at, self.poll)
+
+    def stop(self) -> None:
+        if self.wait_from and not self.stopped:
+            # A viewer starved at the end has its wait counted too.
+            self._waited(self.loop.time())
+        self.stopped = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+        if self.conn is not None and self.conn.transport is not None:
+            self.conn.transport.abort()
+
+    def poll(self) -> None:
+        self.timer = None
+        if self.stopped:
+            return
+        now = self.loop.time()
+        if self.conn is not None and self.conn.transport is not None:
+            self.sent_at = now
+            self._send()
+        else:
+            self._connect(now)
+
+    def _schedule(self, ms: float) -> None:
+        if not self.stopped:
+            self.timer = self.loop.call_later(ms / 1000, self.poll)
+
+    def _connect(self, now: float) -> None:
+        self.sent_at = now
+        if not self.first_connect_at:
+            self.first_connect_at = self.wait_from = now
+        self.reused = False
+        self.connect_task = self.loop.create_task(self._open())
+
+    async def _open(self) -> None:
+        conn = _Connection(self)
+        try:
+            await self.loop.create_connection(lambda: conn, self.host, self.port)
+        except asyncio.CancelledError:
+            return
+        except ConnectionRefusedError:
+            self.connect_task = None
+            self._failed("refused")
+            return
+        except OSError as exc:
+            self.connect_task = None
+            self._failed("reset" if isinstance(exc, ConnectionResetError) else f"connect-{exc.errno}")
+            return
+        self.connect_task = None
+        if self.stopped:
+            conn.transport.abort()
+            return
+        self.conn = conn
+        self.recorder.open_connections += 1
+        self._send()
+
+    def _send(self) -> None:
+        self.buffer.clear()
+        self.head = None
+        query = f"?after={self.cursor}" if self.cursor else ""
+        self.conn.transport.write(
+            f"GET {self.path}{query} HTTP/1.1\r\nHost: {self.host}\r\nAccept-Encoding: gzip\r\n\r\n".encode()
+        )
+
+    # -- the answer ------------------------------------------------------------------
+
+    def _data(self, conn: _Connection, data: bytes) -> None:
+        if conn is not self.conn:
+            return
+        if not self.sent_at:
+            self._drop("unasked")
+            return
+        buffer = self.buffer
+        buffer += data
+        if self.head is None:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD_BYTES:
+                    self._drop("bad-response")
+                return
+            try:
+                self.head = parse_head(bytes(buffer[:end]))
+            except ResponseError:
+                self._drop("bad-response")
+                return
+            self.body_at = end + 4
+        head = self.head
+        whole = self.body_at + head.content_length
+        if len(buffer) < whole:
+            return
+        if len(buffer) > whole:
+            self._drop("bad-response")  # bytes nobody asked for
+            return
+        self._answered(head, bytes(buffer[self.body_at :]))
+
+    def _answered(self, head, body: bytes) -> None:
+        now = self.loop.time()
+        latency = now - self.sent_at
+        self.sent_at = 0.0
+        self.reused = True
+        self.retried = False
+        recorder = self.recorder
+        recorder.poll(now, latency, head.status, len(body) + self.body_at)
+        ledger = self.ledger
+        if head.status == 200:
+            try:
+                answer = self.answers.parse(body, gzipped=head.gzipped)
+            except ResponseError:
+                self._drop("bad-body")
+                return
+            if ledger.first_answer_at is None:
+                ledger.first_answer_at = now
+                recorder.first_at.append(now)
+                recorder.first_latency.append(now - self.first_connect_at)
+            self._waited(now)
+            ledger.last_answer_at = now
+            ledger.answers += 1
+            ledger.next_ms_total += answer.next_ms
+            seen = ledger.seen
+            if answer.ids:
+                before = len(seen)
+                seen.update(answer.ids)
+                again = len(answer.ids) - (len(seen) - before)
+                if again:
+                    if answer.gap:
+                        ledger.repeats += again
+                    else:
+                        ledger.duplicates += again
+            if answer.gap and self.cursor is not None:
+                ledger.gaps.append(now)
+            self.cursor = answer.cursor
+            self.failures = 0
+            self.wait_from = now
+            self.wait_ms = answer.next_ms
+            wait = answer.next_ms
+        else:
+            recorder.error(now, f"http-{head.status}")
+            if head.status == 404:
+                wait = GONE_RETRY_MS
+            elif head.status == 400:
+                self.cursor = None
+                wait = BACKOFF_FIRST_MS
+            else:
+                self.failures += 1
+                wait = backoff_ms(self.failures, head.retry_after * 1000, self.rng.random())
+        if head.close and self.conn is not None:
+            self._close_conn()
+        self._schedule(wait)
+
+    def _waited(self, now: float) -> None:
+        ledger = self.ledger
+        waited = now - self.wait_from
+        ledger.longest_wait = max(ledger.longest_wait, waited)
+        if self.wait_ms:
+            ledger.longest_wait_intervals = max(ledger.longest_wait_intervals, waited * 1000 / self.wait_ms)
+
+    # -- failures --------------------------------------------------------------------
+
+    def _lost(self, conn: _Connection, exc: Exception | None) -> None:
+        if conn is not self.conn:
+            return
+        self.conn = None
+        self.recorder.open_connections -= 1
+        if self.stopped:
+            return
+        if not self.sent_at:
+            self.recorder.idle_closes += 1
+            return
+        kind = "reset" if isinstance(exc, ConnectionResetError) else "eof" if exc is None else "reset"
+        now = self.loop.time()
+        if self.reused and not self.buffer and not self.retried:
+            # Closed by the server while our request was on its way: a
+            # browser sends it again at once on a new connection.
+            self.recorder.error(now, kind)
+            self.recorder.retried[kind] += 1
+            self.retried = True
+            self._connect(now)
+            return
+        self._failed(kind)
+
+    def _failed(self, kind: str) -> None:
+        now = self.loop.time()
+        self.sent_at = 0.0
+        self.retried = False
+        self.recorder.error(now, kind)
+        if self.stopped:
+            return
+        self.failures += 1
+        self._schedule(backoff_ms(self.failures, 0, self.rng.random()))
+
+    def _drop(self, kind: str) -> None:
+        """A broken exchange: close the connection, count it, back off."""
+        self._close_conn()
+        self._failed(kind)
+
+    def _close_conn(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self.recorder.open_connections -= 1
+            conn.transport.abort()
+
+    def check_deadline(self, now: float) -> None:
+        """Called about once a second: a request (connect included) older than
+        the read deadline is abandoned, as the page's AbortController does."""
+        if self.sent_at and now - self.sent_at > REQUEST_TIMEOUT_SECONDS:
+            if self.connect_task is not None:
+                self.connect_task.cancel()
+                self.connect_task = None
+            self._close_conn()
+            self._failed("timeout")
+
+    def churn(self) -> None:
+        """The network dropped: the connection is gone (a request in flight
+        with it), and the viewer polls again at once on a new one."""
+        if self.conn is None or self.stopped:
+            return
+        self.recorder.churned += 1
+        self._close_conn()
+        if self.sent_at:
+            self.retried = False
+            self._connect(self.loop.time())
