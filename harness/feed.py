@@ -20,6 +20,28 @@ from harness.crowd import Sent
 SEND_TIMEOUT_SECONDS = 10
 
 
+def warm_up(url: str, tokens: list[str]) -> int:
+    """One comment by the last sender, so the room is lively (not quiet)
+    before viewers join: a quiet room tells a joiner to come back after its
+    quiet interval (10 s by default), not its poll interval. ``feed`` with
+    the same tokens gives that sender its next turn 3 comments later,
+    clear of slow mode. Returns the comment's id."""
+    return send(requests, url, tokens[-1], "warm up")
+
+
+def send(session, url: str, token: str, text: str) -> int:
+    """One comment; any answer but 201 fails loudly."""
+    answer = session.post(
+        url,
+        json={"text": f"{text} {uuid.uuid4().hex[:6]}", "client_id": uuid.uuid4().hex},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=SEND_TIMEOUT_SECONDS,
+    )
+    if answer.status_code != 201:
+        raise RuntimeError(f"{text!r} answered {answer.status_code}: {answer.text}")
+    return answer.json()["id"]
+
+
 def feed(
     url: str,
     tokens: list[str],
@@ -30,7 +52,7 @@ def feed(
 ) -> list[Sent]:
     """Send ``count`` comments to the room's danmaku ``url``, one every
     ``every_seconds``; ``before(n)`` runs before the n-th (from 0), e.g. to
-    start an outage. Any answer but 201 fails loudly."""
+    start an outage."""
     sent: list[Sent] = []
     session = requests.Session()
     begin = time.monotonic()
@@ -39,14 +61,7 @@ def feed(
         if before is not None:
             before(number)
         started = time.monotonic()
-        answer = session.post(
-            url,
-            json={"text": f"weak {number} {uuid.uuid4().hex[:6]}", "client_id": uuid.uuid4().hex},
-            headers={"Authorization": f"Bearer {tokens[number % len(tokens)]}"},
-            timeout=SEND_TIMEOUT_SECONDS,
-        )
-        if answer.status_code != 201:
-            raise RuntimeError(f"send {number} answered {answer.status_code}: {answer.text}")
-        sent.append(Sent(answer.json()["id"], started, time.monotonic()))
+        comment_id = send(session, url, tokens[number % len(tokens)], f"comment {number}")
+        sent.append(Sent(comment_id, started, time.monotonic()))
     session.close()
     return sent

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from danmaku.pull.cache import JITTER_SHARE
 from harness.crowd import Crowd, CrowdResult, CrowdSpec, Delivery, Ledger, delivery
-from harness.feed import feed
+from harness.feed import feed, warm_up
 from harness.weaknet import NetStats, Weakness, weak_net
 
 # Viewers connect within this long of the start, and the first comment
@@ -121,6 +121,7 @@ def run(*, base_url: str, room: str, send_url: str, tokens: list[str], spec: Wea
             seed=spec.seed,
         )
         with Crowd(crowd_spec) as crowd:
+            warm_up(send_url, tokens)
             start_at = crowd.start()
 
             def before(number: int) -> None:

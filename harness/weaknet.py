@@ -194,6 +194,11 @@ class WeakNet:
         self._call(self._begin_outage(seconds, mode))
         return self.outage_ends_at
 
+    def set_weakness(self, weakness: Weakness) -> None:
+        """From now on (each chunk read after this), the network is ``weakness``;
+        the random choices keep drawing from the generators already made."""
+        self.weakness = weakness
+
     def stats(self) -> NetStats:
         return self._call(self._snapshot())
 
@@ -255,6 +260,12 @@ class WeakNet:
                 task.cancel()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Cancelled only by stop(): end quietly (asyncio's streams log a
+        # handler that ends cancelled as an error).
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serve(reader, writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._stats.connections += 1
         if self._refusing or len(self._links) >= MAX_CONNECTIONS:
             self._stats.refused += 1
@@ -301,10 +312,11 @@ class WeakNet:
             self._cut(link)
 
     async def _read(self, link: _Link, reader: asyncio.StreamReader, queue: asyncio.Queue, *, answers: bool) -> None:
-        weakness, loop = self.weakness, asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         last_due = 0.0
         while True:
             data = await reader.read(CHUNK_BYTES)
+            weakness = self.weakness
             # Never ahead of the chunk before: a TCP stream keeps its order.
             last_due = max(last_due, loop.time() + weakness.one_way_seconds(link.rng))
             chunk = _Chunk(data, last_due)
@@ -318,11 +330,11 @@ class WeakNet:
 
     async def _write(self, link: _Link, queue: asyncio.Queue, writer: asyncio.StreamWriter, *, upward: bool) -> None:
         loop = asyncio.get_running_loop()
-        rate = self.weakness.rate_bytes_per_second
-        piece = max(1, rate // PIECES_PER_SECOND) if rate else CHUNK_BYTES
         next_free = 0.0
         while True:
             chunk = await queue.get()
+            rate = self.weakness.rate_bytes_per_second
+            piece = max(1, rate // PIECES_PER_SECOND) if rate else CHUNK_BYTES
             if chunk.stall_seconds:
                 self._stats.stalls += 1
                 link.stalled_until = max(link.stalled_until, loop.time() + chunk.stall_seconds)
