@@ -53,12 +53,28 @@ class WeakSpec:
     poll_interval_ms: int = 3000  # the room's, for the wait in force after an answer
     seed: int = 1
 
+    def __post_init__(self) -> None:
+        check_outages(self.outages, self.comments)
+
+
+def check_outages(outages: tuple[Outage, ...], comments: int) -> None:
+    """Outages in order, each over before the next begins (a new one would
+    replace it), each beginning before a comment that is sent."""
+    ends = -1.0
+    for outage in outages:
+        if outage.before_comment < ends or not 0 <= outage.before_comment < comments:
+            raise ValueError(f"outages must be in order, apart, and within the {comments} comments: {outages}")
+        ends = outage.before_comment + outage.seconds
+
 
 @dataclass(frozen=True)
 class ViewerRecovery:
     index: int
     seconds: float  # from the network's return to the first answer (inf: never)
     limit: float  # the wait in force at the return + the slack
+    # Failures between the return and that answer: a random reset or stall
+    # of the weak network hit the first tries, and each one is a new back-off.
+    faults_after: int = 0
 
 
 @dataclass
@@ -69,7 +85,13 @@ class OutageRecovery:
 
     @property
     def late(self) -> list[ViewerRecovery]:
-        return [viewer for viewer in self.viewers if viewer.seconds > viewer.limit]
+        """Back later than the limit with no fault after the return to explain it."""
+        return [viewer for viewer in self.viewers if viewer.seconds > viewer.limit and not viewer.faults_after]
+
+    @property
+    def hit_again(self) -> list[ViewerRecovery]:
+        """Back later than the limit because a fresh fault hit a try after the return."""
+        return [viewer for viewer in self.viewers if viewer.seconds > viewer.limit and viewer.faults_after]
 
     @property
     def worst(self) -> float:
@@ -102,7 +124,8 @@ def recovery(ledger: Ledger, back_at: float, *, poll_interval_ms: int) -> Viewer
         in_force = failures[-1][1] / 1000
     else:
         in_force = poll_interval_ms * (1 + JITTER_SHARE) / 1000
-    return ViewerRecovery(ledger.index, seconds, in_force + RECOVERY_SLACK_SECONDS)
+    faults_after = sum(1 for at, _ in ledger.backoffs if back_at <= at < back_at + seconds)
+    return ViewerRecovery(ledger.index, seconds, in_force + RECOVERY_SLACK_SECONDS, faults_after)
 
 
 def run(*, base_url: str, room: str, send_url: str, tokens: list[str], spec: WeakSpec) -> WeakResult:

@@ -91,7 +91,8 @@ class NetStats:
     """What the proxy did, totalled over every connection (read with ``stats()``)."""
 
     connections: int = 0
-    refused: int = 0  # reset at once: during a resetting outage, over the bound, upstream down
+    refused: int = 0  # reset at once: during a resetting outage, or over MAX_CONNECTIONS
+    upstream_failed: int = 0  # reset at once: the server could not be reached
     resets: int = 0  # cut mid-answer at random
     cut: int = 0  # open when a resetting outage began
     stalls: int = 0
@@ -279,7 +280,7 @@ class WeakNet:
                     asyncio.open_connection(*self.target), CONNECT_TIMEOUT_SECONDS
                 )
             except (OSError, TimeoutError):
-                self._stats.refused += 1
+                self._stats.upstream_failed += 1
                 self._cut(link)
                 return
             if link.closed:  # a resetting outage began while connecting

@@ -31,7 +31,7 @@ from harness.crowd import Sent
 from harness.feed import feed, warm_up
 from harness.stutter import stutter_seconds
 from harness.viewerpage import RECORDER_SCRIPT, PageRecord, page_record
-from harness.weakcrowd import RECOVERY_SLACK_SECONDS, Outage
+from harness.weakcrowd import RECOVERY_SLACK_SECONDS, Outage, check_outages
 from harness.weaknet import NetStats, Weakness, weak_net
 
 # Longest wait for the page to load through the weak network and go live.
@@ -58,12 +58,16 @@ class PageSpec:
     outages: tuple[Outage, ...] = ()
     poll_interval_ms: int = 3000
 
+    def __post_init__(self) -> None:
+        check_outages(self.outages, self.comments)
+
 
 @dataclass(frozen=True)
 class PageRecovery:
     outage: Outage
     seconds: float  # from the return to the first answer (inf: never)
     limit: float
+    faults_after: int = 0  # failures between the return and that answer (harness.weakcrowd)
 
 
 @dataclass
@@ -100,8 +104,9 @@ def due_after_seconds(poll_interval_ms: int) -> float:
     return poll_interval_ms * (1 + JITTER_SHARE) / 1000 + SEAL_SECONDS + REPLAY_SPREAD_SECONDS
 
 
-def page_recovery(record: PageRecord, back_at: float, *, poll_interval_ms: int) -> tuple[float, float]:
-    """(seconds to the first answer after ``back_at``, the limit) from the badge's changes (wall times)."""
+def page_recovery(record: PageRecord, back_at: float, *, poll_interval_ms: int) -> tuple[float, float, int]:
+    """(seconds to the first answer after ``back_at``, the limit, failures
+    in between) from the badge's changes (wall times)."""
     before = [change for change in record.conn if change[0] < back_at]
     after = [at for at, state, _ in record.conn if at >= back_at and state == "live"]
     in_force = poll_interval_ms * (1 + JITTER_SHARE) / 1000
@@ -109,7 +114,8 @@ def page_recovery(record: PageRecord, back_at: float, *, poll_interval_ms: int) 
         announced = RECONNECTING.search(before[-1][2])
         in_force = int(announced.group(1)) if announced else math.inf
     seconds = after[0] - back_at if after else math.inf
-    return seconds, in_force + RECOVERY_SLACK_SECONDS
+    faults = sum(1 for at, state, _ in record.conn if back_at <= at < back_at + seconds and state == "reconnecting")
+    return seconds, in_force + RECOVERY_SLACK_SECONDS, faults
 
 
 def watch(
@@ -165,8 +171,8 @@ def watch(
         stats = net.stats()
     run = PageRun(spec, sent, record, warm=warm, net=stats)
     for number, outage in outages.items():
-        seconds, limit = page_recovery(record, back_at[number], poll_interval_ms=spec.poll_interval_ms)
-        run.recoveries.append(PageRecovery(outage, seconds, limit))
+        seconds, limit, faults = page_recovery(record, back_at[number], poll_interval_ms=spec.poll_interval_ms)
+        run.recoveries.append(PageRecovery(outage, seconds, limit, faults))
     to_wall = time.time() - time.monotonic()
     accepted = [s.finished + to_wall for s in sent]
     run.measured_seconds = ended - started
