@@ -66,12 +66,12 @@ def assert_every_comment_once(run: PageRun) -> None:
 
 
 def test_page_on_a_weak_network_shows_every_comment_once(browser, server, js_problems):
-    # A page pulls about every 3 s: these odds cut or stall a few of its answers.
-    weakness = Weakness(**MOBILE, reset_probability=0.25, stall_probability=0.15, stall_seconds=(0.5, 2.0))
+    # A page pulls about every 3 s, so only a handful of answers: these odds
+    # cut or stall some of them (none at all: about 1 run in 500).
+    weakness = Weakness(**MOBILE, reset_probability=0.5, stall_probability=0.3, stall_seconds=(0.5, 2.0))
     run = watch_room(browser, server, PageSpec(comments=15, weakness=weakness), js_problems)
     assert_every_comment_once(run)
-    assert run.net.resets > 0, run.net
-    assert run.net.stalls > 0, run.net
+    assert run.net.resets + run.net.stalls > 0, run.net
     assert run.record.conn[-1][1] == "live", run.record.conn
     assert script_problems(js_problems) == []
 
