@@ -165,6 +165,16 @@ def private_redis(*, persistent: bool = False) -> Iterator[PrivateRedis]:
 
 
 CHROMIUM_PATH = os.environ.get("DANMAKU_TEST_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps dialing Google's
+# hosts, which this network refuses; --no-sandbox because CI runs as root.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def require_chromium(path: str = CHROMIUM_PATH) -> str:

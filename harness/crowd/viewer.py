@@ -86,6 +86,10 @@ class Ledger:
     longest_wait_intervals: float = 0.0
     next_ms_total: int = 0
     answers: int = 0
+    # When each answer came, and (when, wait in ms) for each back-off: how
+    # soon the viewer was back after an outage, against the step in force.
+    answered_at: array = field(default_factory=lambda: array("d"))
+    backoffs: list[tuple[float, int]] = field(default_factory=list)
 
 
 class _Connection(asyncio.Protocol):
@@ -277,6 +281,7 @@ class Viewer:
             self._waited(now)
             ledger.last_answer_at = now
             ledger.answers += 1
+            ledger.answered_at.append(now)
             ledger.next_ms_total += answer.next_ms
             seen = ledger.seen
             if answer.ids:
@@ -305,6 +310,7 @@ class Viewer:
             else:
                 self.failures += 1
                 wait = backoff_ms(self.failures, head.retry_after * 1000, self.rng.random())
+                ledger.backoffs.append((now, wait))
         if head.close and self.conn is not None:
             self._close_conn()
         self._schedule(wait)
@@ -348,7 +354,9 @@ class Viewer:
         if self.stopped:
             return
         self.failures += 1
-        self._schedule(backoff_ms(self.failures, 0, self.rng.random()))
+        wait = backoff_ms(self.failures, 0, self.rng.random())
+        self.ledger.backoffs.append((now, wait))
+        self._schedule(wait)
 
     def _drop(self, kind: str) -> None:
         """A broken exchange: close the connection, count it, back off."""

@@ -17,20 +17,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness.services import require_chromium
+from harness.services import CHROMIUM_ARGS, require_chromium
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 SCREENSHOT_DIR = BASE_DIR / "artifacts" / "screenshots"
-# Without the background-networking flags Chromium keeps dialing Google's
-# hosts, which this network refuses; --no-sandbox because CI runs as root.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1280, "height": 720}
 
 
