@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from danmaku.pull import wire
 from danmaku.pull.ringbuffer import RingView, RoomRing
@@ -47,6 +48,18 @@ NOT_FOUND = "room not found"
 LOOKUPS_BUSY = "too many unknown rooms asked for at once; retry shortly"
 # +/- this share of next_ms, so clients that joined together drift apart.
 JITTER_SHARE = 0.1
+# A crowd asking one question within the same second (a connect storm, a
+# failover's reconnects) would get one answer and so one next_ms, and come
+# back together forever: the shared bytes would keep it in lockstep, every
+# poll interval a burst of the whole crowd. An answer pulled often is
+# therefore kept in CROWD_VARIANTS forms differing only in next_ms, spread
+# evenly over +/- CROWD_SPREAD of it, handed out in turn CROWD_STEP pulls at
+# a time: within two or three intervals the crowd's polls spread over the
+# whole interval. An answer pulled fewer than CROWD_STEP times (a quiet
+# room, a handful of viewers) has one form only, as before.
+CROWD_VARIANTS = 7
+CROWD_SPREAD = 0.25
+CROWD_STEP = 16
 # Below this size gzip costs more than it saves.
 GZIP_MIN_BYTES = 200
 # A cursor this far ahead of our newest slot may come from a process that
@@ -124,6 +137,39 @@ class PullAnswer:
     http: list | None = field(default=None, compare=False)
 
 
+class SharedAnswer:
+    """An answer and its crowd variants (see CROWD_VARIANTS), built on first
+    use. ``take`` is lock-free: two threads racing may hand out the same
+    variant or build one twice, and either result is a valid answer."""
+
+    __slots__ = ("_build", "pulls", "variants")
+
+    def __init__(self, first: PullAnswer, build: Callable[[float], PullAnswer]) -> None:
+        self.variants: list[PullAnswer | None] = [first] + [None] * (CROWD_VARIANTS - 1)
+        self.pulls = 0
+        self._build = build
+
+    def take(self) -> PullAnswer:
+        pulls = self.pulls
+        self.pulls = pulls + 1
+        if pulls < CROWD_STEP:
+            return self.variants[0]
+        index = (pulls // CROWD_STEP) % CROWD_VARIANTS
+        variant = self.variants[index]
+        if variant is None:
+            variant = self.variants[index] = self._build(variant_factor(index))
+        return variant
+
+
+def variant_factor(index: int) -> float:
+    """next_ms's factor for crowd variant ``index``: the first as it is, the
+    others in pairs evenly out to 1 - CROWD_SPREAD and 1 + CROWD_SPREAD
+    (CROWD_VARIANTS is odd), the nearest first."""
+    step = (index + 1) // 2
+    sign = -1 if index % 2 else 1
+    return 1 + sign * CROWD_SPREAD * step / ((CROWD_VARIANTS - 1) // 2)
+
+
 class PullCache:
     def __init__(self, config: PullConfig | None = None, *, clock: Callable[[], float] = time.monotonic):
         self.config = config or PullConfig()
@@ -188,10 +234,11 @@ class PullCache:
             return None
         if not self._memo_current(entry, entry.ring.view):
             return None
-        answer = entry.memo[2].get(after)
-        if answer is not None:
-            entry.last_pulled = self.clock()
-        return answer
+        shared = entry.memo[2].get(after)
+        if shared is None:
+            return None
+        entry.last_pulled = self.clock()
+        return shared.take()
 
     def _memo_current(self, entry: RoomEntry, view: RingView) -> bool:
         """Whether the room's memo was built from this snapshot, settings,
@@ -213,9 +260,9 @@ class PullCache:
             memo, by_raw = {}, {}
             entry.memo = ((view, entry.settings, entry.degraded, self.epoch), memo, by_raw)
         else:
-            answer = by_raw.get(after)
-            if answer is not None:
-                return answer
+            shared = by_raw.get(after)
+            if shared is not None:
+                return shared.take()
         after_second: int | None = None
         stale = False
         if after is not None:
@@ -234,13 +281,13 @@ class PullCache:
         key = self._memo_key(view, after_second)
         if stale:
             key = ("stale", key)
-        answer = memo.get(key)
-        if answer is None:
-            answer = self._build(entry, view, after_second, force_gap=stale)
-            memo[key] = answer
+        shared = memo.get(key)
+        if shared is None:
+            build = partial(self._build, entry, view, after_second, force_gap=stale)
+            shared = memo[key] = SharedAnswer(build(1.0), build)
         if len(by_raw) < RAW_MEMO_MAX:
-            by_raw[after] = answer
-        return answer
+            by_raw[after] = shared
+        return shared.take()
 
     def _memo_key(self, view: RingView, after: int | None) -> int | str | None:
         # Every cursor that reads as a gap gets the same answer; folding them
@@ -267,7 +314,9 @@ class PullCache:
     def _not_found(self) -> PullAnswer:
         return self._error(404, NOT_FOUND, cache_control=f"public, max-age={NOT_FOUND_MAX_AGE_SECONDS}")
 
-    def _build(self, entry: RoomEntry, view: RingView, after: int | None, *, force_gap: bool = False) -> PullAnswer:
+    def _build(
+        self, entry: RoomEntry, view: RingView, after: int | None, factor: float, *, force_gap: bool = False
+    ) -> PullAnswer:
         settings = entry.settings
         read = view.read(after, self.config.join_seconds, MAX_AHEAD_SECONDS)
         gap = read.gap or force_gap
@@ -277,7 +326,7 @@ class PullCache:
         next_ms, reason = self._next_ms(entry, view)
         key = f"{settings.slug}|{after}|{view.newest}|{settings.version}|{self.epoch}|{entry.degraded:d}|{gap:d}"
         digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
-        next_ms = _jitter(next_ms, digest)
+        next_ms = int(_jitter(next_ms, digest) * factor)
         body = wire.encode_pull(cursor=cursor, next_ms=next_ms, reason=reason, gap=gap, slots=read.slots)
         gzipped = gzip.compress(body, 6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None
         # The ETag hashes the body itself, not the answer's identity: a

@@ -1,0 +1,111 @@
+"""A crowd asking one question at once is not kept in lockstep by the
+shared answer it gets: an answer pulled often comes in variants differing
+only in next_ms (danmaku.pull.cache.SharedAnswer)."""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter
+
+import orjson
+import pytest
+
+from danmaku.pull import cache as pull_cache
+from danmaku.pull.cache import (
+    CROWD_SPREAD,
+    CROWD_STEP,
+    CROWD_VARIANTS,
+    JITTER_SHARE,
+    PullCache,
+    RoomSettings,
+)
+from danmaku.pull.ringbuffer import Item
+
+INTERVAL_MS = 3000
+START_SECOND = 1_000_000
+
+
+class Room:
+    """A lively room (a comment every second) in a cache, one second at a time."""
+
+    def __init__(self) -> None:
+        self.cache = PullCache()
+        self.entry = self.cache.install(RoomSettings(room_id=1, slug="live", poll_interval_ms=INTERVAL_MS))
+        self.second = START_SECOND
+        self._seal(START_SECOND)
+        self.cache.publish(self.entry)
+
+    def _seal(self, second: int) -> None:
+        ring = self.entry.ring
+        ring.add([Item(second, second * 1000, 0xFFFFFF, 0, 7, "nick", "", f"comment {second}")])
+        ring.seal_through(second)
+
+    def advance_to(self, second: int) -> None:
+        while self.second < second:
+            self.second += 1
+            self._seal(self.second)
+
+    def pull(self, cursor: str | None) -> dict:
+        return orjson.loads(self.cache.pull("live", cursor).body)
+
+
+def test_a_few_pulls_of_one_question_share_one_answer():
+    room = Room()
+    answers = {id(room.cache.pull("live", None)) for _ in range(CROWD_STEP)}
+    assert len(answers) == 1
+
+
+def test_a_crowd_gets_variants_that_differ_only_in_next_ms_spread_evenly():
+    room = Room()
+    answers = [room.cache.pull("live", None) for _ in range(CROWD_STEP * CROWD_VARIANTS)]
+    distinct = {id(answer): answer for answer in answers}.values()
+    assert len(distinct) == CROWD_VARIANTS
+    bodies = [orjson.loads(answer.body) for answer in distinct]
+    next_ms = sorted(body.pop("next_ms") for body in bodies)
+    assert all(body == bodies[0] for body in bodies), "only next_ms differs"
+    base = next_ms[len(next_ms) // 2]
+    assert INTERVAL_MS * (1 - JITTER_SHARE) <= base <= INTERVAL_MS * (1 + JITTER_SHARE)
+    assert next_ms[0] == pytest.approx(base * (1 - CROWD_SPREAD), abs=2)
+    assert next_ms[-1] == pytest.approx(base * (1 + CROWD_SPREAD), abs=2)
+    # Each variant is an answer of its own: its ETag is its body's.
+    assert len({answer.etag for answer in distinct}) == CROWD_VARIANTS
+    # Every variant handed out as often as the others.
+    assert set(Counter(id(answer) for answer in answers).values()) == {CROWD_STEP}
+
+
+def polls_per_second(room: Room, viewers: int, seconds: int, *, seed: int = 1) -> Counter[int]:
+    """Viewers joining within one second, each polling when its answer says."""
+    rng = random.Random(seed)
+    due = [(START_SECOND + rng.random(), viewer, None) for viewer in range(viewers)]
+    heapq.heapify(due)
+    polls: Counter[int] = Counter()
+    end = START_SECOND + seconds
+    while due[0][0] < end:
+        at, viewer, cursor = heapq.heappop(due)
+        # The refresher has sealed the second before the current one.
+        room.advance_to(int(at) - 1)
+        answer = room.pull(cursor)
+        polls[int(at)] += 1
+        heapq.heappush(due, (at + answer["next_ms"] / 1000, viewer, answer["cursor"]))
+    return polls
+
+
+def test_a_crowd_that_joined_in_one_second_spreads_over_the_interval():
+    room = Room()
+    polls = polls_per_second(room, viewers=3000, seconds=40)
+    settled = [polls[START_SECOND + second] for second in range(20, 40)]
+    mean = sum(settled) / len(settled)
+    # In lockstep each 3 s would be one second with the whole crowd and two
+    # nearly empty: a peak of 3 times the mean.
+    assert max(settled) <= 1.5 * mean, settled
+    assert min(settled) >= 0.5 * mean, settled
+
+
+def test_without_variants_the_crowd_stays_in_lockstep(monkeypatch):
+    """What the variants are for (and that the test above can fail)."""
+    monkeypatch.setattr(pull_cache, "CROWD_STEP", 10**9)
+    room = Room()
+    polls = polls_per_second(room, viewers=3000, seconds=40)
+    settled = [polls[START_SECOND + second] for second in range(20, 40)]
+    assert max(settled) > 2 * sum(settled) / len(settled), settled
