@@ -58,13 +58,16 @@ backlog = int(os.environ.get("GUNICORN_BACKLOG", "65535"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT_SECONDS", "30"))
 # A stopping worker (recycle, reload, graceful stop) drains within this: on
 # a reload it serves until its successors have started (10 s at most), then
-# each viewer gets one poll interval (up to the keep-alive timeout, 5 s) to
+# each viewer gets one poll interval (up to the keep-alive timeout, 6 s) to
 # come back and be told "Connection: close", then 2 s of closing linger.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT_SECONDS", "20"))
-# Longer than the 3 s poll: a viewer's next pull reuses its connection
-# instead of paying for a new one (and nginx's upstream keep-alive, 4 s,
-# stays below it, so gunicorn never closes a connection nginx is reusing).
-keepalive = 5
+# Longer than the 3 s poll with its jitter and a crowd variant's spread
+# (danmaku.pull.cache: up to 3 s x 1.1 x 1.25 = 4.1 s) plus a slow
+# network's round trip: a viewer's next pull reuses its connection instead
+# of paying for a new one, and does not race the server closing it. nginx's
+# upstream keep-alive (4 s) stays below it, so gunicorn never closes a
+# connection nginx is reusing.
+keepalive = 6
 
 
 def _seconds(name: str, default: str) -> float:

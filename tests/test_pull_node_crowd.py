@@ -38,7 +38,7 @@ ROOM = "crowd"
 PATH = f"/api/v1/rooms/{ROOM}/danmaku"
 VIEWERS = 300
 # Viewers poll as the room's 3 s interval tells them (with jitter), longer
-# than gthread's 2 s stop linger and shorter than the 5 s keep-alive timeout.
+# than gthread's 2 s stop linger and shorter than the 6 s keep-alive timeout.
 POLL_SECONDS = (2.7, 3.3)
 # A worker recycles after this many requests: about every 6 s per worker
 # at this crowd's 100 polls/s over two workers.
@@ -350,6 +350,6 @@ def test_a_server_stopping_with_viewers_connected_stops_within_a_keepalive_witho
             for viewer in viewers:
                 viewer.close()
         elapsed = time.monotonic() - started
-    # Within the keep-alive (5 s) and a margin; waiting for successors
+    # Within the keep-alive (6 s) and a margin; waiting for successors
     # that never come took 10 s more.
     assert elapsed < 8, elapsed
