@@ -176,19 +176,24 @@ GRANIAN_SCRIPT = BASE_DIR / "deploy" / "granian-pull.sh"
 
 
 @contextlib.contextmanager
-def granian(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """Run deploy/granian-pull.sh (the pull role, one worker) over ``env``
-    (its database already prepared) on a free 127.0.0.1 port until the
-    block exits; yields its base URL."""
+def granian(env: dict[str, str], log_path: Path, *, workers: int | None = 1) -> Iterator[str]:
+    """Run deploy/granian-pull.sh (the pull role, one worker; ``None``: as
+    many as the script ships with) over ``env`` (its database already
+    prepared) on a free 127.0.0.1 port until the block exits; yields its
+    base URL."""
     port = free_port()
-    env = env | {
-        "GRANIAN": str(BIN_DIR / "granian"),
-        "GRANIAN_PORT": str(port),
-        "GRANIAN_WORKERS": "1",
-        "GRANIAN_LOG_LEVEL": "warning",
-        "DANMAKU_ROLE": "pull",
-        "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / "prometheus-granian"),
-    }
+    sized = {} if workers is None else {"GRANIAN_WORKERS": str(workers)}
+    env = (
+        env
+        | sized
+        | {
+            "GRANIAN": str(BIN_DIR / "granian"),
+            "GRANIAN_PORT": str(port),
+            "GRANIAN_LOG_LEVEL": "warning",
+            "DANMAKU_ROLE": "pull",
+            "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / "prometheus-granian"),
+        }
+    )
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             ["sh", str(GRANIAN_SCRIPT)],

@@ -93,7 +93,7 @@ def start(topology: str, *, room: str, var_dir: Path, extra_env: dict[str, str])
             with nginx_harness.nginx(upstream=upstream, workers=os.cpu_count() or 1) as proxy:
                 yield Node(proxy.base_url, send_url, token, [pid, proxy.process.pid], pid)
         elif topology == "granian":
-            with local.granian(server.env, var_dir / "granian.log") as url:
+            with local.granian(server.env, var_dir / "granian.log", workers=None) as url:
                 yield Node(url, send_url, token, [pid, *_groups_listening(url)], pid)
         else:
             raise ValueError(f"topology: one of {', '.join(TOPOLOGIES)}")
