@@ -67,6 +67,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import select
 import selectors
 import socket
 import struct
@@ -105,8 +106,16 @@ LINGER_BYTES = 64 * 1024
 # New connections accepted per readiness of the listening socket: a connect
 # storm costs one wake-up per batch instead of one per connection, while the
 # loop still turns (answering the polls of connections it already holds)
-# every batch. Other workers sharing the socket take their share meanwhile.
-ACCEPT_BATCH = 64
+# every batch (512 new connections with their first polls: ~40 ms). Other
+# workers sharing the socket take their share meanwhile (each woken alone,
+# see set_accept_enabled). In a 20,000-viewer storm on 2 cores, 512 gave
+# first polls a p99 of 0.7-0.9 s where 64 gave 1.1-1.5 s (2,048: no better).
+ACCEPT_BATCH = 512
+# How often the loop tells the master it is alive (gunicorn's heartbeat: a
+# file's mtime, one system call). gthread does it every turn of the loop,
+# which in a connect storm turns thousands of times a second; the master
+# kills a worker silent for its timeout (30 s), far above this.
+NOTIFY_EVERY_SECONDS = 1.0
 # Longest a poll waits parked behind another of its room that a pool thread
 # is answering (the room's first in the process) before a thread takes it.
 PARK_SECONDS = 1.0
@@ -187,6 +196,7 @@ class PullWorker(ThreadWorker):
         # header changes).
         self._sent: tuple[dict[int, tuple[object, list[bytes], int]], ...] = ({}, {})
         self._deadlines = Deadlines()
+        self._notified_at = -NOTIFY_EVERY_SECONDS
         # The master builds each worker just before forking it.
         self._forked_at = self._record_time(FORKED_OFFSET)
 
@@ -204,6 +214,28 @@ class PullWorker(ThreadWorker):
                 cfg.graceful_timeout,
                 drain - cfg.keepalive,
             )
+
+    def notify(self) -> None:
+        now = time.monotonic()
+        if now - self._notified_at >= NOTIFY_EVERY_SECONDS:
+            self._notified_at = now
+            super().notify()
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """gthread's, with the listening sockets on the poller exclusively
+        (EPOLLEXCLUSIVE, where there is epoll): a new connection wakes one
+        of the workers waiting for it, not all of them to race for one
+        accept (the others' failed accepts cost a storm as much as the wins)."""
+        was = self._accepting
+        super().set_accept_enabled(enabled)
+        epoll = getattr(self.poller, "_selector", None)
+        exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
+        if not enabled or was or not exclusive or not isinstance(epoll, select.epoll):
+            return
+        for listener in self.sockets:
+            # Only when added, never by a change (the kernel refuses one).
+            epoll.unregister(listener.fileno())
+            epoll.register(listener.fileno(), select.EPOLLIN | exclusive)
 
     def set_timeouts(self, *, read_seconds: float, write_seconds: float) -> None:
         self.read_timeout = read_seconds
@@ -265,14 +297,61 @@ class PullWorker(ThreadWorker):
             self.enqueue_req(TConn(self.cfg, accepted, client, listener.getsockname()))
             return
         sock = accepted
+        # Non-blocking from here (TConn does it). gunicorn's parser is made
+        # only for a request that goes to a pool thread (_to_pool): a viewer's
+        # polls, answered here, never need it.
         conn = _Conn(self.cfg, sock, client, listener.getsockname(), linger=self._linger)
-        conn.init()  # the HTTP/1 parser; plain HTTP reads nothing here
+        # In a storm the request has usually arrived with the handshake by
+        # the time the connection is accepted: a poll is answered before the
+        # socket is registered, which is then registered once, to wait for
+        # the next poll (no read deadline to set and clear meanwhile).
+        try:
+            data = sock.recv(READ_BYTES)
+        except (BlockingIOError, InterruptedError):
+            data = None
+        except OSError:
+            self.nr_conns -= 1
+            conn.close()
+            return
+        if data == b"":
+            self.nr_conns -= 1
+            conn.close()
+            return
+        if data is not None and self._answered_at_once(conn, data):
+            return
         conn.arrival = requestframe.Arrival(self._framing)
-        sock.setblocking(False)
         self.poller.register(sock, selectors.EVENT_READ, partial(self._on_request_readable, conn))
         self._deadlines.set(conn, time.monotonic() + self.read_timeout, self._request_expired)
-        # The request often came with the handshake: no need to wait for the poller.
-        self._on_request_readable(conn, sock)
+        if data is not None:
+            self._on_request_data(conn, data)
+
+    def _answered_at_once(self, conn, data: bytes) -> bool:
+        """Whether a new connection's first request, read before its socket
+        is on the poller, was a poll answered (or the connection dropped) here."""
+        if len(data) >= READ_BYTES or self._answer is None or self._closes_after_answer(in_keepalive_queue=False):
+            return False
+        _, http = self._loop_answer(data)
+        if http is None:
+            return False  # the regular path decides (a pool thread, or parked)
+        self.nr += 1
+        buffers, length = self._buffers(http)
+        try:
+            sent = conn.sock.sendmsg(buffers)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.nr_conns -= 1
+            conn.close()
+            return True
+        if sent == length:
+            conn.set_timeout()
+            conn.extended = False
+            self.keepalived_conns.append(conn)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+            return True
+        conn.sock.hold(buffers, sent)
+        self._write_held(conn, then=self._keep_alive, registered=False)
+        return True
 
     # -- reading a request ------------------------------------------------------------
 
@@ -330,11 +409,14 @@ class PullWorker(ThreadWorker):
         if not data:
             self._drop(conn)
             return
+        self._on_request_data(conn, data)
+
+    def _on_request_data(self, conn, data: bytes) -> None:
         if not conn.arrival.add(data):
             return
         self._deadlines.clear(conn)
         if conn.arrival.too_large:
-            self.poller.unregister(client)
+            self.poller.unregister(conn.sock)
             self._refuse_too_large(conn)
             return
         data, conn.arrival = bytes(conn.arrival.data), None
@@ -409,7 +491,9 @@ class PullWorker(ThreadWorker):
                 return
             self._warming[poll] = (time.monotonic(), [])
             conn.warms = poll
-        # gunicorn's parser reads these bytes before the socket's.
+        # gunicorn's parser (made now: the loop answers polls without it)
+        # reads these bytes before the socket's.
+        conn.init()
         conn.parser.unreader.unread(data)
         conn.data_ready = True
         super().enqueue_req(conn)

@@ -29,7 +29,8 @@ from gunicorn.workers.gthread import TConn
 from danmaku import runtime
 from danmaku.models import Danmaku
 from danmaku.pull.fastpath import PullFastPath
-from danmaku_site.pullworker import ACCEPT_BATCH, LINGER_SECONDS, PARK_SECONDS, REQUEST_TIMEOUT_ANSWER, PullWorker
+from danmaku_site import pullworker
+from danmaku_site.pullworker import LINGER_SECONDS, PARK_SECONDS, REQUEST_TIMEOUT_ANSWER, PullWorker
 from harness.rawhttp import AnswerReader
 from harness.wsgi import connections_kept_open
 
@@ -558,18 +559,24 @@ def connect_waiting(listener, count: int) -> list[socket.socket]:
     return clients
 
 
-def test_one_readiness_of_the_listener_accepts_every_waiting_connection_up_to_a_batch(worker, listener, comments):
+def test_one_readiness_of_the_listener_accepts_every_waiting_connection_up_to_a_batch(
+    worker, listener, comments, monkeypatch
+):
+    # The shipped batch (hundreds) would need more connections than a test
+    # process may open, and than the test listener queues.
+    batch = 16
+    monkeypatch.setattr(pullworker, "ACCEPT_BATCH", batch)
     activate(worker, connect(worker, listener))  # the room is active; one connection
-    clients = connect_waiting(listener, ACCEPT_BATCH + 10)
+    clients = connect_waiting(listener, batch + 10)
     try:
         worker.accept(listener)
-        assert worker.nr_conns == 1 + ACCEPT_BATCH
+        assert worker.nr_conns == 1 + batch
         # Each one's first poll answered on the loop as it was accepted.
         assert worker.tpool.jobs == []
-        for sock in clients[:ACCEPT_BATCH]:
+        for sock in clients[:batch]:
             assert b'"comment 4"' in AnswerReader(sock).answer()
         worker.accept(listener)  # the next readiness: the rest
-        assert worker.nr_conns == 1 + ACCEPT_BATCH + 10
+        assert worker.nr_conns == 1 + batch + 10
     finally:
         for sock in clients:
             sock.close()
@@ -620,3 +627,80 @@ def test_a_poll_parked_longer_than_its_bound_goes_to_a_thread(worker, listener, 
     finally:
         for viewer in (first, second):
             viewer.sock.close()
+
+
+def test_a_poll_that_came_with_the_handshake_is_answered_without_gunicorns_parser(worker, listener, comments):
+    activate(worker, connect(worker, listener))  # the room is active
+    [viewer] = connect_waiting(listener, 1)
+    try:
+        worker.accept(listener)
+        assert b'"comment 4"' in AnswerReader(viewer).answer()
+        assert worker.tpool.jobs == []
+        [conn] = [conn for conn in worker.keepalived_conns if conn.client == viewer.getsockname()]
+        # Registered once, for its next poll; no parser made for a request
+        # no pool thread ran.
+        assert worker.poller.get_key(conn.sock).events == selectors.EVENT_READ
+        assert conn.parser is None
+        # Its next poll is answered on the loop too; a request that is not
+        # a poll still goes to a pool thread, which parses it as gunicorn does.
+        viewer.sendall(request())
+        dispatch(worker)
+        assert b'"comment 4"' in AnswerReader(viewer).answer()
+        viewer.sendall(request("", "X_Hand_Over: 1"))
+        dispatch(worker)
+        assert len(worker.tpool.jobs) == 1
+        worker.tpool.run()
+        worker.method_queue.run_callbacks(None)
+        assert b'"comment 4"' in AnswerReader(viewer).answer()
+    finally:
+        viewer.close()
+
+
+def test_the_heartbeat_to_the_master_is_written_at_most_once_a_second(worker, monkeypatch):
+    written = []
+    monkeypatch.setattr(worker.tmp, "notify", lambda: written.append(time.monotonic()))
+    for _ in range(100):
+        worker.notify()  # every turn of the loop
+    assert len(written) == 1
+
+
+EPOLLEXCLUSIVE = 1 << 28
+
+
+def test_a_new_connection_wakes_one_worker_not_every_one(worker, listener):
+    """The listening socket is on the poller with EPOLLEXCLUSIVE (as the
+    kernel reports it): one waiting worker is woken per new connection."""
+    if not isinstance(worker.poller, selectors.EpollSelector):
+        pytest.skip("epoll only")
+    worker.sockets = [listener]
+    worker.set_accept_enabled(True)
+    with open(f"/proc/self/fdinfo/{worker.poller.fileno()}") as info:
+        registered = dict(re.findall(r"tfd:\s*(\d+)\s+events:\s*([0-9a-f]+)", info.read()))
+    assert int(registered[str(listener.fileno())], 16) & EPOLLEXCLUSIVE
+    # Still accepting, and off and on again (added anew each time).
+    [waiting] = connect_waiting(listener, 1)
+    try:
+        dispatch(worker)
+        assert worker.nr_conns == 1
+        worker.set_accept_enabled(False)
+        worker.set_accept_enabled(True)
+        assert listener.fileno() in [key.fd for key in worker.poller.get_map().values()]
+    finally:
+        waiting.close()
+
+
+def test_a_new_connections_head_past_gunicorns_limits_gets_its_431_from_the_loop(worker, listener):
+    worker.cfg.set("limit_request_fields", 3)
+    worker.cfg.set("limit_request_field_size", 100)
+    worker.load_wsgi()
+    sock = socket.create_connection(listener.getsockname(), timeout=5)
+    try:
+        # Headers without an end, past what gunicorn reads before refusing.
+        sock.sendall(b"GET / HTTP/1.1\r\n" + b"X-Filler: " + b"x" * 9000)
+        worker.accept(listener)  # the first read, with the handshake
+        dispatch(worker)  # the rest
+        assert worker.tpool.jobs == []
+        assert sock.recv(100).startswith(b"HTTP/1.1 431 ")
+        assert worker.nr_conns == 0
+    finally:
+        sock.close()

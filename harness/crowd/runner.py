@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import multiprocessing
 import random
@@ -223,9 +224,7 @@ class Crowd:
 
 def _process_main(spec: CrowdSpec, number: int, pipe) -> None:
     try:
-        pipe.send("ready")
-        start_at = pipe.recv()
-        record = asyncio.run(_run(spec, number, start_at))
+        record = asyncio.run(_run(spec, number, pipe))
     except BaseException as exc:  # the parent must hear of it, not wait out its deadline
         import traceback
 
@@ -240,7 +239,7 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _run(spec: CrowdSpec, number: int, start_at: float) -> ProcessRecord:
+async def _run(spec: CrowdSpec, number: int, pipe) -> ProcessRecord:
     loop = asyncio.get_running_loop()
     parts = urlsplit(spec.url)
     host, port = parts.hostname, parts.port or 80
@@ -249,12 +248,13 @@ async def _run(spec: CrowdSpec, number: int, start_at: float) -> ProcessRecord:
     rng = random.Random(spec.seed * 1_000_003 + number)
     indices = range(number, spec.viewers, spec.processes)
     source = spec.source_addresses[number % len(spec.source_addresses)] if spec.source_addresses else None
+    path = spec.path
     viewers = [
         Viewer(
             index,
             host=host,
             port=port,
-            path=spec.path,
+            path=path,
             recorder=recorder,
             answers=answers,
             rng=rng,
@@ -263,6 +263,14 @@ async def _run(spec: CrowdSpec, number: int, start_at: float) -> ProcessRecord:
         )
         for index in indices
     ]
+    # Thousands of viewers (and their ledgers) live for the whole run: out
+    # of the collector's sight, or each full collection walks them all, on
+    # the loop that should be connecting the storm.
+    gc.collect()
+    gc.freeze()
+    # Built before the start is given, not after it (within its margin).
+    pipe.send("ready")
+    start_at = pipe.recv()
     for viewer in viewers:
         viewer.start(start_at + spec.connect_seconds * viewer.index / spec.viewers)
     cpu_start = _cpu_seconds()

@@ -17,7 +17,9 @@ wait between answers).
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
+import socket
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,6 +31,10 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 BACKOFF_FIRST_MS = 1000
 BACKOFF_MAX_MS = 30_000
 GONE_RETRY_MS = 30_000
+# Linux: the source port is chosen at connect() (one lookup for the
+# address pair) instead of at bind() (a search of the ports bound on the
+# address, for every one of thousands of sockets). Not in the socket module.
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
 def backoff_ms(failures: int, at_least_ms: int, draw: float) -> int:
@@ -143,7 +149,6 @@ class Viewer:
         self.cursor: str | None = None
         self.failures = 0
         self.conn: _Connection | None = None
-        self.connect_task: asyncio.Task | None = None
         # The request in flight: when it (or its connect()) started, 0 when none.
         self.sent_at = 0.0
         self.first_connect_at = 0.0
@@ -171,8 +176,6 @@ class Viewer:
         self.stopped = True
         if self.timer is not None:
             self.timer.cancel()
-        if self.connect_task is not None:
-            self.connect_task.cancel()
         if self.conn is not None and self.conn.transport is not None:
             self.conn.transport.abort()
 
@@ -196,26 +199,33 @@ class Viewer:
         if not self.first_connect_at:
             self.first_connect_at = self.wait_from = now
         self.reused = False
-        self.connect_task = self.loop.create_task(self._open())
-
-    async def _open(self) -> None:
-        conn = _Connection(self)
+        # A connect storm is 20,000 of these within a second on a machine the
+        # server shares: asyncio's create_connection (a task, a coroutine, a
+        # writability wait, then the transport) costs the generator more than
+        # the server's accept. The socket's transport is made at once and the
+        # request written into it: the kernel sends nothing before the
+        # handshake (the transport waits for the socket to be writable), so
+        # on the wire it is connect, then the request, as from a browser.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            await self.loop.create_connection(lambda: conn, self.host, self.port, local_addr=self.local_addr)
-        except asyncio.CancelledError:
-            return
-        except ConnectionRefusedError:
-            self.connect_task = None
-            self._failed("refused")
-            return
+            sock.setblocking(False)
+            if self.local_addr is not None:
+                if IP_BIND_ADDRESS_NO_PORT:
+                    sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.bind(self.local_addr)
+            code = sock.connect_ex((self.host, self.port))
         except OSError as exc:
-            self.connect_task = None
-            self._failed("reset" if isinstance(exc, ConnectionResetError) else f"connect-{exc.errno}")
+            sock.close()
+            self._failed(f"connect-{exc.errno}")
             return
-        self.connect_task = None
-        if self.stopped:
-            conn.transport.abort()
+        if code not in (0, errno.EINPROGRESS):
+            sock.close()
+            self._failed("refused" if code == errno.ECONNREFUSED else f"connect-{code}")
             return
+        conn = _Connection(self)
+        # The event loop's own transport for a connected socket (what
+        # create_connection ends with), without the coroutine around it.
+        conn.transport = self.loop._make_socket_transport(sock, conn)
         self.conn = conn
         self.recorder.open_connections += 1
         self._send()
@@ -334,7 +344,12 @@ class Viewer:
         if not self.sent_at:
             self.recorder.idle_closes += 1
             return
-        kind = "reset" if isinstance(exc, ConnectionResetError) else "eof" if exc is None else "reset"
+        if exc is None:
+            kind = "eof"
+        elif isinstance(exc, ConnectionRefusedError):
+            kind = "refused"  # the connect failed: its transport was made before it was known
+        else:
+            kind = "reset"
         now = self.loop.time()
         if self.reused and not self.buffer and not self.retried:
             # Closed by the server while our request was on its way: a
@@ -373,9 +388,6 @@ class Viewer:
         """Called about once a second: a request (connect included) older than
         the read deadline is abandoned, as the page's AbortController does."""
         if self.sent_at and now - self.sent_at > REQUEST_TIMEOUT_SECONDS:
-            if self.connect_task is not None:
-                self.connect_task.cancel()
-                self.connect_task = None
             self._close_conn()
             self._failed("timeout")
 
