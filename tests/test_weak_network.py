@@ -57,7 +57,7 @@ def test_viewers_on_a_weak_network_see_every_comment_once(server):
         stall_seconds=(0.5, 2.0),
         seed=14,
     )
-    result = crowd(server, WeakSpec(viewers=VIEWERS, comments=15, weakness=weakness))
+    result = crowd(server, WeakSpec(viewers=VIEWERS, comments=10, weakness=weakness))
     assert_every_comment_once(result)
     # The network really was weak: answers were cut and stalled.
     assert result.net.resets > 0, result.net
@@ -65,8 +65,8 @@ def test_viewers_on_a_weak_network_see_every_comment_once(server):
 
 
 def test_viewers_are_back_within_their_backoff_step_after_outages(server):
-    outages = (Outage(before_comment=4, seconds=6, mode="stall"), Outage(before_comment=14, seconds=6, mode="reset"))
-    result = crowd(server, WeakSpec(viewers=VIEWERS, comments=24, weakness=MOBILE, outages=outages))
+    outages = (Outage(before_comment=3, seconds=5, mode="stall"), Outage(before_comment=10, seconds=5, mode="reset"))
+    result = crowd(server, WeakSpec(viewers=VIEWERS, comments=18, weakness=MOBILE, outages=outages))
     assert_every_comment_once(result)
     for recovered in result.recoveries:
         assert len(recovered.viewers) == VIEWERS

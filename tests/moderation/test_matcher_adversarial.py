@@ -27,7 +27,7 @@ from moderation.matcher import Rule, TermMatcher, rule_problem
 from moderation.regexes import MAX_INPUT_CHARS
 
 BUDGET_SECONDS = 0.010
-EXAMPLES = 5_000
+EXAMPLES = 2_000
 SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -69,7 +69,7 @@ def test_page_on_a_weak_network_shows_every_comment_once(browser, server, js_pro
     # A page pulls about every 3 s, so only a handful of answers: these odds
     # cut or stall some of them (none at all: about 1 run in 500).
     weakness = Weakness(**MOBILE, reset_probability=0.5, stall_probability=0.3, stall_seconds=(0.5, 2.0))
-    run = watch_room(browser, server, PageSpec(comments=15, weakness=weakness), js_problems)
+    run = watch_room(browser, server, PageSpec(comments=10, weakness=weakness), js_problems)
     assert_every_comment_once(run)
     assert run.net.resets + run.net.stalls > 0, run.net
     assert run.record.conn[-1][1] == "live", run.record.conn
@@ -77,8 +77,8 @@ def test_page_on_a_weak_network_shows_every_comment_once(browser, server, js_pro
 
 
 def test_page_is_back_within_its_backoff_step_after_outages(browser, server, js_problems):
-    outages = (Outage(before_comment=3, seconds=5, mode="stall"), Outage(before_comment=10, seconds=5, mode="reset"))
-    spec = PageSpec(comments=18, weakness=Weakness(**MOBILE), outages=outages)
+    outages = (Outage(before_comment=2, seconds=4, mode="stall"), Outage(before_comment=8, seconds=4, mode="reset"))
+    spec = PageSpec(comments=14, weakness=Weakness(**MOBILE), outages=outages)
     run = watch_room(browser, server, spec, js_problems)
     assert_every_comment_once(run)
     for recovered in run.recoveries:
