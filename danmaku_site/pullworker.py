@@ -67,7 +67,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import select
 import selectors
 import socket
 import struct
@@ -79,7 +78,7 @@ from functools import partial
 from gunicorn import SERVER
 from gunicorn.http.errors import LimitRequestHeaders
 from gunicorn.util import http_date
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from danmaku_site import pullrequest, requestframe
 from danmaku_site.clientsocket import ClientSocket
@@ -220,22 +219,6 @@ class PullWorker(ThreadWorker):
         if now - self._notified_at >= NOTIFY_EVERY_SECONDS:
             self._notified_at = now
             super().notify()
-
-    def set_accept_enabled(self, enabled: bool) -> None:
-        """gthread's, with the listening sockets on the poller exclusively
-        (EPOLLEXCLUSIVE, where there is epoll): a new connection wakes one
-        of the workers waiting for it, not all of them to race for one
-        accept (the others' failed accepts cost a storm as much as the wins)."""
-        was = self._accepting
-        super().set_accept_enabled(enabled)
-        epoll = getattr(self.poller, "_selector", None)
-        exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
-        if not enabled or was or not exclusive or not isinstance(epoll, select.epoll):
-            return
-        for listener in self.sockets:
-            # Only when added, never by a change (the kernel refuses one).
-            epoll.unregister(listener.fileno())
-            epoll.register(listener.fileno(), select.EPOLLIN | exclusive)
 
     def set_timeouts(self, *, read_seconds: float, write_seconds: float) -> None:
         self.read_timeout = read_seconds
@@ -789,6 +772,11 @@ class PullWorker(ThreadWorker):
         began = time.monotonic()
         if self._signalled and self.nr_conns > 0 and self._successors_forked(began):
             self._hand_over_at = began + HAND_OVER_AFTER_SECONDS
+        elif self._signalled:
+            # The whole server stopping: no worker here takes a viewer over,
+            # so an idle connection is closed after gthread's stop linger
+            # (its client reconnects, to another node), not its keep-alive.
+            self._cap_keepalive(began + STOP_KEEPALIVE_LINGER)
         deadline = began + max(0.0, self.cfg.graceful_timeout - DRAIN_MARGIN_SECONDS)
         while True:
             now = time.monotonic()

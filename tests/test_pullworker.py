@@ -664,31 +664,6 @@ def test_the_heartbeat_to_the_master_is_written_at_most_once_a_second(worker, mo
     assert len(written) == 1
 
 
-EPOLLEXCLUSIVE = 1 << 28
-
-
-def test_a_new_connection_wakes_one_worker_not_every_one(worker, listener):
-    """The listening socket is on the poller with EPOLLEXCLUSIVE (as the
-    kernel reports it): one waiting worker is woken per new connection."""
-    if not isinstance(worker.poller, selectors.EpollSelector):
-        pytest.skip("epoll only")
-    worker.sockets = [listener]
-    worker.set_accept_enabled(True)
-    with open(f"/proc/self/fdinfo/{worker.poller.fileno()}") as info:
-        registered = dict(re.findall(r"tfd:\s*(\d+)\s+events:\s*([0-9a-f]+)", info.read()))
-    assert int(registered[str(listener.fileno())], 16) & EPOLLEXCLUSIVE
-    # Still accepting, and off and on again (added anew each time).
-    [waiting] = connect_waiting(listener, 1)
-    try:
-        dispatch(worker)
-        assert worker.nr_conns == 1
-        worker.set_accept_enabled(False)
-        worker.set_accept_enabled(True)
-        assert listener.fileno() in [key.fd for key in worker.poller.get_map().values()]
-    finally:
-        waiting.close()
-
-
 def test_a_new_connections_head_past_gunicorns_limits_gets_its_431_from_the_loop(worker, listener):
     worker.cfg.set("limit_request_fields", 3)
     worker.cfg.set("limit_request_field_size", 100)
