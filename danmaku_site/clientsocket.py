@@ -37,6 +37,24 @@ class _FileRange:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """What accepting from a listening socket needs, looked up once: in a
+    connect storm the socket's own attributes (enum conversions, and for
+    gunicorn's wrapper a ``__getattr__`` each) and ``getsockname`` cost a
+    few microseconds a connection."""
+
+    accept: object  # the socket's _accept: () -> (fd, address)
+    family: int
+    kind: int
+    proto: int
+    name: object  # getsockname()
+
+    @classmethod
+    def of(cls, listener) -> Listening:
+        return cls(listener._accept, int(listener.family), int(listener.type), listener.proto, listener.getsockname())
+
+
 class ClientSocket(socket.socket):
     read_timeout: float | None = None
     write_timeout: float | None = None
@@ -50,14 +68,14 @@ class ClientSocket(socket.socket):
 
     @classmethod
     def accept_from(
-        cls, listener: socket.socket, *, read_timeout: float, write_timeout: float, hold_limit: int
+        cls, listener: Listening, *, read_timeout: float, write_timeout: float, hold_limit: int
     ) -> tuple[ClientSocket, object]:
         """The next connection waiting on ``listener`` (and its address), as
         a ClientSocket from the start: in a connect storm every accept
         counts, and ``accept`` then ``adopt`` would make two socket objects.
         Raises as ``accept`` does (BlockingIOError when none waits)."""
-        fd, address = listener._accept()
-        made = cls(listener.family, listener.type, listener.proto, fileno=fd)
+        fd, address = listener.accept()
+        made = cls(listener.family, listener.kind, listener.proto, fileno=fd)
         return cls._made(made, read_timeout, write_timeout, hold_limit), address
 
     @classmethod

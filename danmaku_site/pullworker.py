@@ -81,7 +81,7 @@ from gunicorn.util import http_date
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from danmaku_site import pullrequest, requestframe
-from danmaku_site.clientsocket import ClientSocket
+from danmaku_site.clientsocket import ClientSocket, Listening
 from danmaku_site.deadlines import Deadlines
 
 # One read takes the whole of a poll; a read this long may have been cut
@@ -195,6 +195,7 @@ class PullWorker(ThreadWorker):
         # header changes).
         self._sent: tuple[dict[int, tuple[object, list[bytes], int]], ...] = ({}, {})
         self._deadlines = Deadlines()
+        self._listening: dict[object, Listening] = {}
         self._notified_at = -NOTIFY_EVERY_SECONDS
         # The master builds each worker just before forking it.
         self._forked_at = self._record_time(FORKED_OFFSET)
@@ -248,11 +249,14 @@ class PullWorker(ThreadWorker):
 
     def accept(self, listener) -> None:
         """Take the connections waiting on ``listener``, up to a batch."""
+        listening = self._listening.get(listener)
+        if listening is None:
+            listening = self._listening[listener] = Listening.of(listener)
         for _ in range(ACCEPT_BATCH):
             if self.nr_conns >= self.worker_connections:
                 return
             try:
-                accepted, client = self._accept_one(listener)
+                accepted, client = self._accept_one(listener, listening)
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as exc:
@@ -264,26 +268,26 @@ class PullWorker(ThreadWorker):
                     self.set_accept_enabled(False)
                     return
                 raise
-            self._take(accepted, client, listener)
+            self._take(accepted, client, listening.name)
 
-    def _accept_one(self, listener):
+    def _accept_one(self, listener, listening: Listening):
         if not self._reads_on_loop:
             return listener.accept()
         return ClientSocket.accept_from(
-            listener, read_timeout=self.read_timeout, write_timeout=self.write_timeout, hold_limit=HOLD_BYTES
+            listening, read_timeout=self.read_timeout, write_timeout=self.write_timeout, hold_limit=HOLD_BYTES
         )
 
-    def _take(self, accepted, client, listener) -> None:
+    def _take(self, accepted, client, name) -> None:
         self.nr_conns += 1
         if not self._reads_on_loop:
             accepted.setblocking(True)
-            self.enqueue_req(TConn(self.cfg, accepted, client, listener.getsockname()))
+            self.enqueue_req(TConn(self.cfg, accepted, client, name))
             return
         sock = accepted
         # Non-blocking from here (TConn does it). gunicorn's parser is made
         # only for a request that goes to a pool thread (_to_pool): a viewer's
         # polls, answered here, never need it.
-        conn = _Conn(self.cfg, sock, client, listener.getsockname(), linger=self._linger)
+        conn = _Conn(self.cfg, sock, client, name, linger=self._linger)
         # In a storm the request has usually arrived with the handshake by
         # the time the connection is accepted: a poll is answered before the
         # socket is registered, which is then registered once, to wait for
@@ -316,25 +320,36 @@ class PullWorker(ThreadWorker):
         _, http = self._loop_answer(data)
         if http is None:
             return False  # the regular path decides (a pool thread, or parked)
+        whole = self._send(conn, http)
+        if whole is None:
+            self.nr_conns -= 1
+            conn.close()
+        elif whole:
+            conn.set_timeout()
+            conn.extended = False
+            self.keepalived_conns.append(conn)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+        else:
+            self._write_held(conn, then=self._keep_alive, registered=False)
+        return True
+
+    def _send(self, conn, http, *, close: bool = False) -> bool | None:
+        """Write the answer ``http`` to ``conn``: True when all of it went,
+        False when the client's buffer took only part (the rest is held, for
+        the loop to write as the client reads), None when the connection failed."""
         self.nr += 1
-        buffers, length = self._buffers(http)
+        buffers, length = self._buffers(http, close=close)
         try:
             sent = conn.sock.sendmsg(buffers)
         except BlockingIOError:
             sent = 0
         except OSError:
-            self.nr_conns -= 1
-            conn.close()
-            return True
+            return None
         if sent == length:
-            conn.set_timeout()
-            conn.extended = False
-            self.keepalived_conns.append(conn)
-            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
             return True
+        self.log.debug("pull answer: %d of %d bytes written, the rest when the client reads", sent, length)
         conn.sock.hold(buffers, sent)
-        self._write_held(conn, then=self._keep_alive, registered=False)
-        return True
+        return False
 
     # -- reading a request ------------------------------------------------------------
 
@@ -522,16 +537,11 @@ class PullWorker(ThreadWorker):
             self._release(poll)
 
     def _answer_kept_alive(self, conn, client, http) -> None:
-        self.nr += 1
-        buffers, length = self._buffers(http)
-        try:
-            sent = conn.sock.sendmsg(buffers)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
+        whole = self._send(conn, http)
+        if whole is None:
             self._close_kept_alive(conn, client)
             return
-        if sent == length:
+        if whole:
             # Still on the poller and in the keep-alive queue where it was:
             # its deadline moves, and murder_keepalived moves it to the back
             # when it reaches the front (finding it in the queue costs one
@@ -541,26 +551,17 @@ class PullWorker(ThreadWorker):
             return
         # The client's buffer is full (a slow reader): the loop writes the
         # rest as it drains, and goes on meanwhile.
-        self.log.debug("pull answer: %d of %d bytes written, the rest when the client reads", sent, length)
         self.keepalived_conns.remove(conn)
-        conn.sock.hold(buffers, sent)
         self._write_held(conn, then=self._keep_alive, registered=True)
 
     def _answer_from_loop(self, conn, http, *, then, registered: bool, close: bool = False) -> None:
-        self.nr += 1
-        buffers, length = self._buffers(http, close=close)
-        try:
-            sent = conn.sock.sendmsg(buffers)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
+        whole = self._send(conn, http, close=close)
+        if whole is None:
             self._drop(conn)
-            return
-        if sent == length:
+        elif whole:
             then(conn)
-            return
-        conn.sock.hold(buffers, sent)
-        self._write_held(conn, then=then, registered=registered)
+        else:
+            self._write_held(conn, then=then, registered=registered)
 
     def _close_answered(self, conn) -> None:
         """Closed after an answer that said so: the client reconnects (to
