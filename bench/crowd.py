@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--churn", type=float, default=0.05, help="churn: share of viewers reconnecting each second")
     parser.add_argument("--max-requests", type=int, default=RECYCLE_MAX_REQUESTS, help="recycle: GUNICORN_MAX_REQUESTS")
     parser.add_argument("--per-process", type=int, default=5000, help="viewers per generator process")
+    parser.add_argument(
+        "--event-loop", choices=("asyncio", "uvloop"), default="asyncio", help="the generator's event loop"
+    )
     parser.add_argument("--one-source", action="store_true", help="every viewer connects from 127.0.0.1")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra server environment")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -132,7 +135,8 @@ def crowd_on(args: argparse.Namespace, scenario: str, node: nodes.Node, room: st
         time.sleep(SEED_SECONDS)
         if scenario == "storm":
             warm = CrowdSpec(url=node.base_url, room=room, viewers=min(WARM_VIEWERS, args.viewers),
-                             duration_seconds=WARM_SECONDS, per_process=args.per_process)  # fmt: skip
+                             duration_seconds=WARM_SECONDS, per_process=args.per_process,
+                             event_loop=args.event_loop)  # fmt: skip
             with Crowd(warm) as crowd:
                 crowd.start()
                 crowd.join()
@@ -145,6 +149,7 @@ def crowd_on(args: argparse.Namespace, scenario: str, node: nodes.Node, room: st
             churn=args.churn if scenario == "churn" else 0.0,
             per_process=args.per_process,
             source_addresses=sources(node.base_url, args),
+            event_loop=args.event_loop,
         )
         events: list[tuple[float, str]] = []
         rss_before = node.rss_bytes() if node.groups else None

@@ -1,7 +1,8 @@
 """One simulated viewer (harness.crowd.viewer) against a scripted server on
 127.0.0.1: it follows its cursor chain at the server's next_ms, sends a
 request again at once when a kept-alive connection was closed before any
-answer byte (counted), and backs off on a 503 for at least Retry-After."""
+answer byte (counted), and backs off on a 503 for at least Retry-After; on
+asyncio's own loop and on uvloop, which the crowd bench can run on."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import asyncio
 import gzip
 import itertools
 import random
+import socket
 
 import orjson
+import pytest
+import uvloop
 
 from harness.crowd.answers import AnswerCache
 from harness.crowd.viewer import Recorder, Viewer
@@ -18,6 +22,7 @@ from harness.crowd.viewer import Recorder, Viewer
 NEXT_MS = 100
 # Bounds that catch a hang, not speed targets.
 RUN_SECONDS = 5.0
+CLOCK_SLACK_SECONDS = 0.002
 
 
 def answer(number: int) -> bytes:
@@ -62,7 +67,12 @@ async def serve_script(script, requests: list[tuple[float, str]], done: asyncio.
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
-def run_viewer(script, *, until: int) -> tuple[Viewer, Recorder, list[tuple[float, str]]]:
+@pytest.fixture(params=["asyncio", "uvloop"])
+def event_loop_factory(request):
+    return uvloop.new_event_loop if request.param == "uvloop" else None
+
+
+def run_viewer(script, *, until: int, loop_factory) -> tuple[Viewer, Recorder, list[tuple[float, str]]]:
     requests: list[tuple[float, str]] = []
 
     async def main():
@@ -91,12 +101,13 @@ def run_viewer(script, *, until: int) -> tuple[Viewer, Recorder, list[tuple[floa
             await server.wait_closed()
         return viewer, recorder
 
-    viewer, recorder = asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        viewer, recorder = runner.run(main())
     return viewer, recorder, requests
 
 
-def test_viewer_follows_its_cursor_chain_at_next_ms():
-    viewer, recorder, requests = run_viewer(lambda number: "answer", until=4)
+def test_viewer_follows_its_cursor_chain_at_next_ms(event_loop_factory):
+    viewer, recorder, requests = run_viewer(lambda number: "answer", until=4, loop_factory=event_loop_factory)
     paths = [path for _, path in requests]
     assert paths == [
         "/api/v1/rooms/r/danmaku",
@@ -105,14 +116,18 @@ def test_viewer_follows_its_cursor_chain_at_next_ms():
         "/api/v1/rooms/r/danmaku?after=1-3",
     ]
     waits = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(requests)]
-    assert all(NEXT_MS / 1000 <= wait < 1.0 for wait in waits), waits
+    # uvloop's clock is libuv's, in whole milliseconds and read once a turn:
+    # its timers may fire up to a millisecond or so early.
+    assert all(NEXT_MS / 1000 - CLOCK_SLACK_SECONDS <= wait < 1.0 for wait in waits), waits
     assert viewer.ledger.seen == {1, 2, 3, 4}
     assert (viewer.ledger.duplicates, recorder.errors) == (0, [])
     assert len(recorder.first_latency) == 1
 
 
-def test_viewer_sends_again_at_once_when_a_kept_alive_connection_closes_unanswered():
-    viewer, recorder, requests = run_viewer(lambda number: "close" if number == 2 else "answer", until=4)
+def test_viewer_sends_again_at_once_when_a_kept_alive_connection_closes_unanswered(event_loop_factory):
+    viewer, recorder, requests = run_viewer(
+        lambda number: "close" if number == 2 else "answer", until=4, loop_factory=event_loop_factory
+    )
     paths = [path for _, path in requests]
     # The second request went unanswered: the same cursor again, at once, on a new connection.
     assert paths[1:3] == ["/api/v1/rooms/r/danmaku?after=1-1"] * 2
@@ -122,9 +137,44 @@ def test_viewer_sends_again_at_once_when_a_kept_alive_connection_closes_unanswer
     assert viewer.ledger.seen == {1, 3, 4}
 
 
-def test_viewer_backs_off_at_least_retry_after_and_resumes_its_cursor():
-    _viewer, recorder, requests = run_viewer(lambda number: "busy" if number == 2 else "answer", until=3)
+def test_viewer_backs_off_at_least_retry_after_and_resumes_its_cursor(event_loop_factory):
+    _viewer, recorder, requests = run_viewer(
+        lambda number: "busy" if number == 2 else "answer", until=3, loop_factory=event_loop_factory
+    )
     assert [path for _, path in requests][1:] == ["/api/v1/rooms/r/danmaku?after=1-1"] * 2
     assert requests[2][0] - requests[1][0] >= 1.0
     assert [kind for _, kind in recorder.errors] == ["http-503"]
     assert list(recorder.status) == [200, 503, 200]
+
+
+def test_viewer_counts_a_refused_connect_and_backs_off(event_loop_factory):
+    async def main():
+        loop = asyncio.get_running_loop()
+        with socket.socket() as probe:  # a port nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        recorder = Recorder()
+        viewer = Viewer(
+            0,
+            host="127.0.0.1",
+            port=port,
+            path="/api/v1/rooms/r/danmaku",
+            recorder=recorder,
+            answers=AnswerCache(),
+            rng=random.Random(1),
+            loop=loop,
+        )
+        viewer.start(loop.time())
+        deadline = loop.time() + RUN_SECONDS
+        while not recorder.errors and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        viewer.stop()
+        await asyncio.sleep(0.05)
+        return viewer, recorder
+
+    with asyncio.Runner(loop_factory=event_loop_factory) as runner:
+        viewer, recorder = runner.run(main())
+    assert [kind for _, kind in recorder.errors] == ["refused"]
+    # poller.js's first back-off: 1 s with jitter, at least half of it.
+    assert [wait >= 500 for _, wait in viewer.ledger.backoffs] == [True]
+    assert recorder.open_connections == 0

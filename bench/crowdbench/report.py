@@ -32,6 +32,8 @@ class Figures:
     settled_p99_ms: float
     settled_max_ms: float
     first_polls: int
+    first_p50_ms: float
+    first_p90_ms: float
     first_p99_ms: float
     first_max_ms: float
     errors: dict[str, int]
@@ -128,6 +130,8 @@ def figures(
         settled_p99_ms=_ms(percentile(settled, 0.99)),
         settled_max_ms=_ms(max(settled, default=math.nan)),
         first_polls=len(first),
+        first_p50_ms=_ms(percentile(first, 0.5)),
+        first_p90_ms=_ms(percentile(first, 0.9)),
         first_p99_ms=_ms(percentile(first, 0.99)),
         first_max_ms=_ms(max(first, default=math.nan)),
         errors=dict(Counter(kind for _, kind in errors).most_common()),
@@ -308,7 +312,10 @@ def print_report(f: Figures, found: list[Check]) -> bool:
         f"latency after {f.settled_after_seconds:.0f} s: p50 {f.settled_p50_ms} ms, p99 {f.settled_p99_ms} ms,"
         f" max {f.settled_max_ms} ms"
     )
-    print(f"first polls (from connect()): {f.first_polls:,}, p99 {f.first_p99_ms} ms, max {f.first_max_ms} ms")
+    print(
+        f"first polls (from connect()): {f.first_polls:,}, p50 {f.first_p50_ms} ms, p90 {f.first_p90_ms} ms,"
+        f" p99 {f.first_p99_ms} ms, max {f.first_max_ms} ms"
+    )
     print(f"errors by kind: {f.errors or 'none'}; of them retried at once: {f.retried or 'none'}; non-2xx {f.non_2xx}")
     print(f"connections closed by the server between polls: {f.idle_closes:,}; churned: {f.churned:,}")
     print(

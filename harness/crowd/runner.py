@@ -58,6 +58,8 @@ class CrowdSpec:
     # server address: 20,000 viewers and their reconnects from one address
     # run out of ports (EADDRNOTAVAIL), where real viewers come from many.
     source_addresses: tuple[str, ...] = ()
+    # The generator's event loop: "asyncio" or "uvloop".
+    event_loop: str = "asyncio"
 
     def __post_init__(self) -> None:
         if self.viewers < 1 or self.per_process < 1:
@@ -69,6 +71,8 @@ class CrowdSpec:
         parts = urlsplit(self.url)
         if not parts.hostname or (self.source_addresses and not parts.hostname.startswith("127.")):
             raise ValueError("source addresses are for a node on the loopback network")
+        if self.event_loop not in ("asyncio", "uvloop"):
+            raise ValueError(f"event_loop is asyncio or uvloop, not {self.event_loop!r}")
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"an http:// base URL, not {self.url!r}")
 
@@ -224,7 +228,8 @@ class Crowd:
 
 def _process_main(spec: CrowdSpec, number: int, pipe) -> None:
     try:
-        record = asyncio.run(_run(spec, number, pipe))
+        with asyncio.Runner(loop_factory=_loop_factory(spec.event_loop)) as runner:
+            record = runner.run(_run(spec, number, pipe))
     except BaseException as exc:  # the parent must hear of it, not wait out its deadline
         import traceback
 
@@ -232,6 +237,14 @@ def _process_main(spec: CrowdSpec, number: int, pipe) -> None:
             pipe.send(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
         raise
     pipe.send(record)
+
+
+def _loop_factory(name: str):
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
 
 
 def _cpu_seconds() -> float:

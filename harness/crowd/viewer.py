@@ -20,9 +20,11 @@ import asyncio
 import errno
 import random
 import socket
+import time
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 
 from harness.crowd.answers import MAX_HEAD_BYTES, AnswerCache, ResponseError
 
@@ -101,14 +103,35 @@ class Ledger:
 class _Connection(asyncio.Protocol):
     """One TCP connection of a viewer; hands everything to the viewer."""
 
-    __slots__ = ("transport", "viewer")
+    __slots__ = ("abandoned", "pending", "transport", "viewer")
 
     def __init__(self, viewer: Viewer) -> None:
         self.viewer = viewer
         self.transport: asyncio.Transport | None = None
+        # A request written before the loop made the transport (uvloop
+        # makes it in a task): sent as soon as it is.
+        self.pending: bytes | None = None
+        self.abandoned = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.abandoned:
+            transport.abort()  # type: ignore[attr-defined]
+        elif self.pending is not None:
+            transport.write(self.pending)  # type: ignore[attr-defined]
+            self.pending = None
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None:
+            self.pending = data
+        else:
+            self.transport.write(data)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        else:
+            self.abandoned = True
 
     def data_received(self, data: bytes) -> None:
         self.viewer._data(self, data)
@@ -118,6 +141,26 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.viewer._lost(self, exc)
+
+
+def adopt(loop: asyncio.AbstractEventLoop, sock: socket.socket, conn: _Connection) -> None:
+    """Give ``sock`` (connecting) its transport on ``loop``, ``conn`` its protocol."""
+    make = getattr(loop, "_make_socket_transport", None)
+    if make is not None:
+        # asyncio's own loop: the transport create_connection ends with,
+        # made at once, without the task and coroutine around it.
+        conn.transport = make(sock, conn)
+        return
+    # uvloop makes its transport (in C) only in create_connection: a task.
+    task = loop.create_task(loop.create_connection(lambda: conn, sock=sock))
+    task.add_done_callback(partial(_adopted, sock, conn))
+
+
+def _adopted(sock: socket.socket, conn: _Connection, task: asyncio.Task) -> None:
+    if task.cancelled() or task.exception() is not None:
+        sock.close()
+        if not conn.abandoned:
+            conn.viewer._lost(conn, task.exception() if not task.cancelled() else None)
 
 
 class Viewer:
@@ -172,19 +215,19 @@ class Viewer:
     def stop(self) -> None:
         if self.wait_from and not self.stopped:
             # A viewer starved at the end has its wait counted too.
-            self._waited(self.loop.time())
+            self._waited(time.monotonic())
         self.stopped = True
         if self.timer is not None:
             self.timer.cancel()
-        if self.conn is not None and self.conn.transport is not None:
-            self.conn.transport.abort()
+        if self.conn is not None:
+            self.conn.abort()
 
     def poll(self) -> None:
         self.timer = None
         if self.stopped:
             return
-        now = self.loop.time()
-        if self.conn is not None and self.conn.transport is not None:
+        now = time.monotonic()
+        if self.conn is not None:
             self.sent_at = now
             self._send()
         else:
@@ -223,18 +266,16 @@ class Viewer:
             self._failed("refused" if code == errno.ECONNREFUSED else f"connect-{code}")
             return
         conn = _Connection(self)
-        # The event loop's own transport for a connected socket (what
-        # create_connection ends with), without the coroutine around it.
-        conn.transport = self.loop._make_socket_transport(sock, conn)
         self.conn = conn
         self.recorder.open_connections += 1
+        adopt(self.loop, sock, conn)
         self._send()
 
     def _send(self) -> None:
         self.buffer.clear()
         self.head = None
         query = f"?after={self.cursor}" if self.cursor else ""
-        self.conn.transport.write(
+        self.conn.write(
             f"GET {self.path}{query} HTTP/1.1\r\nHost: {self.host}\r\nAccept-Encoding: gzip\r\n\r\n".encode()
         )
 
@@ -270,7 +311,7 @@ class Viewer:
         self._answered(head, bytes(buffer[self.body_at :]))
 
     def _answered(self, head, body: bytes) -> None:
-        now = self.loop.time()
+        now = time.monotonic()
         latency = now - self.sent_at
         self.sent_at = 0.0
         self.reused = True
@@ -350,7 +391,7 @@ class Viewer:
             kind = "refused"  # the connect failed: its transport was made before it was known
         else:
             kind = "reset"
-        now = self.loop.time()
+        now = time.monotonic()
         if self.reused and not self.buffer and not self.retried:
             # Closed by the server while our request was on its way: a
             # browser sends it again at once on a new connection.
@@ -362,7 +403,7 @@ class Viewer:
         self._failed(kind)
 
     def _failed(self, kind: str) -> None:
-        now = self.loop.time()
+        now = time.monotonic()
         self.sent_at = 0.0
         self.retried = False
         self.recorder.error(now, kind)
@@ -382,7 +423,7 @@ class Viewer:
         conn, self.conn = self.conn, None
         if conn is not None:
             self.recorder.open_connections -= 1
-            conn.transport.abort()
+            conn.abort()
 
     def check_deadline(self, now: float) -> None:
         """Called about once a second: a request (connect included) older than
@@ -400,4 +441,4 @@ class Viewer:
         self._close_conn()
         if self.sent_at:
             self.retried = False
-            self._connect(self.loop.time())
+            self._connect(time.monotonic())
