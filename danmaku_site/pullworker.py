@@ -67,6 +67,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import select
 import selectors
 import socket
 import struct
@@ -137,6 +138,18 @@ SUCCESSORS_FORKED_AFTER_SECONDS = 1.0
 # worker age for each.
 STARTED_SLOTS = 256
 FORKED_OFFSET = 8 * STARTED_SLOTS
+# Each worker's (when, open connections) in the shared file, one 16-byte
+# slot per worker age, written at most every SHARE_EVERY_SECONDS and at
+# least once a second (the loop turns that often; every SHARE_EVERY_SECONDS
+# while it does not accept). A worker holding more than SHARE_ABOVE_MEAN
+# times the live workers' mean plus SHARE_SLACK (a batch or two) stops
+# accepting until the others catch up (see set_accept_enabled); a slot not
+# written for SHARE_STALE_SECONDS is a worker gone.
+SHARE_OFFSET = 16 * STARTED_SLOTS
+SHARE_EVERY_SECONDS = 0.05
+SHARE_ABOVE_MEAN = 1.25
+SHARE_SLACK = ACCEPT_BATCH
+SHARE_STALE_SECONDS = 3.0
 # How often a draining worker looks at its connections' deadlines.
 DRAIN_TICK_SECONDS = 0.25
 # What a draining worker leaves of graceful_timeout before the master's
@@ -196,6 +209,10 @@ class PullWorker(ThreadWorker):
         self._sent: tuple[dict[int, tuple[object, list[bytes], int]], ...] = ({}, {})
         self._deadlines = Deadlines()
         self._listening: dict[object, Listening] = {}
+        # The other live workers' connections (sum, how many workers), and
+        # when they were read (_within_share).
+        self._others = (0.0, 0)
+        self._share_at = -SHARE_EVERY_SECONDS
         self._notified_at = -NOTIFY_EVERY_SECONDS
         # The master builds each worker just before forking it.
         self._forked_at = self._record_time(FORKED_OFFSET)
@@ -220,6 +237,48 @@ class PullWorker(ThreadWorker):
         if now - self._notified_at >= NOTIFY_EVERY_SECONDS:
             self._notified_at = now
             super().notify()
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """gthread's, with the listening sockets on the poller exclusively
+        (EPOLLEXCLUSIVE, where there is epoll): a new connection wakes one
+        of the workers waiting for it, not all of them to race for one
+        accept; in a 20,000-viewer storm the losers' wake-ups cost the
+        server half its CPU (about 100 µs a connection against 50). The
+        kernel wakes the first idle worker in its queue, always the same one
+        on a quiet node: a worker above its share stops accepting
+        (``_within_share``), so viewers still spread over every worker."""
+        was = self._accepting
+        super().set_accept_enabled(enabled)
+        epoll = getattr(self.poller, "_selector", None)
+        exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
+        if not enabled or was or not exclusive or not isinstance(epoll, select.epoll):
+            return
+        for listener in self.sockets:
+            # Only when added, never by a change (the kernel refuses one).
+            epoll.unregister(listener.fileno())
+            epoll.register(listener.fileno(), select.EPOLLIN | exclusive)
+
+    def _within_share(self, now: float) -> bool:
+        """Whether this worker holds no more than its share of the node's
+        connections (the others' counts as read from the shared file at
+        most ``SHARE_EVERY_SECONDS`` ago, its own as it is now)."""
+        if self._shared is None:
+            return True
+        if now - self._share_at >= SHARE_EVERY_SECONDS:
+            self._share_at = now
+            fd = self._shared.fileno()
+            own = self.age % STARTED_SLOTS
+            os.pwrite(fd, struct.pack("dd", now, self.nr_conns), SHARE_OFFSET + 16 * own)
+            slots = os.pread(fd, 16 * STARTED_SLOTS, SHARE_OFFSET)
+            live = [
+                (number, count)
+                for number, (at, count) in enumerate(struct.iter_unpack("dd", slots[: len(slots) // 16 * 16]))
+                if number != own and at > 0 and now - at < SHARE_STALE_SECONDS
+            ]
+            self._others = (sum(count for _, count in live), len(live))
+        others, workers = self._others
+        mean = (others + self.nr_conns) / (workers + 1)
+        return self.nr_conns <= mean * SHARE_ABOVE_MEAN + SHARE_SLACK
 
     def set_timeouts(self, *, read_seconds: float, write_seconds: float) -> None:
         self.read_timeout = read_seconds
@@ -736,10 +795,12 @@ class PullWorker(ThreadWorker):
         self._record_time(0)
         while self.alive:
             self.notify()
-            can_accept = self.nr_conns < self.worker_connections
+            can_accept = self.nr_conns < self.worker_connections and self._within_share(time.monotonic())
             if can_accept != self._accepting:
                 self.set_accept_enabled(can_accept)
-            self.wait_for_and_dispatch_events(timeout=1.0)
+            # A worker not accepting looks at its share again soon: the
+            # others' counts it stopped on may be stale.
+            self.wait_for_and_dispatch_events(timeout=1.0 if self._accepting else SHARE_EVERY_SECONDS)
             if not self.is_parent_alive():
                 break
             self.murder_keepalived()
