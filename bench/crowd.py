@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.crowdbench import nodes, plot, report
 from harness import local
-from harness.crowd import Crowd, CrowdSpec, Sent, loopback_sources
+from harness.crowd import VIEWERS_PER_PROCESS, Crowd, CrowdSpec, Sent, loopback_sources
 from harness.load import Sender
 
 DEFAULT_OUT = local.BASE_DIR / "artifacts" / "bench"
@@ -58,6 +58,11 @@ WARM_SECONDS = 5.0
 RECYCLE_MAX_REQUESTS = 20_000
 # hup and kill strike at this share of the run.
 EVENT_AT_SHARE = 0.5
+# When the viewers' connections are counted per gunicorn worker (the storm
+# over, before any recycle or reload): at most half the run in.
+SPREAD_AT_SECONDS = 5.0
+# Open files a generator process needs beyond one per viewer.
+OPEN_FILES_MARGIN = 1000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,9 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connect-seconds", type=float, default=1.0, help="every first connect() within this")
     parser.add_argument("--churn", type=float, default=0.05, help="churn: share of viewers reconnecting each second")
     parser.add_argument("--max-requests", type=int, default=RECYCLE_MAX_REQUESTS, help="recycle: GUNICORN_MAX_REQUESTS")
-    parser.add_argument("--per-process", type=int, default=5000, help="viewers per generator process")
+    parser.add_argument("--per-process", type=int, default=VIEWERS_PER_PROCESS, help="viewers per generator process")
     parser.add_argument(
-        "--event-loop", choices=("asyncio", "uvloop"), default="asyncio", help="the generator's event loop"
+        "--event-loop", choices=("asyncio", "uvloop"), default="uvloop", help="the generator's event loop"
     )
     parser.add_argument("--one-source", action="store_true", help="every viewer connects from 127.0.0.1")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra server environment")
@@ -152,6 +157,7 @@ def crowd_on(args: argparse.Namespace, scenario: str, node: nodes.Node, room: st
             event_loop=args.event_loop,
         )
         events: list[tuple[float, str]] = []
+        spread: list[int] = []
         rss_before = node.rss_bytes() if node.groups else None
         rss_peak = rss_before
         cpu_before = node.cpu_seconds() if node.groups else None
@@ -163,11 +169,15 @@ def crowd_on(args: argparse.Namespace, scenario: str, node: nodes.Node, room: st
                 server_samples.append((start, node.cpu_seconds()))
             event_at = start + args.duration * EVENT_AT_SHARE if scenario in ("hup", "kill") else None
             end = start + args.duration
+            spread_at = start + min(SPREAD_AT_SECONDS, args.duration / 2)
             while time.monotonic() < end:
                 time.sleep(min(1.0, max(0.0, end - time.monotonic())))
                 if node.groups:
                     rss_peak = max(rss_peak, node.rss_bytes())
                     server_samples.append((time.monotonic(), node.cpu_seconds()))
+                if spread_at is not None and time.monotonic() >= spread_at:
+                    spread_at = None
+                    spread = node.connections_per_worker()
                 if event_at is not None and time.monotonic() >= event_at:
                     event_at = None
                     if scenario == "hup":
@@ -194,6 +204,7 @@ def crowd_on(args: argparse.Namespace, scenario: str, node: nodes.Node, room: st
         rss_peak=rss_peak,
         events=events,
         server_samples=server_samples,
+        spread=spread,
     )
     if sender and sender.failures:
         print(f"send failures, e.g.: {sender.failures[:3]}")
@@ -209,7 +220,7 @@ def crowd_on(args: argparse.Namespace, scenario: str, node: nodes.Node, room: st
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limit = raise_open_file_limit()
-    if args.per_process * 2 + 100 > limit:
+    if args.per_process + OPEN_FILES_MARGIN > limit:
         print(f"warning: {args.per_process} viewers per process near the open-file limit {limit}", file=sys.stderr)
     results = [run_scenario(args, scenario) for scenario in args.scenarios]
     return 0 if all(results) else 1

@@ -3,7 +3,9 @@
 for 10 s while a comment a second is sent. It asserts what every viewer
 gets, not how fast: no errors, every comment sent after a viewer joined
 seen by it exactly once through its cursor chain, and no viewer kept
-waiting past two of its poll intervals."""
+waiting past two of its poll intervals. And viewers trickling onto a quiet
+node end up spread over every worker (each worker is woken alone for a new
+connection, always the same one while they all idle)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import time
 
 import pytest
 
-from harness import local
+from danmaku_site import pullworker
+from harness import local, procnet
 from harness.crowd import Crowd, CrowdSpec, Sent, delivery
 from harness.load import Sender
 
@@ -22,6 +25,9 @@ pytestmark = pytest.mark.slow
 ROOM = "crowd"
 VIEWERS = 2000
 DURATION_SECONDS = 10.0
+# A trickle: 500 viewers a second, each connection a moment's work for a
+# worker, so the workers idle between them.
+TRICKLE_SECONDS = 4.0
 # The room is lively (its normal interval, not the quiet one) before the
 # crowd comes.
 SEED_SECONDS = 3.0
@@ -73,3 +79,26 @@ def test_a_crowd_sees_every_comment_once_with_no_errors(open_files, tmp_path):
     assert max(ledger.longest_wait_intervals for ledger in ledgers) <= 2
     # A bound that catches a hang, not a speed target.
     assert max(result.latency) < 5.0
+
+
+def test_viewers_joining_a_quiet_node_spread_over_every_worker(open_files, tmp_path):
+    with local.gunicorn(room=ROOM, workers=None, var_dir=tmp_path) as server:
+        spec = CrowdSpec(
+            url=server.base_url,
+            room=ROOM,
+            viewers=VIEWERS,
+            duration_seconds=TRICKLE_SECONDS + 2,
+            connect_seconds=TRICKLE_SECONDS,
+            per_process=1000,
+        )
+        with Crowd(spec) as crowd:
+            start = crowd.start()
+            time.sleep(max(0.0, start + TRICKLE_SECONDS + 1 - time.monotonic()))
+            held = procnet.connections_per_child(server.process.pid, int(server.base_url.rsplit(":", 1)[1]))
+            result = crowd.join()
+
+    assert result.errors == []
+    assert sum(held) == VIEWERS, held
+    mean = VIEWERS / len(held)
+    assert max(held) <= pullworker.SHARE_ABOVE_MEAN * mean + pullworker.SHARE_SLACK, held
+    assert min(held) > 0, held

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.pullbench.cpu import group_cpu_seconds
-from harness import local
+from harness import local, procnet
 from harness import nginx as nginx_harness
 
 TOPOLOGIES = ("gunicorn", "nginx", "granian")
@@ -36,6 +36,8 @@ class Node:
     groups: list[int] = field(default_factory=list)
     # gunicorn's master, for the reload and kill scenarios.
     master_pid: int | None = None
+    # Whether viewers connect to gunicorn itself (no proxy in between).
+    direct: bool = False
 
     def cpu_seconds(self) -> float:
         return sum(group_cpu_seconds(group) for group in self.groups)
@@ -49,14 +51,14 @@ class Node:
 
     def workers(self) -> list[int]:
         """gunicorn's workers (the master's children)."""
-        if self.master_pid is None:
+        return [] if self.master_pid is None else procnet.children(self.master_pid)
+
+    def connections_per_worker(self) -> list[int]:
+        """How many viewers' connections each gunicorn worker holds (none
+        when viewers reach gunicorn through a proxy)."""
+        if self.master_pid is None or not self.direct:
             return []
-        children: list[int] = []
-        with contextlib.suppress(OSError):
-            for thread in Path(f"/proc/{self.master_pid}/task").iterdir():
-                with contextlib.suppress(OSError):
-                    children.extend(int(pid) for pid in (thread / "children").read_text().split())
-        return sorted(children)
+        return procnet.connections_per_child(self.master_pid, int(self.base_url.rsplit(":", 1)[1]))
 
     def hup(self) -> None:
         os.kill(self.master_pid, signal.SIGHUP)
@@ -86,7 +88,7 @@ def start(topology: str, *, room: str, var_dir: Path, extra_env: dict[str, str])
         token = server.tokens[0]
         pid = server.process.pid
         if topology == "gunicorn":
-            yield Node(server.base_url, send_url, token, [pid], pid)
+            yield Node(server.base_url, send_url, token, [pid], pid, direct=True)
         elif topology == "nginx":
             upstream = server.base_url.removeprefix("http://")
             # worker_processes auto: one per core, two here.
@@ -94,29 +96,6 @@ def start(topology: str, *, room: str, var_dir: Path, extra_env: dict[str, str])
                 yield Node(proxy.base_url, send_url, token, [pid, proxy.process.pid], pid)
         elif topology == "granian":
             with local.granian(server.env, var_dir / "granian.log", workers=None) as url:
-                yield Node(url, send_url, token, [pid, *_groups_listening(url)], pid)
+                yield Node(url, send_url, token, [pid, *procnet.groups_listening(int(url.rsplit(":", 1)[1]))], pid)
         else:
             raise ValueError(f"topology: one of {', '.join(TOPOLOGIES)}")
-
-
-def _groups_listening(url: str) -> list[int]:
-    """granian's process group: the one listening on ``url``'s port."""
-    port = int(url.rsplit(":", 1)[1])
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                parts = line.split()
-                if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(parts[9])
-    groups = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (entry / "fd").iterdir():
-                with contextlib.suppress(OSError):
-                    link = os.readlink(fd)
-                    if link.startswith("socket:[") and link[8:-1] in inodes:
-                        groups.add(os.getpgid(int(entry.name)))
-    return sorted(groups)
