@@ -11,11 +11,12 @@ figures (pure).
 """
 
 from harness.crowd.answers import Answer, AnswerCache, ResponseError, parse_answer, parse_head
-from harness.crowd.runner import Crowd, CrowdResult, CrowdSpec, loopback_sources
+from harness.crowd.runner import VIEWERS_PER_PROCESS, Crowd, CrowdResult, CrowdSpec, loopback_sources
 from harness.crowd.stats import Delivery, Second, Sent, delivery, per_second, percentile
 from harness.crowd.viewer import Ledger
 
 __all__ = [
+    "VIEWERS_PER_PROCESS",
     "Answer",
     "AnswerCache",
     "Crowd",

@@ -57,7 +57,9 @@ class Recorder:
         self.latency = array("d")
         self.status = array("H")
         self.size = array("I")
-        # A viewer's very first answer, timed from its first connect().
+        # When each viewer first connected, and its very first answer, timed
+        # from that connect().
+        self.first_connect_at = array("d")
         self.first_at = array("d")
         self.first_latency = array("d")
         self.errors: list[tuple[float, str]] = []
@@ -241,6 +243,7 @@ class Viewer:
         self.sent_at = now
         if not self.first_connect_at:
             self.first_connect_at = self.wait_from = now
+            self.recorder.first_connect_at.append(now)
         self.reused = False
         # A connect storm is 20,000 of these within a second on a machine the
         # server shares: asyncio's create_connection (a task, a coroutine, a
