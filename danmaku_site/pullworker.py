@@ -35,11 +35,13 @@ a room this process has not activated, any request when the app has no fast
 path, as on a send node) goes to the pool as in gthread.
 
 **A crowd connects in storms, and a stopping worker hands its viewers on.**
-A readable listening socket is accepted from until it has nothing more
-(or ``ACCEPT_BATCH`` connections, or the worker's ``worker_connections``),
-each new connection's first request read (and a poll answered) on the loop
-at once. In a process that has not served a room yet (a new worker meeting
-the storm) only one poll of that room goes to a pool thread (Django
+A new connection wakes one idle worker, not every worker (EPOLLEXCLUSIVE),
+and workers take turns at being the one woken. A readable listening socket
+is accepted from until it has nothing more (or ``ACCEPT_BATCH``
+connections, or the worker's ``worker_connections``), each new connection's
+first request read (and a poll answered) on the loop at once. In a process
+that has not served a room yet (a new worker meeting the storm) only one
+poll of that room goes to a pool thread (Django
 activates the room); the room's other polls wait on the loop, off the
 poller, and are answered there once it is done. A worker that stops
 (``max_requests`` reached, ``SIGTERM`` from a reload or a graceful stop)
@@ -111,6 +113,13 @@ LINGER_BYTES = 64 * 1024
 # see set_accept_enabled). In a 20,000-viewer storm on 2 cores, 512 gave
 # first polls a p99 of 0.7-0.9 s where 64 gave 1.1-1.5 s (2,048: no better).
 ACCEPT_BATCH = 512
+# A worker goes to the back of the listener's queue of idle workers at most
+# this often (see set_accept_enabled): on a quiet node after nearly every
+# connection, in a storm after a few batches. After every batch, a storm's
+# connections (one a batch while the server keeps up) hopped from worker to
+# worker, each hop a wake-up: about 10 % more server CPU in a 20,000 storm,
+# and the generator fell 0.2 s behind its 1 s connect window.
+ROTATE_EVERY_SECONDS = 0.01
 # How often the loop tells the master it is alive (gunicorn's heartbeat: a
 # file's mtime, one system call). gthread does it every turn of the loop,
 # which in a connect storm turns thousands of times a second; the master
@@ -138,18 +147,6 @@ SUCCESSORS_FORKED_AFTER_SECONDS = 1.0
 # worker age for each.
 STARTED_SLOTS = 256
 FORKED_OFFSET = 8 * STARTED_SLOTS
-# Each worker's (when, open connections) in the shared file, one 16-byte
-# slot per worker age, written at most every SHARE_EVERY_SECONDS and at
-# least once a second (the loop turns that often; every SHARE_EVERY_SECONDS
-# while it does not accept). A worker holding more than SHARE_ABOVE_MEAN
-# times the live workers' mean plus SHARE_SLACK (a batch or two) stops
-# accepting until the others catch up (see set_accept_enabled); a slot not
-# written for SHARE_STALE_SECONDS is a worker gone.
-SHARE_OFFSET = 16 * STARTED_SLOTS
-SHARE_EVERY_SECONDS = 0.05
-SHARE_ABOVE_MEAN = 1.25
-SHARE_SLACK = ACCEPT_BATCH
-SHARE_STALE_SECONDS = 3.0
 # How often a draining worker looks at its connections' deadlines.
 DRAIN_TICK_SECONDS = 0.25
 # What a draining worker leaves of graceful_timeout before the master's
@@ -209,10 +206,7 @@ class PullWorker(ThreadWorker):
         self._sent: tuple[dict[int, tuple[object, list[bytes], int]], ...] = ({}, {})
         self._deadlines = Deadlines()
         self._listening: dict[object, Listening] = {}
-        # The other live workers' connections (sum, how many workers), and
-        # when they were read (_within_share).
-        self._others = (0.0, 0)
-        self._share_at = -SHARE_EVERY_SECONDS
+        self._rotated_at = 0.0
         self._notified_at = -NOTIFY_EVERY_SECONDS
         # The master builds each worker just before forking it.
         self._forked_at = self._record_time(FORKED_OFFSET)
@@ -244,41 +238,24 @@ class PullWorker(ThreadWorker):
         of the workers waiting for it, not all of them to race for one
         accept; in a 20,000-viewer storm the losers' wake-ups cost the
         server half its CPU (about 100 µs a connection against 50). The
-        kernel wakes the first idle worker in its queue, always the same one
-        on a quiet node: a worker above its share stops accepting
-        (``_within_share``), so viewers still spread over every worker."""
+        kernel wakes the first idle worker in the listener's queue: each
+        worker goes to the back of it after taking a batch (``accept``), or
+        on a quiet node one worker would take every connection."""
         was = self._accepting
         super().set_accept_enabled(enabled)
+        if enabled and not was:
+            for listener in self.sockets:
+                self._wait_exclusively(listener)
+
+    def _wait_exclusively(self, listener) -> None:
+        """(Re-)add ``listener`` to the poller as an exclusive waiter, at the
+        back of its wait queue (the kernel adds there, and refuses a change
+        of an exclusive registration)."""
         epoll = getattr(self.poller, "_selector", None)
         exclusive = getattr(select, "EPOLLEXCLUSIVE", 0)
-        if not enabled or was or not exclusive or not isinstance(epoll, select.epoll):
-            return
-        for listener in self.sockets:
-            # Only when added, never by a change (the kernel refuses one).
+        if exclusive and isinstance(epoll, select.epoll):
             epoll.unregister(listener.fileno())
             epoll.register(listener.fileno(), select.EPOLLIN | exclusive)
-
-    def _within_share(self, now: float) -> bool:
-        """Whether this worker holds no more than its share of the node's
-        connections (the others' counts as read from the shared file at
-        most ``SHARE_EVERY_SECONDS`` ago, its own as it is now)."""
-        if self._shared is None:
-            return True
-        if now - self._share_at >= SHARE_EVERY_SECONDS:
-            self._share_at = now
-            fd = self._shared.fileno()
-            own = self.age % STARTED_SLOTS
-            os.pwrite(fd, struct.pack("dd", now, self.nr_conns), SHARE_OFFSET + 16 * own)
-            slots = os.pread(fd, 16 * STARTED_SLOTS, SHARE_OFFSET)
-            live = [
-                (number, count)
-                for number, (at, count) in enumerate(struct.iter_unpack("dd", slots[: len(slots) // 16 * 16]))
-                if number != own and at > 0 and now - at < SHARE_STALE_SECONDS
-            ]
-            self._others = (sum(count for _, count in live), len(live))
-        others, workers = self._others
-        mean = (others + self.nr_conns) / (workers + 1)
-        return self.nr_conns <= mean * SHARE_ABOVE_MEAN + SHARE_SLACK
 
     def set_timeouts(self, *, read_seconds: float, write_seconds: float) -> None:
         self.read_timeout = read_seconds
@@ -307,10 +284,19 @@ class PullWorker(ThreadWorker):
     # -- a new connection ---------------------------------------------------------
 
     def accept(self, listener) -> None:
-        """Take the connections waiting on ``listener``, up to a batch."""
+        """Take the connections waiting on ``listener``, up to a batch, then
+        (at most every ``ROTATE_EVERY_SECONDS``) let the next idle worker
+        have the next one."""
         listening = self._listening.get(listener)
         if listening is None:
             listening = self._listening[listener] = Listening.of(listener)
+        self._accept_batch(listener, listening)
+        now = time.monotonic()
+        if self._accepting and now - self._rotated_at >= ROTATE_EVERY_SECONDS:
+            self._rotated_at = now
+            self._wait_exclusively(listener)
+
+    def _accept_batch(self, listener, listening: Listening) -> None:
         for _ in range(ACCEPT_BATCH):
             if self.nr_conns >= self.worker_connections:
                 return
@@ -795,12 +781,10 @@ class PullWorker(ThreadWorker):
         self._record_time(0)
         while self.alive:
             self.notify()
-            can_accept = self.nr_conns < self.worker_connections and self._within_share(time.monotonic())
+            can_accept = self.nr_conns < self.worker_connections
             if can_accept != self._accepting:
                 self.set_accept_enabled(can_accept)
-            # A worker not accepting looks at its share again soon: the
-            # others' counts it stopped on may be stale.
-            self.wait_for_and_dispatch_events(timeout=1.0 if self._accepting else SHARE_EVERY_SECONDS)
+            self.wait_for_and_dispatch_events(timeout=1.0)
             if not self.is_parent_alive():
                 break
             self.murder_keepalived()
