@@ -40,8 +40,11 @@ class JsProblems:
         )
 
 
-@pytest.fixture
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
+    """One Chromium for every page test here: each test opens its pages in a
+    new context of its own (cookies, storage and cache apart), so sharing
+    the process costs no isolation and saves a launch per test."""
     executable = require_chromium()
     from playwright.sync_api import sync_playwright
 
