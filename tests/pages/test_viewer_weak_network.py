@@ -38,15 +38,7 @@ def server():
 
 
 def watch_room(browser, server, spec: PageSpec, js_problems: JsProblems) -> PageRun:
-    run = watch(
-        browser,
-        base_url=server.base_url,
-        room=ROOM,
-        send_url=server.danmaku_url(ROOM),
-        tokens=server.tokens,
-        spec=spec,
-        on_page=lambda page: watch_js_problems(page, js_problems),
-    )
+    run = watch(browser, server, room=ROOM, spec=spec, on_page=lambda page: watch_js_problems(page, js_problems))
     print(f"\nstutter {run.stutter_seconds:.1f} s of {run.measured_seconds:.0f} s; {run.net}")
     return run
 
