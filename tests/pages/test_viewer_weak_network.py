@@ -21,7 +21,7 @@ from harness import local
 from harness.weakcrowd import Outage
 from harness.weaknet import Weakness
 from harness.weakpage import PageRun, PageSpec, watch
-from tests.pages.conftest import JsProblems, watch_js_problems
+from tests.pages.conftest import JsProblems, launched_browser, watch_js_problems
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +29,16 @@ ROOM = "weakpage"
 # Three senders taking turns: each sends every 3 s, clear of the 2 s slow mode.
 SENDERS = ("page-sender-0", "page-sender-1", "page-sender-2")
 MOBILE = {"rtt_ms": 300, "jitter_ms": 100, "rate_bytes_per_second": 64_000, "seed": 14}
+
+
+@pytest.fixture
+def browser(playwright_driver):
+    """A Chromium of each test's own, as when every page test launched one:
+    the weak network's faults are drawn per connection in the order the
+    connections open, and a browser that served other tests may open the
+    page's differently."""
+    with launched_browser(playwright_driver) as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
