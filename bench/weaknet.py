@@ -115,14 +115,7 @@ def run_page(server, spec: PageSpec) -> PageRun:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=require_chromium(), headless=True, args=CHROMIUM_ARGS)
         try:
-            return watch(
-                browser,
-                base_url=server.base_url,
-                room=ROOM,
-                send_url=server.danmaku_url(ROOM),
-                tokens=server.tokens,
-                spec=spec,
-            )
+            return watch(browser, server, room=ROOM, spec=spec)
         finally:
             browser.close()
 

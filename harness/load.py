@@ -60,12 +60,27 @@ LATENCY_LIMIT_SECONDS = 1.0
 # still loading its data: ~6 s seen under CI load. The refresher's database
 # read after an outage has its own exact test in tests/danmaku.
 DELIVERY_LIMIT_SECONDS = 8.0
-# Phases of a scenario.
-HEALTHY_SECONDS = 3.0
-FAULT_SECONDS = 5.0
-# Long enough for a republish sweep after the fault: it runs every 2 s per
-# process and leaves rows younger than 1 s to the send publishing them.
-RECOVERY_SECONDS = 6.0
+
+
+@dataclass(frozen=True)
+class Phases:
+    """How long a scenario runs healthy, faulted and recovering, under load."""
+
+    healthy_seconds: float = 3.0
+    # Redis calls time out after 250 ms and the breaker opens for 1 s: a
+    # fault of a few seconds is dozens of failed calls and several breaker
+    # rounds, with sends marked unpublished and pulls answered degraded.
+    fault_seconds: float = 5.0
+    # Long enough for a republish sweep after the fault: it runs every 2 s
+    # per process and leaves rows younger than 1 s to the send publishing them.
+    recovery_seconds: float = 6.0
+
+
+# bench/faults.py runs the phases above (the defaults); the suite a shorter run of the
+# same: still a sweep (or more) within the fault and two after it.
+BENCH_PHASES = Phases()
+SHORT_PHASES = Phases(healthy_seconds=2.0, fault_seconds=3.0, recovery_seconds=4.0)
+
 # After the senders stop: the last comments need ~1.5 s to be sealed and
 # pulled, a held-back one up to one more sweep.
 CATCH_UP_SECONDS = 10.0
@@ -349,7 +364,9 @@ FAULTS = {
 }
 
 
-def run_scenario(name: str, *, progress: Callable[[str], None] = lambda _: None) -> Figures:
+def run_scenario(
+    name: str, *, phases: Phases = BENCH_PHASES, progress: Callable[[str], None] = lambda _: None
+) -> Figures:
     """Run one scenario end to end; the figures carry any violations."""
     fault = FAULTS[name]
     quiet = {"GUNICORN_LOG_LEVEL": "warning", "DANMAKU_LOG_LEVEL": "WARNING"}
@@ -370,16 +387,16 @@ def run_scenario(name: str, *, progress: Callable[[str], None] = lambda _: None)
         try:
             load.start()
             progress(f"{name}: load running, healthy")
-            time.sleep(HEALTHY_SECONDS)
+            time.sleep(phases.healthy_seconds)
             fault_started = time.monotonic()
             fault.begin(server)
             try:
                 progress(f"{name}: fault begun")
-                time.sleep(FAULT_SECONDS)
+                time.sleep(phases.fault_seconds)
             finally:
                 fault.end(server)
             progress(f"{name}: fault over, recovering under load")
-            time.sleep(RECOVERY_SECONDS)
+            time.sleep(phases.recovery_seconds)
             load.stop_sending()
             deadline = time.monotonic() + CATCH_UP_SECONDS
             while time.monotonic() < deadline and not (rows_not_in_stream(db_path) == 0 and load.delivered()):

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from danmaku.pull.cache import JITTER_SHARE
 from harness.crowd import Sent
 from harness.feed import feed, warm_up
+from harness.local import LocalServer
 from harness.stutter import stutter_seconds
 from harness.viewerpage import RECORDER_SCRIPT, PageRecord, page_record
 from harness.weakcrowd import RECOVERY_SLACK_SECONDS, Outage, check_outages
@@ -120,18 +121,18 @@ def page_recovery(record: PageRecord, back_at: float, *, poll_interval_ms: int) 
 
 def watch(
     browser,
+    server: LocalServer,
     *,
-    base_url: str,
     room: str,
-    send_url: str,
-    tokens: list[str],
     spec: PageSpec,
     on_page: Callable[[object], None] | None = None,
 ) -> PageRun:
     """Open ``room``'s page in a new context of ``browser`` through a weak
-    network in front of ``base_url``, feed the room, and read what it showed.
-    ``on_page(page)`` runs before the page loads (e.g. to watch its errors)."""
-    parts = urlsplit(base_url)
+    network in front of ``server`` (``harness.local``), feed the room with
+    the server's tokens, and read what it showed. ``on_page(page)`` runs
+    before the page loads (e.g. to watch its errors)."""
+    send_url, tokens = server.danmaku_url(room), server.tokens
+    parts = urlsplit(server.base_url)
     outages = {outage.before_comment: outage for outage in spec.outages}
     back_at: dict[int, float] = {}  # wall clock, as the page's record
     # The page loads on a network that only delays (a reset would cut its

@@ -24,6 +24,15 @@ def _fresh_runtime(settings):
     matcher_cache.invalidate()
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Users made in this process get an MD5 hash: the shipped PBKDF2 takes
+    ~0.25 s per user here, paid again in every test that makes one. What a
+    hash proves is the same either way; servers the tests start (their own
+    processes) keep the shipped hashers."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def room(db):
     return Room.objects.create(slug="live", title="Live", user_send_interval_ms=0)

@@ -52,13 +52,15 @@ def test_a_crowd_sees_every_comment_once_with_no_errors(open_files, tmp_path):
     with local.gunicorn(room=ROOM, workers=None, var_dir=tmp_path, room_fields=room_fields) as server:
         stop = threading.Event()
         sender = Sender(url=server.danmaku_url(ROOM), token=server.tokens[0], name="crowd", interval=1.0, stop=stop)
+        seeded_at = time.monotonic() + SEED_SECONDS
         sender.start()
         try:
-            time.sleep(SEED_SECONDS)
             spec = CrowdSpec(
                 url=server.base_url, room=ROOM, viewers=VIEWERS, duration_seconds=DURATION_SECONDS, per_process=1000
             )
+            # The crowd's processes start (spawn, imports) while the room is seeded.
             with Crowd(spec) as crowd:
+                time.sleep(max(0.0, seeded_at - time.monotonic()))
                 crowd.start()
                 result = crowd.join()
         finally:

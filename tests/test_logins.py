@@ -30,7 +30,6 @@ REQUEST_TIMEOUT_SECONDS = 30
 
 @pytest.fixture(autouse=True)
 def _throttle(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.AXES_FAILURE_LIMIT = LIMIT
     settings.AXES_COOLOFF_TIME = timedelta(minutes=15)
 

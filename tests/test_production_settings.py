@@ -37,11 +37,6 @@ SILENCED_FOR_TLS_TERMINATOR = {"security.W004", "security.W008"}
 PASSWORD = "pw-for-tests-only"
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def production_env(**extra: str) -> dict[str, str]:
     redis_url = require_redis()
     env = {

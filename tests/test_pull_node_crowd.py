@@ -40,11 +40,13 @@ VIEWERS = 300
 # Viewers poll as the room's 3 s interval tells them (with jitter), longer
 # than gthread's 2 s stop linger and shorter than the 6 s keep-alive timeout.
 POLL_SECONDS = (2.7, 3.3)
-# A worker recycles after this many requests: about every 6 s per worker
-# at this crowd's 100 polls/s over two workers.
-MAX_REQUESTS = 300
-CROWD_SECONDS = 24
-HUP_AT_SECONDS = 8
+# A worker recycles after this many requests: about every 4 s per worker
+# at this crowd's 100 polls/s over two workers. The crowd sees the first
+# workers recycle, the reload (its old workers drained within ~5 s), and
+# the reload's workers recycle in turn, each drained before the end.
+MAX_REQUESTS = 200
+CROWD_SECONDS = 18
+HUP_AT_SECONDS = 6
 # A viewer gets an answer within two poll intervals, whatever happens.
 MAX_GAP_SECONDS = 2 * POLL_SECONDS[1]
 ANSWER_TIMEOUT_SECONDS = 5

@@ -16,11 +16,6 @@ from infra.csp import PAGE_CSP
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.mark.parametrize("path", ["/", "/rooms/live/", "/accounts/login/"])
 def test_page_sends_a_csp_that_forbids_inline_scripts(client, room, path):
     response = client.get(path)

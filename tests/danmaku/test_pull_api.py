@@ -30,11 +30,6 @@ EPOCH = DatabaseStore.epoch
 COLUMNS = ("id", "offset_ms", "color", "mode", "user", "nick", "avatar", "text")
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 class FakeClock:
     def __init__(self, now: float) -> None:
         self.now = now

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 from django.test import Client
 from prometheus_client import REGISTRY
 
@@ -26,11 +25,6 @@ from infra.redis import get_redis
 
 URL = "/api/v1/rooms/live/danmaku"
 SEAL_LAG_MS = 400
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def send(client: Client, headers: dict, text: str, **fields):

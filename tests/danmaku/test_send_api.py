@@ -22,11 +22,6 @@ from infra import clock as host_clock
 URL = "/api/v1/rooms/{}/danmaku"
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def api_client():
     return Client(enforce_csrf_checks=True)

@@ -28,11 +28,6 @@ ROLE_STATUS = {"anonymous": 401, "viewer": 403, "product_staff": 403, "moderator
 HELD, HIDDEN, PUBLISHED = Danmaku.Status.HELD, Danmaku.Status.HIDDEN, Danmaku.Status.PUBLISHED
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def make_user(role: str):
     users = get_user_model().objects
     if role == "superuser":

@@ -19,11 +19,6 @@ ROLES = ("anonymous", "viewer", "moderator", "product_staff", "superuser")
 ALLOWED_ROLES = {"moderator", "superuser"}
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def headers_for(role: str) -> dict[str, str]:
     if role == "anonymous":
         return {}

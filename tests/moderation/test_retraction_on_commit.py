@@ -33,11 +33,6 @@ MODERATION = "/api/v1/moderation"
 SEAL_LAG_MS = 400
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture(params=["database", "redis"])
 def store(request, settings) -> str:
     if request.param == "redis":

@@ -40,17 +40,32 @@ class JsProblems:
         )
 
 
-@pytest.fixture
-def browser() -> Iterator[object]:
-    executable = require_chromium()
+@pytest.fixture(scope="package")
+def playwright_driver() -> Iterator[object]:
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+        yield playwright
+
+
+@contextlib.contextmanager
+def launched_browser(playwright) -> Iterator[object]:
+    """Debian's Chromium, headless, closed when the block exits."""
+    browser = playwright.chromium.launch(executable_path=require_chromium(), headless=True, args=CHROMIUM_ARGS)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture(scope="package")
+def browser(playwright_driver) -> Iterator[object]:
+    """One Chromium for every page test here: each test opens its pages in a
+    new context of its own (cookies, storage and cache apart), so sharing
+    the process costs no isolation and saves a launch per test."""
+    with launched_browser(playwright_driver) as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from harness import local
 from harness.weakcrowd import Outage
 from harness.weaknet import Weakness
 from harness.weakpage import PageRun, PageSpec, watch
-from tests.pages.conftest import JsProblems, watch_js_problems
+from tests.pages.conftest import JsProblems, launched_browser, watch_js_problems
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +31,16 @@ SENDERS = ("page-sender-0", "page-sender-1", "page-sender-2")
 MOBILE = {"rtt_ms": 300, "jitter_ms": 100, "rate_bytes_per_second": 64_000, "seed": 14}
 
 
+@pytest.fixture
+def browser(playwright_driver):
+    """A Chromium of each test's own, as when every page test launched one:
+    the weak network's faults are drawn per connection in the order the
+    connections open, and a browser that served other tests may open the
+    page's differently."""
+    with launched_browser(playwright_driver) as browser:
+        yield browser
+
+
 @pytest.fixture(scope="module")
 def server():
     with local.gunicorn(room=ROOM, users=SENDERS) as server:
@@ -38,15 +48,7 @@ def server():
 
 
 def watch_room(browser, server, spec: PageSpec, js_problems: JsProblems) -> PageRun:
-    run = watch(
-        browser,
-        base_url=server.base_url,
-        room=ROOM,
-        send_url=server.danmaku_url(ROOM),
-        tokens=server.tokens,
-        spec=spec,
-        on_page=lambda page: watch_js_problems(page, js_problems),
-    )
+    run = watch(browser, server, room=ROOM, spec=spec, on_page=lambda page: watch_js_problems(page, js_problems))
     print(f"\nstutter {run.stutter_seconds:.1f} s of {run.measured_seconds:.0f} s; {run.net}")
     return run
 
