@@ -29,6 +29,7 @@ ROOM = "weakpage"
 # Three senders taking turns: each sends every 3 s, clear of the 2 s slow mode.
 SENDERS = ("page-sender-0", "page-sender-1", "page-sender-2")
 MOBILE = {"rtt_ms": 300, "jitter_ms": 100, "rate_bytes_per_second": 64_000, "seed": 14}
+FAULT_SEEDS = (14, 15)
 
 
 @pytest.fixture
@@ -69,12 +70,20 @@ def assert_every_comment_once(run: PageRun) -> None:
 
 def test_page_on_a_weak_network_shows_every_comment_once(browser, server, js_problems):
     # A page pulls about every 3 s, so only a handful of answers: these odds
-    # cut or stall some of them (none at all: about 1 run in 500).
-    weakness = Weakness(**MOBILE, reset_probability=0.5, stall_probability=0.3, stall_seconds=(0.5, 2.0))
-    run = watch_room(browser, server, PageSpec(comments=10, weakness=weakness), js_problems)
-    assert_every_comment_once(run)
+    # cut or stall some of them. The draws follow the order in which the
+    # browser opens its connections, and a run whose page made few answers
+    # may draw no fault at all: that run proves nothing about faults, and
+    # the next seed is tried (every run must still show every comment once).
+    for seed in FAULT_SEEDS:
+        weakness = Weakness(
+            **{**MOBILE, "seed": seed}, reset_probability=0.5, stall_probability=0.3, stall_seconds=(0.5, 2.0)
+        )
+        run = watch_room(browser, server, PageSpec(comments=10, weakness=weakness), js_problems)
+        assert_every_comment_once(run)
+        assert run.record.conn[-1][1] == "live", run.record.conn
+        if run.net.resets + run.net.stalls > 0:
+            break
     assert run.net.resets + run.net.stalls > 0, run.net
-    assert run.record.conn[-1][1] == "live", run.record.conn
     assert script_problems(js_problems) == []
 
 

@@ -307,7 +307,10 @@ QUERY_ALPHABET = "0123456789az-AZ_.~%+&=;# \x00\xe9"
         st.builds(lambda epoch, second: f"after={epoch}-{second}", st.integers(0, 40), st.integers(0, 2**41)),
     )
 )
-def test_any_query_string_is_answered_like_django_or_handed_to_it(apps, room, query):
+def test_any_query_string_is_answered_like_django_or_handed_to_it(apps, room, monkeypatch, query):
+    # Hundreds of pulls of one question would reach its crowd variants
+    # (another next_ms in turn): compared pull by pull, they are off.
+    monkeypatch.setattr(pull_cache, "CROWD_STEP", 10**9)
     fast_app, django_app, recorder = apps
     call(django_app, environ(PATH.format("live")))
 
