@@ -74,6 +74,21 @@ def event_loop_factory(request):
     return uvloop.new_event_loop if request.param == "uvloop" else None
 
 
+def new_viewer(port: int, loop: asyncio.AbstractEventLoop) -> tuple[Viewer, Recorder]:
+    recorder = Recorder()
+    viewer = Viewer(
+        0,
+        host="127.0.0.1",
+        port=port,
+        path="/api/v1/rooms/r/danmaku",
+        recorder=recorder,
+        answers=AnswerCache(),
+        rng=random.Random(1),
+        loop=loop,
+    )
+    return viewer, recorder
+
+
 def run_viewer(script, *, until: int, loop_factory) -> tuple[Viewer, Recorder, list[tuple[float, str]]]:
     requests: list[tuple[float, str]] = []
 
@@ -82,17 +97,7 @@ def run_viewer(script, *, until: int, loop_factory) -> tuple[Viewer, Recorder, l
         done = asyncio.Event()
         server = await serve_script(script, requests, done, until=until)
         port = server.sockets[0].getsockname()[1]
-        recorder = Recorder()
-        viewer = Viewer(
-            0,
-            host="127.0.0.1",
-            port=port,
-            path="/api/v1/rooms/r/danmaku",
-            recorder=recorder,
-            answers=AnswerCache(),
-            rng=random.Random(1),
-            loop=loop,
-        )
+        viewer, recorder = new_viewer(port, loop)
         viewer.start(loop.time())
         try:
             await asyncio.wait_for(done.wait(), RUN_SECONDS)
@@ -155,17 +160,7 @@ def test_viewer_counts_a_refused_connect_and_backs_off(event_loop_factory):
         with socket.socket() as probe:  # a port nothing listens on
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        recorder = Recorder()
-        viewer = Viewer(
-            0,
-            host="127.0.0.1",
-            port=port,
-            path="/api/v1/rooms/r/danmaku",
-            recorder=recorder,
-            answers=AnswerCache(),
-            rng=random.Random(1),
-            loop=loop,
-        )
+        viewer, recorder = new_viewer(port, loop)
         viewer.start(loop.time())
         deadline = loop.time() + RUN_SECONDS
         while not recorder.errors and loop.time() < deadline:
