@@ -97,7 +97,8 @@ class TcpProxy:
                     if not data:
                         return
                     peers[sock].sendall(data)
-        except OSError:
+        except (OSError, ValueError):
+            # ValueError: a socket closed meanwhile (cut(), close()) has fd -1.
             return
         finally:
             with self._lock:

@@ -64,8 +64,9 @@ class CrowdSpec:
     # server address: 20,000 viewers and their reconnects from one address
     # run out of ports (EADDRNOTAVAIL), where real viewers come from many.
     source_addresses: tuple[str, ...] = ()
-    # The generator's event loop: "asyncio" or "uvloop".
-    event_loop: str = "asyncio"
+    # The generator's event loop: "uvloop" (its transports and timers in C
+    # leave the server more of a shared machine) or "asyncio".
+    event_loop: str = "uvloop"
 
     def __post_init__(self) -> None:
         if self.viewers < 1 or self.per_process < 1:
