@@ -5,6 +5,7 @@ app's admin (``moderation.admin``)."""
 from django.contrib import admin
 from django.db import models
 
+from danmaku.audience import room_viewers
 from danmaku.models import ApiToken, Room, ViewerProfile
 from danmaku.profiles import profile_update
 from danmaku.rooms import room_emergency_apply, room_emergency_undo, room_save
@@ -13,7 +14,14 @@ from danmaku.rooms import room_emergency_apply, room_emergency_undo, room_save
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
     actions = ("emergency_apply", "emergency_undo")
-    readonly_fields = ("emergency_backup",)
+    readonly_fields = ("viewers_now", "emergency_backup")
+
+    @admin.display(description="Viewers now (estimate)")
+    def viewers_now(self, room: Room) -> str:
+        if room.pk is None:
+            return "not saved yet"
+        viewers = room_viewers(room_id=room.pk, slug=room.slug)
+        return "no pull process serves this room now" if viewers is None else f"{viewers:,}"
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         # Stream URLs are https only: a scheme-less one typed here means https.
@@ -45,7 +53,7 @@ class RoomAdmin(admin.ModelAdmin):
     list_filter = ("is_open",)
     search_fields = ("slug", "title")
     fieldsets = (
-        (None, {"fields": ("slug", "title", "is_open", "stream_url")}),
+        (None, {"fields": ("slug", "title", "is_open", "stream_url", "viewers_now")}),
         (
             "Throttle (reaches every process within about 2 s)",
             {

@@ -32,6 +32,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
+from danmaku.audience import DeliveryCollector
 from infra import clock
 from infra.metrics import SENDS
 from infra.pullcounts import count_pull, flush_pull_counts
@@ -249,7 +250,10 @@ def metrics(request: HttpRequest) -> HttpResponse:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    # Figures the node's processes share each second, added up here.
+    delivery = CollectorRegistry()
+    delivery.register(DeliveryCollector())
+    return HttpResponse(generate_latest(registry) + generate_latest(delivery), content_type=CONTENT_TYPE_LATEST)
 
 
 # -- counting API outcomes ------------------------------------------------------
