@@ -14,8 +14,8 @@ how many there are), and a viewer who leaves drops out one interval later.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from time import monotonic
 
 # Promises are filed by quarter second: a promise counts for at most this
 # long after it fell due (the viewer's request still on its way back).
@@ -51,7 +51,7 @@ class RoomMeter:
         """One pull answered with ``size`` bytes, asking to come back in ``next_ms``."""
         self.polls += 1
         self.bytes += size
-        tick = int(((time.monotonic() if now is None else now) + next_ms / 1000) * TICKS_PER_SECOND)
+        tick = int(((monotonic() if now is None else now) + next_ms * 0.001) * TICKS_PER_SECOND)
         due = self.due
         due[tick] = due.get(tick, 0) + 1
 
@@ -59,7 +59,7 @@ class RoomMeter:
         """Polls and bytes since the last ``take``, and the viewers now.
 
         Called from one thread only (the refresher's)."""
-        now_tick = int((time.monotonic() if now is None else now) * TICKS_PER_SECOND)
+        now_tick = int((monotonic() if now is None else now) * TICKS_PER_SECOND)
         # list() copies in one step under the GIL while pulls keep counting.
         viewers = 0
         for tick, count in list(self.due.items()):
