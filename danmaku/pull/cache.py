@@ -358,6 +358,8 @@ class PullCache:
         key = f"{settings.slug}|{after}|{view.newest}|{settings.version}|{self.epoch}|{entry.degraded:d}|{gap:d}"
         digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
         longest = max(self.config.max_next_ms, settings.quiet_interval_ms, settings.poll_interval_ms)
+        if reason == "busy":
+            factor = _busy_spread(factor, settings.poll_multiplier * entry.control.multiplier)
         next_ms = min(int(_jitter(next_ms, digest) * factor), longest)
         body = wire.encode_pull(
             cursor=cursor,
@@ -444,6 +446,22 @@ class PullCache:
 
     def forget(self, slug: str) -> None:
         self.rooms.pop(slug, None)
+
+
+def _busy_spread(factor: float, multiplier: float) -> float:
+    """A crowd variant's factor in a room stretched ``multiplier`` times.
+
+    A crowd that arrived together and is told to wait m times longer comes
+    back together m intervals later, and the node sees its whole crowd in
+    the second it returns. Its variants therefore spread over
+    (1 - (m - 1) / m, 1 + (m - 1) / m) of the stretched interval (when that
+    is wider than CROWD_SPREAD): from the normal interval to nearly twice the
+    stretched one, the same mean, so one round spreads the crowd over the
+    whole stretched interval."""
+    wanted = (multiplier - 1) / multiplier
+    if wanted <= CROWD_SPREAD:
+        return factor
+    return 1 + (factor - 1) * wanted / CROWD_SPREAD
 
 
 def sparse_interval(entry: RoomEntry, view: RingView) -> int:

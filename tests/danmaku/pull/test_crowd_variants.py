@@ -109,3 +109,20 @@ def test_without_variants_the_crowd_stays_in_lockstep(monkeypatch):
     polls = polls_per_second(room, viewers=3000, seconds=40)
     settled = [polls[START_SECOND + second] for second in range(20, 40)]
     assert max(settled) > 2 * sum(settled) / len(settled), settled
+
+
+def test_a_stretched_crowd_spreads_over_its_longer_interval_within_a_round():
+    """Told to wait three times longer, a crowd that arrived together would
+    come back as a wave every 9 s; its variants spread it over the whole
+    stretched interval at once, so the node serves the budget's rate, not
+    waves of it."""
+    room = Room()
+    room.entry.control = pull_cache.RoomControl(multiplier=3.0)
+
+    polls = polls_per_second(room, viewers=3000, seconds=40)
+
+    # From the second round on (the first spreads over 3-15 s).
+    rates = [polls[START_SECOND + second] for second in range(16, 40)]
+    mean = sum(rates) / len(rates)
+    assert mean == pytest.approx(3000 / 9, rel=0.1)
+    assert 0.5 * mean <= min(rates) <= max(rates) <= 1.5 * mean, rates
