@@ -6,9 +6,14 @@ crowd's pulls."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
+import signal
 import socket
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,11 +22,14 @@ import pytest
 import requests
 
 from harness import local
-from harness.nginx import nginx, require_nginx
+from harness.nginx import NginxServer, nginx, require_nginx
+from harness.procnet import children, held_by
 
 pytestmark = pytest.mark.slow
 
 ROOM = "feed"
+# A room of its own for the takeover test: no viewers from the other test.
+TAKEOVER_ROOM = "feed-takeover"
 PULLS = 200
 # Pulls through nginx, over a few keep-alive connections (mostly cache hits).
 CONNECTIONS = 4
@@ -41,15 +49,15 @@ def free_udp_port() -> int:
         return sock.getsockname()[1]
 
 
-def node_rows(share_dir: Path) -> list[list]:
-    """The room's row from every worker's share file (fresh or not)."""
+def node_rows(share_dir: Path, room: str = ROOM) -> list[list]:
+    """The room's row from every worker's live share file."""
     rows = []
     for path in share_dir.glob("load-*.json"):
         try:
             record = orjson.loads(path.read_bytes())
         except (OSError, ValueError):
             continue  # replaced while read
-        row = record["data"]["rooms"].get(ROOM)
+        row = record["data"]["rooms"].get(room)
         if row is not None and time.time() - record["at"] < 3:
             rows.append(row)
     return rows
@@ -86,43 +94,88 @@ def pull_many(url: str, count: int) -> dict[str, int]:
     return statuses
 
 
-def test_node_figures_count_the_pulls_nginx_served_not_only_the_misses(tmp_path):
+def udp_inodes(port: int) -> set[str]:
+    """Inodes of the UDP sockets bound to ``port`` (/proc/net/udp)."""
+    inodes = set()
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if int(parts[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(parts[9])
+    return inodes
+
+
+@dataclass
+class Stack:
+    app: local.LocalServer
+    front: NginxServer
+    port: int
+    access_log: Path
+
+    @property
+    def share_dir(self) -> Path:
+        return Path(self.app.env["DANMAKU_VAR_DIR"]) / "prometheus"
+
+    def receiver(self) -> int | None:
+        """The gunicorn worker holding the feed's port."""
+        inodes = udp_inodes(self.port)
+        return next((pid for pid in children(self.app.process.pid) if held_by(pid, inodes)), None)
+
+    def wait_for_receiver(self, room: str, *, other_than: int | None = None) -> int:
+        """Pull ``room`` straight from the app (starting workers' refreshers)
+        until a worker (not ``other_than``) receives the feed."""
+        deadline = time.monotonic() + RECEIVER_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            pid = self.receiver()
+            if pid is not None and pid != other_than and receiving(self.app.base_url) == 1:
+                return pid
+            with contextlib.suppress(requests.RequestException):
+                requests.get(self.app.danmaku_url(room), timeout=REQUEST_TIMEOUT_SECONDS)
+            time.sleep(0.2)
+        raise AssertionError(f"no worker took up the feed:\n{self.app.log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
     require_nginx()
     port = free_udp_port()
-    access_log = tmp_path / "gunicorn-access.log"
-    with (
-        local.gunicorn(
-            room=ROOM,
-            workers=2,
-            extra_env={"DANMAKU_POLL_FEED_PORT": str(port), "GUNICORN_ACCESS_LOG": str(access_log)},
-        ) as app,
-        nginx(upstream=urlsplit(app.base_url).netloc, poll_feed_port=port) as front,
-    ):
-        share_dir = Path(app.env["DANMAKU_VAR_DIR"]) / "prometheus"
-        url = front.pull_url(ROOM)
-        first = requests.get(url, timeout=REQUEST_TIMEOUT_SECONDS)
-        assert first.status_code == 200, front.log_tail()
-        deadline = time.monotonic() + RECEIVER_WAIT_SECONDS
-        while receiving(app.base_url) != 1 and time.monotonic() < deadline:
-            requests.get(url, timeout=REQUEST_TIMEOUT_SECONDS)
-            time.sleep(0.2)
-        assert receiving(app.base_url) == 1, app.log_tail()
+    access_log = tmp_path_factory.mktemp("pollfeed") / "gunicorn-access.log"
+    with local.gunicorn(
+        room=ROOM,
+        workers=2,
+        extra_env={"DANMAKU_POLL_FEED_PORT": str(port), "GUNICORN_ACCESS_LOG": str(access_log)},
+    ) as app:
+        app.manage("shell", "-c", f"from danmaku.rooms import room_create\nroom_create(slug={TAKEOVER_ROOM!r})")
+        with nginx(upstream=urlsplit(app.base_url).netloc, poll_feed_port=port) as front:
+            yield Stack(app, front, port, access_log)
 
-        cursor = first.json()["cursor"]
-        started = time.monotonic()
-        statuses = pull_many(f"{url}?after={cursor}", PULLS)
-        pulled_in = time.monotonic() - started
 
-        # The highest the node's figures for the room went (each a sum over workers).
-        viewers = polls = size = 0.0
-        deadline = time.monotonic() + FIGURES_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            rows = node_rows(share_dir)
-            viewers = max(viewers, sum(row[_VIEWERS] for row in rows))
-            polls = max(polls, sum(row[_POLLS] for row in rows))
-            size = max(size, sum(row[_BYTES] for row in rows))
-            time.sleep(0.1)
-        misses = sum(f"/{ROOM}/danmaku?after={cursor} " in line for line in access_log.read_text().splitlines())
+def highest_figures(share_dir: Path, room: str) -> tuple[float, float, float]:
+    """The highest the node's viewers, polls and bytes per second of
+    ``room`` went (each a sum over workers) within FIGURES_WAIT_SECONDS."""
+    viewers = polls = size = 0.0
+    deadline = time.monotonic() + FIGURES_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        rows = node_rows(share_dir, room)
+        viewers = max(viewers, sum(row[_VIEWERS] for row in rows))
+        polls = max(polls, sum(row[_POLLS] for row in rows))
+        size = max(size, sum(row[_BYTES] for row in rows))
+        time.sleep(0.1)
+    return viewers, polls, size
+
+
+def test_node_figures_count_the_pulls_nginx_served_not_only_the_misses(stack):
+    url = stack.front.pull_url(ROOM)
+    first = requests.get(url, timeout=REQUEST_TIMEOUT_SECONDS)
+    assert first.status_code == 200, stack.front.log_tail()
+    stack.wait_for_receiver(ROOM)
+
+    cursor = first.json()["cursor"]
+    started = time.monotonic()
+    statuses = pull_many(f"{url}?after={cursor}", PULLS)
+    pulled_in = time.monotonic() - started
+    viewers, polls, size = highest_figures(stack.share_dir, ROOM)
+    lines = stack.access_log.read_text().splitlines()
+    misses = sum(f"/{ROOM}/danmaku?after={cursor} " in line for line in lines)
 
     assert pulled_in < 2.0
     assert statuses.get("HIT", 0) >= PULLS * 0.9, statuses
@@ -133,3 +186,17 @@ def test_node_figures_count_the_pulls_nginx_served_not_only_the_misses(tmp_path)
     # The batch lands in one or two readings, each over about a second.
     assert polls >= PULLS / 4, polls
     assert size >= polls * 100, (size, polls)
+
+
+def test_a_killed_receiver_is_replaced_and_counting_goes_on(stack):
+    killed = stack.wait_for_receiver(TAKEOVER_ROOM)
+    os.kill(killed, signal.SIGKILL)
+    stack.wait_for_receiver(TAKEOVER_ROOM, other_than=killed)
+
+    url = stack.front.pull_url(TAKEOVER_ROOM)
+    cursor = requests.get(url, timeout=REQUEST_TIMEOUT_SECONDS).json()["cursor"]
+    statuses = pull_many(f"{url}?after={cursor}", PULLS // 2)
+    viewers, _, _ = highest_figures(stack.share_dir, TAKEOVER_ROOM)
+
+    assert statuses.get("HIT", 0) >= PULLS // 2 * 0.9, statuses
+    assert viewers >= PULLS // 2, viewers
