@@ -1,8 +1,7 @@
 """Behind deploy/nginx.conf the node counts what nginx served, not the few
 misses that reach it: a real nginx sends its pull feed to a real gunicorn
-(two workers, DANMAKU_POLL_FEED_PORT), and the node's shared figures
-(infra.nodeshare's files, what the controller and /metrics add up) show the
-crowd's pulls."""
+(two workers, DANMAKU_POLL_FEED_PORT), and the node's figures (what the
+controller decides on and /metrics shows) are the crowd's pulls."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import orjson
 import pytest
 import requests
 
@@ -39,8 +37,6 @@ RECEIVER_WAIT_SECONDS = 10
 # The figures are shared once a second; a viewer promised a return in >= 3 s
 # stays counted that long.
 FIGURES_WAIT_SECONDS = 4
-# danmaku.delivery's row of a room: [room_id, viewers, polls per second, bytes per second, ...].
-_VIEWERS, _POLLS, _BYTES = 1, 2, 3
 
 
 def free_udp_port() -> int:
@@ -49,26 +45,17 @@ def free_udp_port() -> int:
         return sock.getsockname()[1]
 
 
-def node_rows(share_dir: Path, room: str = ROOM) -> list[list]:
-    """The room's row from every worker's live share file."""
-    rows = []
-    for path in share_dir.glob("load-*.json"):
-        try:
-            record = orjson.loads(path.read_bytes())
-        except (OSError, ValueError):
-            continue  # replaced while read
-        row = record["data"]["rooms"].get(room)
-        if row is not None and time.time() - record["at"] < 3:
-            rows.append(row)
-    return rows
+def metric(base_url: str, name: str) -> float:
+    """One sample of the app's /metrics (0 when absent)."""
+    text = requests.get(f"{base_url}/metrics", timeout=REQUEST_TIMEOUT_SECONDS).text
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def receiving(base_url: str) -> float:
-    text = requests.get(f"{base_url}/metrics", timeout=REQUEST_TIMEOUT_SECONDS).text
-    for line in text.splitlines():
-        if line.startswith("danmaku_poll_feed_receiving "):
-            return float(line.split()[1])
-    return 0.0
+    return metric(base_url, "danmaku_poll_feed_receiving")
 
 
 def pull_many(url: str, count: int) -> dict[str, int]:
@@ -111,10 +98,6 @@ class Stack:
     port: int
     access_log: Path
 
-    @property
-    def share_dir(self) -> Path:
-        return Path(self.app.env["DANMAKU_VAR_DIR"]) / "prometheus"
-
     def receiver(self) -> int | None:
         """The gunicorn worker holding the feed's port."""
         inodes = udp_inodes(self.port)
@@ -149,17 +132,17 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             yield Stack(app, front, port, access_log)
 
 
-def highest_figures(share_dir: Path, room: str) -> tuple[float, float, float]:
-    """The highest the node's viewers, polls and bytes per second of
-    ``room`` went (each a sum over workers) within FIGURES_WAIT_SECONDS."""
+def highest_figures(base_url: str, room: str) -> tuple[float, float, float]:
+    """The highest /metrics put the node's viewers, polls and bytes per
+    second of ``room`` (sums over its workers) within FIGURES_WAIT_SECONDS."""
     viewers = polls = size = 0.0
     deadline = time.monotonic() + FIGURES_WAIT_SECONDS
     while time.monotonic() < deadline:
-        rows = node_rows(share_dir, room)
-        viewers = max(viewers, sum(row[_VIEWERS] for row in rows))
-        polls = max(polls, sum(row[_POLLS] for row in rows))
-        size = max(size, sum(row[_BYTES] for row in rows))
-        time.sleep(0.1)
+        label = f'{{room="{room}"}}'
+        viewers = max(viewers, metric(base_url, f"danmaku_room_viewers{label}"))
+        polls = max(polls, metric(base_url, f"danmaku_room_polls_per_second{label}"))
+        size = max(size, metric(base_url, f"danmaku_room_egress_bytes_per_second{label}"))
+        time.sleep(0.2)
     return viewers, polls, size
 
 
@@ -173,7 +156,7 @@ def test_node_figures_count_the_pulls_nginx_served_not_only_the_misses(stack):
     started = time.monotonic()
     statuses = pull_many(f"{url}?after={cursor}", PULLS)
     pulled_in = time.monotonic() - started
-    viewers, polls, size = highest_figures(stack.share_dir, ROOM)
+    viewers, polls, size = highest_figures(stack.app.base_url, ROOM)
     lines = stack.access_log.read_text().splitlines()
     misses = sum(f"/{ROOM}/danmaku?after={cursor} " in line for line in lines)
 
@@ -196,7 +179,7 @@ def test_a_killed_receiver_is_replaced_and_counting_goes_on(stack):
     url = stack.front.pull_url(TAKEOVER_ROOM)
     cursor = requests.get(url, timeout=REQUEST_TIMEOUT_SECONDS).json()["cursor"]
     statuses = pull_many(f"{url}?after={cursor}", PULLS // 2)
-    viewers, _, _ = highest_figures(stack.share_dir, TAKEOVER_ROOM)
+    viewers, _, _ = highest_figures(stack.app.base_url, TAKEOVER_ROOM)
 
     assert statuses.get("HIT", 0) >= PULLS // 2 * 0.9, statuses
     assert viewers >= PULLS // 2, viewers
