@@ -90,6 +90,9 @@ class Refresher:
         # Delivery control (danmaku.delivery), run after each tick; the
         # runtime installs it.
         self.delivery = None
+        # nginx's pull feed (danmaku.pollfeed), offered each tick before
+        # delivery control; the runtime installs it behind nginx.
+        self.poll_feed = None
 
     @property
     def uses_redis(self) -> bool:
@@ -297,6 +300,11 @@ class Refresher:
             self.errors += 1
             REFRESH_ERRORS.inc()
             logger.exception("refresher tick failed; pulls keep answering from the rings")
+        try:
+            if self.poll_feed is not None:
+                self.poll_feed.tick()
+        except Exception:
+            logger.exception("nginx's pull feed: could not take it up this tick")
         try:
             if self.delivery is not None:
                 self.delivery.tick()

@@ -13,6 +13,7 @@ import threading
 from django.conf import settings
 
 from danmaku.delivery import Delivery
+from danmaku.pollfeed import PollFeed
 from danmaku.pull.cache import PullCache, PullConfig
 from danmaku.pull.control import Controller
 from danmaku.pull.fastpath import Process, PullFastPath, WSGIApp
@@ -80,6 +81,7 @@ def _build() -> None:
                 max_next_ms=settings.DANMAKU_MAX_NEXT_MS,
                 max_age_seconds=settings.DANMAKU_PULL_MAX_AGE_SECONDS,
                 unknown_room_lookups_per_second=settings.DANMAKU_UNKNOWN_ROOM_LOOKUPS_PER_SECOND,
+                meter_pulls=not settings.DANMAKU_POLL_FEED_PORT,
             )
         )
         refresher = Refresher(
@@ -96,6 +98,8 @@ def _build() -> None:
             egress_budget=settings.DANMAKU_EGRESS_BUDGET_BYTES_PER_SECOND or None,
             max_multiplier=settings.DANMAKU_MAX_POLL_MULTIPLIER,
         )
+        if settings.DANMAKU_POLL_FEED_PORT:
+            refresher.poll_feed = PollFeed(cache=cache, port=settings.DANMAKU_POLL_FEED_PORT)
         refresher.delivery = Delivery(cache=cache, controller=controller, share=node_share(), cluster=redis_store())
         _refresher = refresher
         _cache = cache
@@ -107,6 +111,8 @@ def reset() -> None:
     with _lock:
         if _refresher is not None:
             _refresher.stop()
+            if _refresher.poll_feed is not None:
+                _refresher.poll_feed.stop()
         _cache = None
         _refresher = None
         reset_stores()

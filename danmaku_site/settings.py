@@ -354,6 +354,11 @@ DANMAKU_EGRESS_BUDGET_BYTES_PER_SECOND = env_float("DANMAKU_EGRESS_BUDGET_BYTES_
 # interval, where that is longer), whatever the multipliers.
 DANMAKU_MAX_POLL_MULTIPLIER = env_float("DANMAKU_MAX_POLL_MULTIPLIER", 5.0, minimum=1.0)
 DANMAKU_MAX_NEXT_MS = env_int("DANMAKU_MAX_NEXT_MS", 30_000, minimum=1000)
+# Behind deploy/nginx.conf: the UDP port on 127.0.0.1 where nginx logs every
+# pull it answers (its syslog access_log; cache hits never reach the app).
+# Set, the node counts those for delivery control instead of its own pulls
+# (danmaku.pollfeed). 0: off, each process counts what it serves.
+DANMAKU_POLL_FEED_PORT = env_int("DANMAKU_POLL_FEED_PORT", 0, minimum=0)
 DANMAKU_DEFAULT_AVATAR_URL = env_str("DANMAKU_DEFAULT_AVATAR_URL", "/static/danmaku/avatar-default.svg")
 # Answer GET /api/v1/rooms/<slug>/danmaku in a thin WSGI layer in front of
 # Django (danmaku.pull.fastpath), from the same bytes the ninja endpoint

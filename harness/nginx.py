@@ -4,7 +4,10 @@ The tests and the benchmarks exercise the real file: it is read, the
 directives that name the machine (listening address, upstreams, pid, log,
 cache and temp paths, worker count) are rewritten into a temporary prefix,
 and nginx runs in the foreground, leading its own process group, until the
-block exits. A test may also narrow the trusted networks (the two `geo`
+block exits. nginx's pull feed (one datagram per pull answered) goes to
+the port the caller names (the app's DANMAKU_POLL_FEED_PORT), else into a
+socket the harness holds and never reads (sent and dropped quietly, as if
+counted). A test may also narrow the trusted networks (the two `geo`
 blocks marked "SET:"), to see what an ordinary client connecting from
 another loopback address (127.0.0.2) gets, and add a TLS listener. A rewrite
 that does not find its directive exactly as often as expected fails loudly,
@@ -18,6 +21,7 @@ import os
 import re
 import resource
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -123,6 +127,7 @@ def render_config(
     trusted: tuple[str, ...] | None = None,
     tls: tuple[str, Path, Path] | None = None,
     static_headers: dict[str, str] | None = None,
+    poll_feed_port: int,
 ) -> str:
     """deploy/nginx.conf with every machine-specific value pointed at ``prefix``.
 
@@ -130,7 +135,8 @@ def render_config(
     the shipped ones. ``tls``: (listen address, certificate, key) of an
     extra TLS listener in the server. ``static_headers``: the headers the
     static files are answered with instead of nginx's file headers (see
-    ``static_location``)."""
+    ``static_location``). ``poll_feed_port``: where nginx sends its pull
+    feed (UDP on 127.0.0.1)."""
     rewrites = [
         # (what, pattern, replacement, how many times the shipped file has it)
         ("worker count", r"^(\s*worker_processes\s+)[^;]+", rf"\g<1>{workers}", 1),
@@ -138,7 +144,13 @@ def render_config(
         ("open-file limit", r"^(\s*worker_rlimit_nofile\s+)(\d+)", lambda m: m[1] + str(_nofile(int(m[2]))), 1),
         ("pid file", r"^(\s*pid\s+)[^;]+", rf"\g<1>{prefix}/nginx.pid", 1),
         ("error log", r"^(\s*error_log\s+)\S+", rf"\g<1>{prefix}/logs/error.log", 1),
-        ("access log", r"^(\s*access_log\s+)\S+", rf"\g<1>{prefix}/logs/access.log", 1),
+        ("access log", r"^(\s*access_log\s+)(?!syslog:)\S+", rf"\g<1>{prefix}/logs/access.log", 1),
+        (
+            "pull feed",
+            r"^(\s*access_log\s+syslog:server=127\.0\.0\.1:)\d+(?=,)",
+            rf"\g<1>{poll_feed_port}",
+            1,
+        ),
         ("temp paths", r"^(\s*(\w+)_temp_path\s+)[^;\s]+", rf"\g<1>{prefix}/temp_\g<2>", 5),
         ("cache path", r"^(\s*proxy_cache_path\s+)\S+", rf"\g<1>{prefix}/cache", 1),
         ("upstream servers", r"^(\s*server\s+)[^{;\s][^;\s]*", rf"\g<1>{upstream}", 2),
@@ -196,6 +208,7 @@ def nginx(
     workers: int = 1,
     trusted: tuple[str, ...] | None = None,
     tls: tuple[Path, Path] | None = None,
+    poll_feed_port: int | None = None,
 ) -> Iterator[NginxServer]:
     """Run deploy/nginx.conf in front of ``upstream`` ("host:port") until the block exits.
 
@@ -204,12 +217,14 @@ def nginx(
     None only those are served; everything proxied answers 502. ``trusted``
     replaces the trusted networks (e.g. ``("127.0.0.1/32",)``: a client
     connecting from 127.0.0.2 is then an ordinary one). ``tls`` (certificate,
-    key) adds an HTTPS listener on another free port.
+    key) adds an HTTPS listener on another free port. ``poll_feed_port``:
+    where nginx sends its pull feed (a server started with that
+    DANMAKU_POLL_FEED_PORT counts it); else a socket held here swallows it.
     """
     binary = find_nginx()
     if binary is None:
         raise NginxError("nginx is not installed (apt-get install nginx-light)")
-    with tempfile.TemporaryDirectory(prefix="danmaku-nginx-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="danmaku-nginx-") as tmp, _feed_sink(poll_feed_port) as feed_port:
         prefix = Path(tmp)
         # Started as root, nginx runs its workers as the config's `user`:
         # they must be able to reach the cache, temp and static directories.
@@ -239,6 +254,7 @@ def nginx(
                 static_headers=static_headers,
                 trusted=trusted,
                 tls=(f"127.0.0.1:{tls_port}", *tls) if tls else None,
+                poll_feed_port=feed_port,
             )
         )
         with (prefix / "logs" / "stderr.log").open("wb") as stderr:
@@ -258,6 +274,19 @@ def nginx(
             yield server
         finally:
             stop(process)
+
+
+@contextlib.contextmanager
+def _feed_sink(port: int | None) -> Iterator[int]:
+    """``port``, or a bound UDP port nobody reads: its receive queue fills and
+    the kernel drops the rest without a word, where an unbound port would
+    refuse each datagram and nginx log an error for it."""
+    if port is not None:
+        yield port
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        yield sink.getsockname()[1]
 
 
 def _wait_until_answering(server: NginxServer, timeout: float = START_TIMEOUT_SECONDS) -> None:

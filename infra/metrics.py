@@ -35,3 +35,15 @@ RING_ROOMS = Gauge("danmaku_ring_rooms", "Rooms held in this process's rings.", 
 RING_ITEMS = Gauge("danmaku_ring_items", "Danmaku held in this process's rings.", multiprocess_mode="livesum")
 REPUBLISHED = Counter("danmaku_republished_total", "Danmaku published to the store after it came back.")
 JOB_ERRORS = Counter("danmaku_job_errors_total", "Background job runs that raised, by job.", ["job"])
+POLL_FEED_LINES = Counter(
+    "danmaku_poll_feed_lines_total",
+    "Lines of nginx's pull feed read (danmaku.pollfeed), by outcome: counted, malformed, "
+    "unplaced (a room this process could not activate).",
+    ["outcome"],
+)
+POLL_FEED_RECEIVING = Gauge(
+    "danmaku_poll_feed_receiving",
+    "Processes receiving nginx's pull feed: 1 on a node behind nginx with DANMAKU_POLL_FEED_PORT set "
+    "(0: nginx's pulls are not counted).",
+    multiprocess_mode="livesum",
+)

@@ -120,6 +120,10 @@ class PullConfig:
     # finds a room does not count, so activating every room after a restart
     # is never held back; only made-up or deleted slugs use it up.
     unknown_room_lookups_per_second: float = 20.0
+    # Count each pull served into its room's meter. Off behind nginx's
+    # micro-cache, where nginx's own count of every pull it answered feeds
+    # the meters instead (danmaku.pollfeed): this process sees only misses.
+    meter_pulls: bool = True
 
 
 @dataclass(slots=True)
@@ -162,7 +166,8 @@ class PullAnswer:
     cache_control: str = "no-store"
     http: list | None = field(default=None, compare=False)
     # The room's meter, counted once per request served (None: an error,
-    # counted only by status), and the next_ms the answer asks for.
+    # counted only by status, or PullConfig.meter_pulls off), and the
+    # next_ms the answer asks for.
     meter: RoomMeter | None = field(default=None, compare=False)
     next_ms: int = 0
 
@@ -381,7 +386,7 @@ class PullCache:
             gzipped=gzipped,
             etag=f'"{etag}"',
             cache_control=f"public, max-age={self.config.max_age_seconds}",
-            meter=entry.meter,
+            meter=entry.meter if self.config.meter_pulls else None,
             next_ms=next_ms,
         )
 
