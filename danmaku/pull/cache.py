@@ -364,7 +364,7 @@ class PullCache:
         digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
         longest = max(self.config.max_next_ms, settings.quiet_interval_ms, settings.poll_interval_ms)
         if reason == "busy":
-            factor = _busy_spread(factor, settings.poll_multiplier * entry.control.multiplier)
+            factor = _busy_spread(factor, settings.poll_multiplier * entry.control.multiplier, digest)
         next_ms = min(int(_jitter(next_ms, digest) * factor), longest)
         body = wire.encode_pull(
             cursor=cursor,
@@ -453,7 +453,7 @@ class PullCache:
         self.rooms.pop(slug, None)
 
 
-def _busy_spread(factor: float, multiplier: float) -> float:
+def _busy_spread(factor: float, multiplier: float, digest: str) -> float:
     """A crowd variant's factor in a room stretched ``multiplier`` times.
 
     A crowd that arrived together and is told to wait m times longer comes
@@ -462,11 +462,17 @@ def _busy_spread(factor: float, multiplier: float) -> float:
     (1 - (m - 1) / m, 1 + (m - 1) / m) of the stretched interval (when that
     is wider than CROWD_SPREAD): from the normal interval to nearly twice the
     stretched one, the same mean, so one round spreads the crowd over the
-    whole stretched interval."""
+    whole stretched interval. The variants' places are shifted by a fraction
+    of their spacing drawn from the answer's identity: each second's answer
+    puts them elsewhere, so cohorts of different seconds fill the gaps
+    between each other's instead of coming back on one lattice."""
     wanted = (multiplier - 1) / multiplier
     if wanted <= CROWD_SPREAD:
         return factor
-    return 1 + (factor - 1) * wanted / CROWD_SPREAD
+    half = (CROWD_VARIANTS - 1) // 2
+    rank = round((factor - 1) / CROWD_SPREAD * half) + half
+    shift = int(digest[4:8], 16) / 0x10000  # 0..1
+    return 1 + wanted * (2 * (rank + shift) / CROWD_VARIANTS - 1)
 
 
 def sparse_interval(entry: RoomEntry, view: RingView) -> int:

@@ -41,6 +41,10 @@ SMOOTHING = 0.3
 # The comment level rises by at most this factor a second: the bytes react
 # an interval late, and a level that overshoots upwards floods the uplink.
 COMMENT_LEVEL_RISE = 1.25
+# Each second the egress levers move by this power of how far the bytes are
+# off: the bytes show a change an interval and a seal later (4-5 s at the
+# normal interval), and a loop with that delay oscillates at full gain.
+FEEDBACK_GAIN = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,11 @@ class Controller:
         self.rate_level: float | None = None
         self.comment_level: float | None = None
         self.bytes_per_comment: float | None = None
+        # The node's bytes and polls per second, smoothed.
+        self.egress_seen: float | None = None
+        self.polls_seen: float | None = None
+        # Every room's interval stretched for the egress budget (1.0: not).
+        self.egress_stretch = 1.0
 
     def decide(
         self, rooms: Iterable[RoomLoad], *, polls: float, egress: float, answer_overhead: float, delivered: float
@@ -139,6 +148,8 @@ class Controller:
         rooms = list(rooms)
         multipliers = self._polls(rooms)
         caps = self._bytes(rooms, polls=polls, egress=egress, overhead=answer_overhead, delivered=delivered)
+        if self.egress_stretch > 1.0:
+            multipliers = {room.key: max(multipliers.get(room.key, 1.0), self.egress_stretch) for room in rooms}
         return Decision(multipliers, caps, self.rate_level, self.comment_level)
 
     def _polls(self, rooms: list[RoomLoad]) -> dict[str, float]:
@@ -162,25 +173,62 @@ class Controller:
     def _bytes(
         self, rooms: list[RoomLoad], *, polls: float, egress: float, overhead: float, delivered: float
     ) -> dict[str, float]:
+        """Display caps for the egress budget (and ``egress_stretch``).
+
+        The first cut is the model's (water-filling the comments the budget
+        leaves room for, at the bytes a comment was measured to cost); from
+        then on the level follows the measured bytes, damped (they answer a
+        cut an interval late) and past a dead band. Where one comment a
+        second is still too much, the fixed part of the answers is what the
+        budget cannot carry: then every interval is stretched as well
+        (``egress_stretch``, from the poll demand and what an answer costs),
+        and released first when the bytes fall."""
         if not self.egress_budget:
-            self.comment_level = None
+            self.comment_level, self.egress_stretch = None, 1.0
             return {}
+        seen = self.egress_seen = egress if self.egress_seen is None else _smooth(self.egress_seen, egress)
+        self.polls_seen = polls if self.polls_seen is None else _smooth(self.polls_seen, polls)
         comment_bytes = egress - polls * overhead
         if delivered > 0 and comment_bytes > 0:
             measured = comment_bytes / delivered
             previous = self.bytes_per_comment
-            self.bytes_per_comment = measured if previous is None else previous + SMOOTHING * (measured - previous)
-        if not self.bytes_per_comment:
-            return {}
-        # Bytes the comments may take: the budget less what answers cost
-        # without them, in comments per second over all viewers.
-        room_for = (self.egress_budget * HEADROOM - polls * overhead) / self.bytes_per_comment
+            self.bytes_per_comment = measured if previous is None else _smooth(previous, measured)
+        target = self.egress_budget * HEADROOM
         demands = [(min(room.arrivals, room.display_cap), room.viewers) for room in rooms]
-        target = water_level(demands, max(room_for, 0.0))
-        self.comment_level = _settled(self.comment_level, target, rise=COMMENT_LEVEL_RISE)
+        top = max((demand for demand, _ in demands), default=0.0)
         level = self.comment_level
+        off = target / seen if seen > 0 else 1.0
         if level is None:
-            return {}
+            if seen <= self.egress_budget or not self.bytes_per_comment:
+                return {}
+            room_for = (target - polls * overhead) / self.bytes_per_comment
+            level = water_level(demands, max(room_for, 0.0))
+            if level is None:
+                return {}
+        elif self.egress_stretch > 1.0 or (level <= 1.0 and off < 1 - DEAD_BAND):
+            # Polls come as often as the viewers and their intervals say,
+            # each costing what an answer costs now: the stretch that fits
+            # follows from the demand, not from the bytes it shaped itself.
+            demand = sum(room.viewers / room.interval_s for room in rooms if room.interval_s > 0)
+            per_answer = seen / self.polls_seen if self.polls_seen else overhead
+            wanted = min(self.max_multiplier, max(1.0, demand * per_answer / target))
+            self.egress_stretch = _settled(self.egress_stretch, wanted) or 1.0
+        elif abs(off - 1) > DEAD_BAND:
+            level = level * min(_damped(off), COMMENT_LEVEL_RISE)
+            if level >= top and off > 1:
+                self.comment_level = None
+                return {}
         # At least one comment a second: an answer is never empty while the
         # room has comments.
-        return {room.key: max(1.0, level) for room in rooms if min(room.arrivals, room.display_cap) > level}
+        self.comment_level = level = max(1.0, level)
+        return {room.key: level for room in rooms if min(room.arrivals, room.display_cap) > level}
+
+
+def _smooth(previous: float, newest: float) -> float:
+    return previous + SMOOTHING * (newest - previous)
+
+
+def _damped(ratio: float) -> float:
+    """A step towards ``ratio`` small enough for a loop whose effect shows
+    a few seconds late (the bytes follow a new cap an interval later)."""
+    return max(0.7, min(ratio, 1.5)) ** FEEDBACK_GAIN

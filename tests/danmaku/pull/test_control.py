@@ -154,13 +154,49 @@ def test_an_answer_always_keeps_one_comment_a_second():
     assert decision.caps["lively"] == 1
 
 
-def test_the_comment_level_rises_gradually_when_the_room_calms_down():
+def test_when_the_bytes_fall_the_cut_is_lifted_step_by_step():
     controller = Controller(poll_budget=None, egress_budget=1_000_000, max_multiplier=5)
     lively = [room("r", viewers=1000, arrivals=20)]
     controller.decide(lively, polls=333, egress=2_166_500, answer_overhead=500, delivered=20_000)
-    cut = controller.comment_level
+    levels = [controller.comment_level]
 
+    # Half the viewers leave: the same cut now costs a quarter of the budget.
     calmer = [room("r", viewers=500, arrivals=20)]
-    controller.decide(calmer, polls=167, egress=500_000, answer_overhead=500, delivered=500 * cut)
+    for _ in range(30):
+        controller.decide(calmer, polls=167, egress=250_000, answer_overhead=500, delivered=500 * levels[-1])
+        levels.append(controller.comment_level or 20.0)
 
-    assert cut < controller.comment_level <= cut * 1.25
+    rises = [later / earlier for earlier, later in zip(levels, levels[1:], strict=False)]
+    assert max(rises) <= 1.25
+    assert levels[-1] == 20.0, levels  # the cut is gone
+    assert controller.comment_level is None
+
+
+def test_under_a_steady_load_the_cut_settles_on_the_budget():
+    """A toy node: answers cost 500 bytes plus 30 a comment; the controller
+    sees the bytes its previous caps caused, two seconds late."""
+    controller = Controller(poll_budget=None, egress_budget=600_000, max_multiplier=5)
+    rooms = [room("r", viewers=3000, arrivals=20)]
+    polls = 1000
+    caps: list[float] = [20.0, 20.0]
+    served = []
+    for _ in range(60):
+        egress = polls * 500 + 3000 * caps[-2] * 30
+        served.append(egress)
+        decision = controller.decide(rooms, polls=polls, egress=egress, answer_overhead=500, delivered=3000 * caps[-2])
+        caps.append(decision.caps.get("r", 20.0))
+
+    settled = served[20:]
+    assert max(abs(egress / 600_000 - 1) for egress in settled) <= 0.1, settled
+
+
+def test_when_answers_without_comments_are_already_too_many_bytes_the_intervals_stretch():
+    controller = Controller(poll_budget=None, egress_budget=300_000, max_multiplier=5)
+    rooms = [room("r", viewers=3000, arrivals=20)]
+
+    for _ in range(20):
+        decision = controller.decide(rooms, polls=1000, egress=600_000, answer_overhead=500, delivered=3000)
+
+    assert decision.caps["r"] == 1.0
+    assert decision.multipliers["r"] > 1.0
+    assert controller.egress_stretch <= 5

@@ -119,10 +119,11 @@ def test_a_stretched_crowd_spreads_over_its_longer_interval_within_a_round():
     room = Room()
     room.entry.control = pull_cache.RoomControl(multiplier=3.0)
 
-    polls = polls_per_second(room, viewers=3000, seconds=40)
+    polls = polls_per_second(room, viewers=3000, seconds=45)
 
-    # From the second round on (the first spreads over 3-15 s).
-    rates = [polls[START_SECOND + second] for second in range(16, 40)]
+    # From the third round on (the first spreads over 3-15 s). Without the
+    # wider spread: 0.56-1.48 of the mean.
+    rates = [polls[START_SECOND + second] for second in range(20, 45)]
     mean = sum(rates) / len(rates)
     assert mean == pytest.approx(3000 / 9, rel=0.1)
-    assert 0.5 * mean <= min(rates) <= max(rates) <= 1.5 * mean, rates
+    assert 0.65 * mean <= min(rates) <= max(rates) <= 1.35 * mean, rates
