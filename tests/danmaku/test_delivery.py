@@ -58,9 +58,10 @@ def test_over_the_poll_budget_answers_say_busy_and_stretch_next_ms(client, room,
     body = client.get(URL, {"after": cursor}).json()
 
     assert body["reason"] == "busy"
-    # 30 polls/s into 10 (less the controller's headroom): 3 s x 3.1, +/- jitter.
+    # 30 polls/s into 10 (less the controller's headroom): 3 s x 3.1, +/- the
+    # jitter and (this first variant) a seventh of a stretched room's spread.
     stretched = 3000 * 3 / HEADROOM
-    assert stretched * 0.9 <= body["next_ms"] <= stretched * 1.1
+    assert stretched * 0.8 <= body["next_ms"] <= stretched * 1.22
 
 
 def test_within_the_poll_budget_nothing_changes(client, room, settings):

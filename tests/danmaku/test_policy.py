@@ -186,7 +186,8 @@ def test_emergency_preset_applies_through_the_admin_and_undoes(admin_client, roo
     # Slower polling is the staff multiplier: viewers are told why.
     answer = client.get(URL).json()
     assert answer["reason"] == "busy"
-    assert 6000 * 0.9 <= answer["next_ms"] <= 6000 * 1.1
+    # Twice the 3 s, with the jitter and a stretched room's wider spread.
+    assert 6000 * 0.8 <= answer["next_ms"] <= 6000 * 1.2
 
     # Applying twice keeps the first backup.
     admin_client.post(changelist, {"action": "emergency_apply", "_selected_action": [room.pk]})

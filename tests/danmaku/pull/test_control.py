@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -166,7 +168,7 @@ def test_when_the_bytes_fall_the_cut_is_lifted_step_by_step():
         controller.decide(calmer, polls=167, egress=250_000, answer_overhead=500, delivered=500 * levels[-1])
         levels.append(controller.comment_level or 20.0)
 
-    rises = [later / earlier for earlier, later in zip(levels, levels[1:], strict=False)]
+    rises = [later / earlier for earlier, later in itertools.pairwise(levels)]
     assert max(rises) <= 1.25
     assert levels[-1] == 20.0, levels  # the cut is gone
     assert controller.comment_level is None
