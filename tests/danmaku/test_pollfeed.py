@@ -94,6 +94,9 @@ def send_and_receive(feed: PollFeed, datagrams: list[bytes]) -> None:
     assert read == len(datagrams)
 
 
+# Activating a room closes the thread's old database connections afterwards,
+# as a request would: a test that ran before may have left one open.
+@pytest.mark.django_db
 def test_receiver_counts_each_pull_into_its_rooms_meter_activating_rooms_it_lacks(feed, cache):
     before = {outcome: lines(outcome) for outcome in ("counted", "malformed", "unplaced")}
     assert feed.bind()
