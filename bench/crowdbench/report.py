@@ -416,7 +416,7 @@ def print_report(f: Figures, found: list[Check]) -> bool:
     if f.poll_budget or f.egress_budget or f.left:
         print(
             f"control: poll budget {_budget(f.poll_budget, '/s')}, egress budget {_budget(f.egress_budget, ' B/s')};"
-            f" {f.send_rate:g} comments/s; {f.left:,} viewers left at {f.leave_at_seconds} s"
+            f" {f.send_rate:g} comments/s" + (f"; {f.left:,} viewers left at {f.leave_at_seconds} s" if f.left else "")
         )
     print(f"latency whole run: p50 {f.p50_ms} ms, p99 {f.p99_ms} ms, max {f.max_ms} ms")
     print(
