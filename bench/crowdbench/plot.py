@@ -70,6 +70,10 @@ def _plot_gauge(axis, seconds: list[int], values: list[float], label: str, scale
         axis.plot(seconds, [value * scale for value in values], linestyle=":", linewidth=1.2, label=label)
 
 
+def _per_second(value: float | None, unit: str) -> str:
+    return "none" if value is None else f"{value:,.0f}{unit}/s"
+
+
 def write_control_png(f: Figures, path: Path) -> None:
     """Issue 15's timeline: what the crowd received against the budgets, and
     the node's own gauges (sampled once a second) beside it."""
@@ -136,8 +140,8 @@ def write_control_png(f: Figures, path: Path) -> None:
         polls.annotate(label, (f.leave_at_seconds, 0), fontsize=7, color="#d62728", rotation=90, va="bottom")
     axes[-1].set_xlabel("seconds from the start")
     figure.suptitle(
-        f"crowd · {f.scenario} · {f.viewers:,} viewers · poll budget {f.poll_budget or 'none'}/s"
-        f" · egress budget {f.egress_budget or 'none'} B/s · {f.send_rate:g} comments/s",
+        f"crowd · {f.scenario} · {f.viewers:,} viewers · poll budget {_per_second(f.poll_budget, '')}"
+        f" · egress budget {_per_second(f.egress_budget, ' B')} · {f.send_rate:g} comments/s",
         fontsize=10,
     )
     figure.tight_layout()
