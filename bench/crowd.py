@@ -90,7 +90,8 @@ BUDGET_OVERLOAD = 3
 POLL_INTERVAL_SECONDS = 3
 BUDGET_DURATION_SECONDS = 100.0
 BUDGET_LEAVE_AT_SECONDS = 70.0
-BUDGET_LEAVE_SHARE = 0.75
+# The share of viewers that leave (at --leave-at; budget: at 70 s).
+LEAVE_SHARE = 0.75
 # egress: a lively room (every answer carries comments to cut) and its crowd.
 EGRESS_VIEWERS = 3000
 EGRESS_SEND_RATE = 20.0
@@ -135,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--leave-at", type=float, help=f"seconds in, viewers leave (budget: {BUDGET_LEAVE_AT_SECONDS:g})"
     )
-    parser.add_argument("--leave-share", type=float, help=f"the share that leaves (budget: {BUDGET_LEAVE_SHARE:g})")
+    parser.add_argument("--leave-share", type=float, help=f"the share that leaves (default {LEAVE_SHARE:g})")
     parser.add_argument("--connect-seconds", type=float, default=1.0, help="every first connect() within this")
     parser.add_argument("--churn", type=float, default=0.05, help="churn: share of viewers reconnecting each second")
     parser.add_argument("--max-requests", type=int, default=RECYCLE_MAX_REQUESTS, help="recycle: GUNICORN_MAX_REQUESTS")
@@ -163,16 +164,14 @@ def for_scenario(args: argparse.Namespace, scenario: str) -> argparse.Namespace:
     run = argparse.Namespace(**vars(args))
     if scenario == "budget":
         viewers = round(BUDGET_OVERLOAD * args.poll_budget * POLL_INTERVAL_SECONDS)
-        defaults = (viewers, BUDGET_DURATION_SECONDS, SEND_RATE, BUDGET_LEAVE_AT_SECONDS, BUDGET_LEAVE_SHARE)
+        defaults = (viewers, BUDGET_DURATION_SECONDS, SEND_RATE, BUDGET_LEAVE_AT_SECONDS, LEAVE_SHARE)
     elif scenario == "egress":
-        defaults = (EGRESS_VIEWERS, DURATION_SECONDS, EGRESS_SEND_RATE, None, 0.0)
+        defaults = (EGRESS_VIEWERS, DURATION_SECONDS, EGRESS_SEND_RATE, None, LEAVE_SHARE)
     else:
-        defaults = (VIEWERS, DURATION_SECONDS, SEND_RATE, None, 0.0)
+        defaults = (VIEWERS, DURATION_SECONDS, SEND_RATE, None, LEAVE_SHARE)
     for name, default in zip(("viewers", "duration", "send_rate", "leave_at", "leave_share"), defaults, strict=True):
         if getattr(run, name) is None:
             setattr(run, name, default)
-    if run.leave_at is not None and not run.leave_share:
-        run.leave_share = BUDGET_LEAVE_SHARE
     return run
 
 
