@@ -51,6 +51,7 @@ class RoomAdmin(admin.ModelAdmin):
             {
                 "fields": (
                     "poll_interval_ms",
+                    "poll_multiplier",
                     "quiet_interval_ms",
                     "quiet_after_seconds",
                     "display_cap_per_second",

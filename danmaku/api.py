@@ -8,7 +8,7 @@ from pydantic import Field
 
 from danmaku import runtime
 from danmaku.auth import send_auth
-from danmaku.pull.response import AFTER_MAX_LENGTH, respond
+from danmaku.pull.response import AFTER_MAX_LENGTH, count, respond
 from danmaku.schemas import DanmakuIn, ErrorOut, NotBroadcastOut, PullOut, RateLimitedOut, SendOut
 from danmaku.send import danmaku_send
 
@@ -32,6 +32,7 @@ def pull(request: HttpRequest, room: str, query: Query[PullQuery]):
     http = respond(
         answer, accept_encoding=meta.get("HTTP_ACCEPT_ENCODING", ""), if_none_match=meta.get("HTTP_IF_NONE_MATCH")
     )
+    count(answer, http)
     response = HttpResponse(http.body, status=http.status)
     for name, value in http.headers:
         response[name] = value

@@ -41,6 +41,14 @@ class Room(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(3600)],
         help_text="Seconds without a comment before the quiet interval applies.",
     )
+    poll_multiplier = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(1.0), MaxValueValidator(10.0)],
+        help_text=(
+            "Stretches every poll interval of the room (answers say busy); the emergency preset sets 2. "
+            "Delivery control may stretch it further when the node is over its budget."
+        ),
+    )
     display_cap_per_second = models.PositiveIntegerField(
         default=30,
         validators=[MinValueValidator(1), MaxValueValidator(1000)],

@@ -51,6 +51,8 @@ def settings_from_row(row: dict) -> RoomSettings:
         quiet_interval_ms=row["quiet_interval_ms"],
         quiet_after_seconds=row["quiet_after_seconds"],
         display_cap_per_second=row["display_cap_per_second"],
+        # Settings published to Redis by an older release lack it.
+        poll_multiplier=float(row.get("poll_multiplier") or 1.0),
         version=settings_version(row),
     )
 
@@ -85,6 +87,9 @@ class Refresher:
         self.last_success_ms: int | None = None
         self.store_degraded = False
         self.errors = 0
+        # Delivery control (danmaku.delivery), run after each tick; the
+        # runtime installs it.
+        self.delivery = None
 
     @property
     def uses_redis(self) -> bool:
@@ -241,7 +246,8 @@ class Refresher:
             entry.epochs = (self.cache.epoch,)
             entry.ring.add(batch.items.get(ref.room_id, ()))
             _retract(entry, batch.retracted.get(ref.room_id, ()))
-            entry.ring.seal_through(self.sealable_second(batch.now_ms))
+            entry.since = self.sealable_second(batch.now_ms)
+            entry.ring.seal_through(entry.since)
             entry.degraded = degraded
             self.cache.publish(entry)
             return entry
@@ -291,6 +297,11 @@ class Refresher:
             self.errors += 1
             REFRESH_ERRORS.inc()
             logger.exception("refresher tick failed; pulls keep answering from the rings")
+        try:
+            if self.delivery is not None:
+                self.delivery.tick()
+        except Exception:
+            logger.exception("delivery control failed this tick; the rooms keep their last decisions")
         finally:
             # Also after a failure: the lag gauge must show an outage grow.
             observe_refresher(self)

@@ -14,7 +14,10 @@ fallback_log = RateLimitedLog(logger, every_seconds=10)
 
 # The emergency preset: what a room switches to during a spike (slow mode,
 # slower polling, a tighter screen, comments checked before anyone sees them).
-EMERGENCY_FIELDS = ("user_send_interval_ms", "poll_interval_ms", "display_cap_per_second", "moderation_policy")
+# Slower polling is the staff multiplier, which answers report as "busy",
+# as delivery control's own stretching is.
+EMERGENCY_FIELDS = ("user_send_interval_ms", "poll_multiplier", "display_cap_per_second", "moderation_policy")
+EMERGENCY_POLL_MULTIPLIER = 2.0
 
 
 def room_create(*, slug: str, title: str = "") -> tuple[Room, bool]:
@@ -49,7 +52,7 @@ def room_settings_publish(*, room: Room) -> None:
 def _emergency_values(room: Room) -> dict:
     return {
         "user_send_interval_ms": max(room.user_send_interval_ms, 10_000),
-        "poll_interval_ms": min(max(room.poll_interval_ms * 2, 6000), 60_000),
+        "poll_multiplier": max(room.poll_multiplier, EMERGENCY_POLL_MULTIPLIER),
         "display_cap_per_second": min(room.display_cap_per_second, 10),
         "moderation_policy": Room.Policy.PRE,
     }

@@ -12,10 +12,13 @@ import threading
 
 from django.conf import settings
 
+from danmaku.delivery import Delivery
 from danmaku.pull.cache import PullCache, PullConfig
+from danmaku.pull.control import Controller
 from danmaku.pull.fastpath import Process, PullFastPath, WSGIApp
 from danmaku.refresher import Refresher
 from danmaku.store import database_store, redis_store, reset_stores
+from infra.nodeshare import node_share
 
 _lock = threading.Lock()
 _cache: PullCache | None = None
@@ -74,6 +77,7 @@ def _build() -> None:
                 join_seconds=settings.DANMAKU_JOIN_SECONDS,
                 window_seconds=settings.DANMAKU_WINDOW_SECONDS,
                 degraded_multiplier=settings.DANMAKU_DEGRADED_MULTIPLIER,
+                max_next_ms=settings.DANMAKU_MAX_NEXT_MS,
                 max_age_seconds=settings.DANMAKU_PULL_MAX_AGE_SECONDS,
                 unknown_room_lookups_per_second=settings.DANMAKU_UNKNOWN_ROOM_LOOKUPS_PER_SECOND,
             )
@@ -87,6 +91,12 @@ def _build() -> None:
             interval_ms=settings.DANMAKU_REFRESH_INTERVAL_MS,
         )
         cache.set_activator(refresher.activate)
+        controller = Controller(
+            poll_budget=settings.DANMAKU_PULL_BUDGET_PER_SECOND or None,
+            egress_budget=settings.DANMAKU_EGRESS_BUDGET_BYTES_PER_SECOND or None,
+            max_multiplier=settings.DANMAKU_MAX_POLL_MULTIPLIER,
+        )
+        refresher.delivery = Delivery(cache=cache, controller=controller, share=node_share(), cluster=redis_store())
         _refresher = refresher
         _cache = cache
 

@@ -111,3 +111,9 @@ class PullOut(Schema):
     missed: int = Field(description="Comments not shown because the room's display cap was hit.")
     items: PullItems
     deleted: list[int] = Field(description="Ids retracted since the cursor; remove them from the screen.")
+    viewers: int = Field(
+        description=(
+            "An estimate of the room's viewers across the service (from the intervals the servers handed out), "
+            "rounded to two significant digits from 100 on and refreshed every few seconds; 0 until counted."
+        )
+    )

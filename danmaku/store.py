@@ -42,6 +42,7 @@ ROOM_FIELDS = (
     "quiet_interval_ms",
     "quiet_after_seconds",
     "display_cap_per_second",
+    "poll_multiplier",
     "updated_at",
 )
 ITEM_FIELDS = (
@@ -503,6 +504,33 @@ class RedisStore:
                     client=pipe,
                 )
             return sum(pipe.execute())
+
+    # -- audience (danmaku.delivery) -----------------------------------------
+
+    def viewers_key(self, window: int) -> str:
+        return f"{self.prefix}:viewers:{window}"
+
+    def add_viewers(self, window: int, counts: dict[int, int], *, keep_seconds: int) -> None:
+        """Add one process's viewers per room to the window's cluster-wide tally."""
+        if not counts:
+            return
+        with _unavailable_on_error("add_viewers"):
+            key = self.viewers_key(window)
+            pipe = self.client.pipeline(transaction=False)
+            for room_id, count in counts.items():
+                pipe.hincrby(key, room_id, count)
+            pipe.expire(key, keep_seconds)
+            pipe.execute()
+
+    def viewers(self, window: int, room_ids: list[int] | None = None) -> dict[int, int]:
+        """The window's tally: viewers per room over every process that added."""
+        with _unavailable_on_error("viewers"):
+            key = self.viewers_key(window)
+            if room_ids is None:
+                raw = self.client.hgetall(key)
+                return {int(room): int(count) for room, count in raw.items()}
+            values = self.client.hmget(key, room_ids) if room_ids else []
+            return {room: int(value) for room, value in zip(room_ids, values, strict=True) if value is not None}
 
     def room_row(self, slug: str) -> dict | None:
         """A room's settings as last published (used while the database is down)."""

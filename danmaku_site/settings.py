@@ -345,6 +345,15 @@ DANMAKU_REFRESHER_AUTOSTART = env_bool("DANMAKU_REFRESHER_AUTOSTART", True)
 DANMAKU_REFRESH_INTERVAL_MS = env_int("DANMAKU_REFRESH_INTERVAL_MS", 1000, minimum=50)
 DANMAKU_PULL_MAX_AGE_SECONDS = env_int("DANMAKU_PULL_MAX_AGE_SECONDS", 1, minimum=0)
 DANMAKU_DEGRADED_MULTIPLIER = env_float("DANMAKU_DEGRADED_MULTIPLIER", 2.0)
+# Delivery control (danmaku.delivery): what one node (a gunicorn or granian
+# instance, all its workers) may serve. 0: no budget.
+DANMAKU_PULL_BUDGET_PER_SECOND = env_float("DANMAKU_PULL_BUDGET_PER_SECOND", 0.0, minimum=0.0)
+DANMAKU_EGRESS_BUDGET_BYTES_PER_SECOND = env_float("DANMAKU_EGRESS_BUDGET_BYTES_PER_SECOND", 0.0, minimum=0.0)
+# The controller stretches next_ms by at most this factor; and no answer asks
+# a viewer to wait longer than DANMAKU_MAX_NEXT_MS (or the room's quiet
+# interval, where that is longer), whatever the multipliers.
+DANMAKU_MAX_POLL_MULTIPLIER = env_float("DANMAKU_MAX_POLL_MULTIPLIER", 5.0, minimum=1.0)
+DANMAKU_MAX_NEXT_MS = env_int("DANMAKU_MAX_NEXT_MS", 30_000, minimum=1000)
 DANMAKU_DEFAULT_AVATAR_URL = env_str("DANMAKU_DEFAULT_AVATAR_URL", "/static/danmaku/avatar-default.svg")
 # Answer GET /api/v1/rooms/<slug>/danmaku in a thin WSGI layer in front of
 # Django (danmaku.pull.fastpath), from the same bytes the ninja endpoint

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
+from danmaku.audience import room_viewers
 from danmaku.auth import send_auth
 from danmaku.errors import Forbidden
 from danmaku.models import Danmaku
@@ -83,6 +84,7 @@ def _summary(summary: selectors.RoomSummary) -> dict:
         "hidden": summary.hidden,
         "throttle": {
             "poll_interval_ms": room.poll_interval_ms,
+            "poll_multiplier": room.poll_multiplier,
             "quiet_interval_ms": room.quiet_interval_ms,
             "user_send_interval_ms": room.user_send_interval_ms,
             "room_send_cap_per_second": room.room_send_cap_per_second,
@@ -91,6 +93,7 @@ def _summary(summary: selectors.RoomSummary) -> dict:
             "is_open": room.is_open,
             "emergency": summary.emergency,
         },
+        "viewers": room_viewers(room_id=room.id, slug=room.slug),
     }
 
 

@@ -78,6 +78,9 @@ class RoomThrottleOut(Schema):
     user_send_interval_ms: int = Field(..., description="Slow mode: least time between two comments of one user.")
     room_send_cap_per_second: int
     display_cap_per_second: int
+    poll_multiplier: float = Field(
+        ..., description="Staff's stretch of every poll interval (the emergency preset sets 2); answers say busy."
+    )
     moderation_policy: str
     is_open: bool
     emergency: bool = Field(..., description="Whether the emergency preset is on.")
@@ -93,3 +96,10 @@ class RoomSummaryOut(Schema):
     hidden_window_seconds: int = Field(SUMMARY_HIDDEN_SECONDS)
     hidden: int = Field(..., description=f"Comments of the last {SUMMARY_HIDDEN_SECONDS} s that are hidden now.")
     throttle: RoomThrottleOut
+    viewers: int | None = Field(
+        ...,
+        description=(
+            "Estimated viewers now (across the service with Redis, else this node), rounded; "
+            "null when no pull process serves the room."
+        ),
+    )

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from danmaku.pull import wire
+from danmaku.pull.control import sparse_interval_ms
+from danmaku.pull.meter import RoomMeter
 from danmaku.pull.ringbuffer import RingView, RoomRing
 from infra.ratelimitlog import RateLimitedLog
 from infra.tokenbucket import TokenBucket
@@ -82,9 +84,24 @@ class RoomSettings:
     quiet_interval_ms: int = 10000
     quiet_after_seconds: int = 30
     display_cap_per_second: int = 30
-    # Multiplies next_ms during spikes (bandwidth control).
+    # The staff's multiplier of next_ms (the room admin, the emergency
+    # preset); the controller's own multiplies it (RoomControl).
     poll_multiplier: float = 1.0
     version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RoomControl:
+    """What delivery control (danmaku.delivery) decided for a room; swapped
+    whole, about once a second, by the refresher."""
+
+    # The controller's multiplier of next_ms (the poll budget).
+    multiplier: float = 1.0
+    # The room's viewers, rounded, as the pull answer shows them.
+    viewers: int = 0
+
+
+NO_CONTROL = RoomControl()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +111,9 @@ class PullConfig:
     window_seconds: int = 60
     # next_ms while the refresher cannot read the store.
     degraded_multiplier: float = 2.0
+    # No answer asks a viewer to wait longer than this, or than the room's
+    # quiet interval where that is longer (multipliers are bounded by it).
+    max_next_ms: int = 30_000
     max_age_seconds: int = 1
     # Lookups of rooms this process does not know that may find nothing, per
     # second (and as many at once): each is a database query. A lookup that
@@ -112,11 +132,17 @@ class RoomEntry:
     # Store epochs this ring has held continuously: a cursor from one of them
     # can be continued exactly even after the epoch changed.
     epochs: tuple[int, ...] = ()
-    # ((view, settings, degraded, epoch), answers by cursor key, answers by
-    # the cursor exactly as the client spelled it): an answer depends on all
-    # four, so a change to any of them starts a new memo. The second dict lets
-    # a repeated pull skip parsing its cursor altogether.
+    # ((view, settings, degraded, epoch, control), answers by cursor key,
+    # answers by the cursor exactly as the client spelled it): an answer
+    # depends on all five, so a change to any of them starts a new memo. The
+    # second dict lets a repeated pull skip parsing its cursor altogether.
     memo: tuple[tuple | None, dict, dict] = field(default_factory=lambda: (None, {}, {}))
+    control: RoomControl = NO_CONTROL
+    # Polls, bytes and viewers served (danmaku.pull.meter).
+    meter: RoomMeter = field(default_factory=RoomMeter)
+    # The second this process started serving the room: a room with no
+    # comment in its window counts as quiet since then (sparse control).
+    since: int | None = None
 
 
 @dataclass(slots=True)
@@ -135,6 +161,10 @@ class PullAnswer:
     etag: str = ""
     cache_control: str = "no-store"
     http: list | None = field(default=None, compare=False)
+    # The room's meter, counted once per request served (None: an error,
+    # counted only by status), and the next_ms the answer asks for.
+    meter: RoomMeter | None = field(default=None, compare=False)
+    next_ms: int = 0
 
 
 class SharedAnswer:
@@ -250,6 +280,7 @@ class PullCache:
             and stamp[1] is entry.settings
             and stamp[2] is entry.degraded
             and stamp[3] == self.epoch
+            and stamp[4] is entry.control
         )
 
     def _answer(self, entry: RoomEntry, after: str | None) -> PullAnswer:
@@ -258,7 +289,7 @@ class PullCache:
         _, memo, by_raw = entry.memo
         if not self._memo_current(entry, view):
             memo, by_raw = {}, {}
-            entry.memo = ((view, entry.settings, entry.degraded, self.epoch), memo, by_raw)
+            entry.memo = ((view, entry.settings, entry.degraded, self.epoch, entry.control), memo, by_raw)
         else:
             shared = by_raw.get(after)
             if shared is not None:
@@ -323,11 +354,19 @@ class PullCache:
         # An empty ring (room activated this instant) hands back what it got.
         cursor_second = read.newest if read.newest is not None else max(after or 0, 0)
         cursor = wire.encode_cursor(self.epoch, cursor_second)
-        next_ms, reason = self._next_ms(entry, view)
+        next_ms, reason = self._next_ms(entry, view, joining=after is None)
         key = f"{settings.slug}|{after}|{view.newest}|{settings.version}|{self.epoch}|{entry.degraded:d}|{gap:d}"
         digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
-        next_ms = int(_jitter(next_ms, digest) * factor)
-        body = wire.encode_pull(cursor=cursor, next_ms=next_ms, reason=reason, gap=gap, slots=read.slots)
+        longest = max(self.config.max_next_ms, settings.quiet_interval_ms, settings.poll_interval_ms)
+        next_ms = min(int(_jitter(next_ms, digest) * factor), longest)
+        body = wire.encode_pull(
+            cursor=cursor,
+            next_ms=next_ms,
+            reason=reason,
+            gap=gap,
+            slots=read.slots,
+            viewers=entry.control.viewers,
+        )
         gzipped = gzip.compress(body, 6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None
         # The ETag hashes the body itself, not the answer's identity: a
         # retraction rebuilds a second's answer under the same identity, and
@@ -340,19 +379,33 @@ class PullCache:
             gzipped=gzipped,
             etag=f'"{etag}"',
             cache_control=f"public, max-age={self.config.max_age_seconds}",
+            meter=entry.meter,
+            next_ms=next_ms,
         )
 
-    def _next_ms(self, entry: RoomEntry, view: RingView) -> tuple[int, str]:
+    def _next_ms(self, entry: RoomEntry, view: RingView, *, joining: bool) -> tuple[int, str]:
+        """The interval an answer asks for, before jitter, and why.
+
+        A viewer joining gets the room's normal interval; afterwards the
+        interval grows the longer the room stays quiet (sparse control).
+        Staff's and the controller's multipliers stretch it ("busy"); a
+        store that cannot be read stretches it more ("degraded")."""
         settings = entry.settings
+        interval = settings.poll_interval_ms
         if entry.degraded:
-            return int(settings.poll_interval_ms * self.config.degraded_multiplier), "degraded"
-        if settings.poll_multiplier > 1.0:
-            return int(settings.poll_interval_ms * settings.poll_multiplier), "busy"
-        newest = view.newest
-        last_active = view.last_active_second()
-        if newest is not None and (last_active is None or newest - last_active >= settings.quiet_after_seconds):
-            return max(settings.quiet_interval_ms, settings.poll_interval_ms), "quiet"
-        return settings.poll_interval_ms, "normal"
+            return int(interval * self.config.degraded_multiplier), "degraded"
+        if not joining:
+            interval = sparse_interval(entry, view)
+        reason = "quiet" if interval > settings.poll_interval_ms else "normal"
+        multiplier = settings.poll_multiplier * entry.control.multiplier
+        if multiplier > 1.0:
+            return int(interval * multiplier), "busy"
+        return interval, reason
+
+    def base_interval_ms(self, entry: RoomEntry, view: RingView) -> float:
+        """The interval the room's viewers get before delivery control: sparse
+        control and the staff's multiplier (what the controller weighs)."""
+        return sparse_interval(entry, view) * entry.settings.poll_multiplier
 
     def _error(self, status: int, detail: str, *, cache_control: str = "no-store") -> PullAnswer:
         key = (status, detail)
@@ -391,6 +444,26 @@ class PullCache:
 
     def forget(self, slug: str) -> None:
         self.rooms.pop(slug, None)
+
+
+def sparse_interval(entry: RoomEntry, view: RingView) -> int:
+    settings = entry.settings
+    return sparse_interval_ms(
+        settings.poll_interval_ms, settings.quiet_interval_ms, settings.quiet_after_seconds, quiet_seconds(entry, view)
+    )
+
+
+def quiet_seconds(entry: RoomEntry, view: RingView) -> int:
+    """How long the room has had no comment, as of its newest sealed second:
+    since its last comment in the window, else since this process started
+    serving it (a new room is not punished for having had none yet)."""
+    newest = view.newest
+    if newest is None:
+        return 0
+    last = view.last_active_second()
+    if last is None:
+        last = entry.since if entry.since is not None else view.oldest
+    return max(0, newest - last)
 
 
 def _jitter(next_ms: int, digest: str) -> int:

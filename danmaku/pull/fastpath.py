@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from danmaku.pull.cache import PullCache
-from danmaku.pull.response import AFTER_MAX_LENGTH, HttpAnswer, respond
+from danmaku.pull.response import AFTER_MAX_LENGTH, HttpAnswer, count, respond
 from infra.pullcounts import count_pull
 
 PREFIX = "/api/v1/rooms/"
@@ -119,6 +119,7 @@ class PullFastPath:
                     if_none_match=environ.get("HTTP_IF_NONE_MATCH"),
                 )
                 count_pull(http.status)
+                count(answer, http)
                 return http
         return None
 

@@ -30,6 +30,10 @@ AFTER_MAX_LENGTH = 64
 # Seconds a client waits after a 503 (a room that could not be activated).
 RETRY_AFTER_SECONDS = 1
 CONTENT_TYPE = "application/json"
+# What the server adds to an answer's head (Server, Date, Connection: about
+# this much under gunicorn), so that the bytes counted for the egress budget
+# are those that leave the node, not only the app's part.
+SERVER_HEAD_BYTES = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,9 @@ class HttpAnswer:
     # iterable chunk by chunk across the GIL (several times the cost of the
     # whole pull). Shared like ``headers``: never to be mutated.
     chunks: list[bytes]
+    # Bytes on the wire: status line, headers (the server's own included,
+    # about SERVER_HEAD_BYTES) and body; what the egress budget counts.
+    size: int = 0
 
 
 # Where each form of an answer is kept in ``PullAnswer.http``.
@@ -127,13 +134,25 @@ def _build(answer: PullAnswer, form: int) -> HttpAnswer:
         headers.append(("Retry-After", str(RETRY_AFTER_SECONDS)))
     headers += deployment_headers()
     status = HTTPStatus.NOT_MODIFIED if not_modified else answer.status
+    status_line = _status_line(status)
+    body = b"" if not_modified else body
+    # "HTTP/1.1 " + status line, "name: value\r\n" each, the blank line.
+    head = 9 + len(status_line) + 2 + sum(len(name) + len(value) + 4 for name, value in headers) + 2
     return HttpAnswer(
         status=status,
-        status_line=_status_line(status),
+        status_line=status_line,
         headers=headers,
-        body=b"" if not_modified else body,
+        body=body,
         chunks=[] if not_modified else [body],
+        size=head + SERVER_HEAD_BYTES + len(body),
     )
+
+
+def count(answer: PullAnswer, http: HttpAnswer) -> None:
+    """Count a pull served (its room's meter: polls, bytes, viewers)."""
+    meter = answer.meter
+    if meter is not None:
+        meter.count(http.size, answer.next_ms)
 
 
 @functools.cache

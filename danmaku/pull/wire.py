@@ -63,6 +63,7 @@ def encode_pull(
     reason: str,
     gap: bool,
     slots: Iterable[Slot],
+    viewers: int = 0,
 ) -> bytes:
     """The JSON body of a pull answer, items as columns.
 
@@ -116,5 +117,6 @@ def encode_pull(
                 "text": texts,
             },
             "deleted": deleted,
+            "viewers": viewers,
         }
     )

@@ -179,19 +179,25 @@ def test_emergency_preset_applies_through_the_admin_and_undoes(admin_client, roo
     response = admin_client.post(changelist, {"action": "emergency_apply", "_selected_action": [room.pk]})
     assert response.status_code == 302
     room.refresh_from_db()
-    assert (room.user_send_interval_ms, room.poll_interval_ms, room.display_cap_per_second) == (10_000, 6000, 10)
+    assert (room.user_send_interval_ms, room.poll_multiplier, room.display_cap_per_second) == (10_000, 2.0, 10)
+    assert room.poll_interval_ms == 3000
     assert room.moderation_policy == "pre"
     runtime.refresher().refresh_once()
-    assert runtime.pull_cache().rooms["live"].settings.poll_interval_ms == 6000
+    # Slower polling is the staff multiplier: viewers are told why.
+    answer = client.get(URL).json()
+    assert answer["reason"] == "busy"
+    assert 6000 * 0.9 <= answer["next_ms"] <= 6000 * 1.1
 
     # Applying twice keeps the first backup.
     admin_client.post(changelist, {"action": "emergency_apply", "_selected_action": [room.pk]})
     admin_client.post(changelist, {"action": "emergency_undo", "_selected_action": [room.pk]})
     room.refresh_from_db()
 
-    assert (room.user_send_interval_ms, room.poll_interval_ms, room.display_cap_per_second) == (1000, 3000, 30)
+    assert (room.user_send_interval_ms, room.poll_multiplier, room.display_cap_per_second) == (1000, 1.0, 30)
     assert room.moderation_policy == "post"
     assert room.emergency_backup is None
+    runtime.refresher().refresh_once()
+    assert client.get(URL).json()["reason"] != "busy"
 
 
 def test_full_check_retraction_writes_one_audit_row(client, room, auth_headers):

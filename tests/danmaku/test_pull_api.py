@@ -119,7 +119,7 @@ def test_join_body_is_columnar_with_every_field(client, room, user):
 
     body = pull(client).json()
 
-    assert set(body) == {"cursor", "next_ms", "reason", "gap", "missed", "items", "deleted"}
+    assert set(body) == {"cursor", "next_ms", "reason", "gap", "missed", "items", "deleted", "viewers"}
     epoch, second_of_cursor = decode_cursor(body["cursor"])
     assert epoch == EPOCH
     assert second_of_cursor >= first.ts_ms // 1000
@@ -364,20 +364,65 @@ def test_first_pull_of_a_room_activates_it_with_bounded_queries(client, room, dj
 # -- next_ms and reason ---------------------------------------------------------
 
 
-def test_quiet_room_polls_at_the_quiet_interval(client, room):
-    Room.objects.filter(pk=room.pk).update(quiet_interval_ms=12_000)
+def test_room_quiet_for_longer_than_quiet_after_seconds_polls_at_its_quiet_interval(client, room, user):
+    Room.objects.filter(pk=room.pk).update(quiet_after_seconds=5, quiet_interval_ms=12_000)
+    add(room, user, now_ms() - 20_000)
+    cursor = pull(client).json()["cursor"]
 
-    body = pull(client).json()
+    body = pull(client, cursor).json()
 
     assert body["reason"] == "quiet"
     assert within(body["next_ms"], 12_000)
 
 
-def test_room_quiet_for_longer_than_quiet_after_seconds_is_quiet(client, room, user):
+def test_a_viewer_joining_a_quiet_room_gets_its_normal_interval(client, room, user):
     Room.objects.filter(pk=room.pk).update(quiet_after_seconds=5)
     add(room, user, now_ms() - 20_000)
 
-    assert pull(client).json()["reason"] == "quiet"
+    body = pull(client).json()
+
+    assert body["reason"] == "normal"
+    assert within(body["next_ms"], 3000)
+
+
+def test_a_new_rooms_interval_grows_gradually_from_its_first_viewer(client, room, clock):
+    """No comment ever: the room is quiet since its first viewer came, and
+    its interval grows from the normal 3 s to the quiet 10 s at its
+    quiet_after_seconds (30), not at once."""
+    first = pull(client).json()
+    assert (first["reason"], within(first["next_ms"], 3000)) == ("normal", True)
+    cursor = first["cursor"]
+    seen = []
+    for _ in range(8):
+        clock.advance_ms(5000)
+        runtime.refresher().refresh_once()
+        body = pull(client, cursor).json()
+        cursor = body["cursor"]
+        seen.append((body["reason"], body["next_ms"]))
+
+    intervals = [next_ms for _, next_ms in seen]
+    # 5 s quiet: still about the normal interval; then growing; 10 s from 30 s on.
+    assert intervals[0] <= 3000 * 1.3 * 1.1
+    assert intervals[1] < intervals[3] < intervals[5]
+    assert all(within(next_ms, 10_000) for next_ms in intervals[6:])
+    assert {reason for reason, _ in seen} == {"quiet"}
+
+
+def test_a_comment_ends_the_quiet_at_once(client, room, user, clock):
+    Room.objects.filter(pk=room.pk).update(quiet_after_seconds=5)
+    cursor = pull(client).json()["cursor"]
+    clock.advance_ms(10_000)
+    runtime.refresher().refresh_once()
+    body = pull(client, cursor).json()
+    assert body["reason"] == "quiet"
+
+    add(room, user, clock.now_ms)
+    clock.advance_ms(2000)
+    runtime.refresher().refresh_once()
+    body = pull(client, body["cursor"]).json()
+
+    assert len(body["items"]["id"]) == 1
+    assert (body["reason"], within(body["next_ms"], 3000)) == ("normal", True)
 
 
 def test_active_room_polls_at_the_poll_interval(client, room, user):
@@ -415,14 +460,11 @@ def test_room_setting_saved_in_admin_style_reaches_the_next_pull(client, room):
     # A tick that reads every room's settings, then ticks that read only
     # rooms saved since: the save must reach the pulls through the latter.
     runtime.refresher().refresh_once()
-    room.quiet_interval_ms = 20_000
+    room.poll_interval_ms = 5000
     room.save()
     runtime.refresher().refresh_once()
 
-    body = pull(client).json()
-
-    assert body["reason"] == "quiet"
-    assert within(body["next_ms"], 20_000)
+    assert within(pull(client).json()["next_ms"], 5000)
 
 
 def test_deleted_room_stops_answering_after_the_next_full_settings_read(client, room, monkeypatch):

@@ -100,6 +100,7 @@ def test_summary_reports_throttle_settings(room):
 
     assert body["throttle"] == {
         "poll_interval_ms": 4000,
+        "poll_multiplier": 1.0,
         "quiet_interval_ms": 12_000,
         "user_send_interval_ms": 5000,
         "room_send_cap_per_second": 50,
@@ -120,9 +121,9 @@ def test_summary_shows_the_emergency_preset_until_undone(room):
     off = Client().get(SUMMARY.format(room=room.slug), **headers).json()["throttle"]
 
     assert on["emergency"] is True
-    assert (on["user_send_interval_ms"], on["poll_interval_ms"], on["moderation_policy"]) == (10_000, 6000, "pre")
+    assert (on["user_send_interval_ms"], on["poll_multiplier"], on["moderation_policy"]) == (10_000, 2.0, "pre")
     assert off["emergency"] is False
-    assert (off["user_send_interval_ms"], off["poll_interval_ms"], off["moderation_policy"]) == (0, 3000, "post")
+    assert (off["user_send_interval_ms"], off["poll_multiplier"], off["moderation_policy"]) == (0, 1.0, "post")
 
 
 @pytest.mark.parametrize(("role", "status"), ROLE_STATUS.items())

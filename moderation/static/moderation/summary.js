@@ -11,11 +11,13 @@ export function showSummary(s) {
   $("count-held").textContent = s.held;
   $("count-hidden").textContent = s.hidden;
   $("label-hidden").textContent = `hidden in the last ${span(s.hidden_window_seconds)}`;
+  // null: no pull process serves the room now.
+  $("count-viewers").textContent = s.viewers === null ? "–" : s.viewers.toLocaleString("en");
   const t = s.throttle;
   const items = [
     ["Policy", t.moderation_policy],
     ["Room", t.is_open ? "open" : "closed"],
-    ["Poll", duration(t.poll_interval_ms)],
+    ["Poll", duration(t.poll_interval_ms) + (t.poll_multiplier > 1 ? ` ×${t.poll_multiplier}` : "")],
     ["Quiet poll", duration(t.quiet_interval_ms)],
     ["Slow mode", duration(t.user_send_interval_ms)],
     ["Send cap", `${t.room_send_cap_per_second}/s`],

@@ -152,7 +152,7 @@ def slots() -> tuple[Slot, ...]:
 def test_pull_body_is_json_with_the_contract_fields(slots):
     body = pull(slots, cursor="1-2s", next_ms=4500, reason="busy", gap=True)
 
-    assert set(body) == {"cursor", "next_ms", "reason", "gap", "missed", "items", "deleted"}
+    assert set(body) == {"cursor", "next_ms", "reason", "gap", "missed", "items", "deleted", "viewers"}
     assert (body["cursor"], body["next_ms"], body["reason"], body["gap"]) == ("1-2s", 4500, "busy", True)
     assert list(body["items"]) == COLUMNS
 

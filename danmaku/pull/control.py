@@ -1,0 +1,186 @@
+"""Delivery control: how often each room's viewers poll and how many comments
+an answer carries, so that a node stays within its budgets.
+
+Pure (no Django, no I/O): ``danmaku.delivery`` feeds it the node's
+measurements once a second and installs its decisions in the rooms.
+
+Policy, per viewer rather than per room (max-min fairness):
+
+- Polls. Each viewer is allowed at most ``rate_level`` polls a second. A
+  viewer of a room whose interval already asks for fewer (a quiet room) is
+  untouched; the fastest-polling rooms give way first, and every viewer of
+  them gets the same longer interval. A viewer costs the node the same per
+  poll in any room, so a popular room's viewers are not stretched more than
+  anyone else's.
+- Bytes. Each viewer is allowed at most ``comment_level`` comments a second.
+  The liveliest rooms are cut first (their answers are the large ones); a
+  room below the level keeps every comment. Stretching the interval does not
+  help here: a viewer polling half as often gets twice the comments per
+  answer.
+
+Both levels are found by water-filling over the rooms' viewers, smoothed,
+and changed only past a dead band, so the decisions neither jitter nor
+oscillate; both return to "no limit" as soon as the demand fits again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+# Aim this far below a budget: the crowd's jitter and crowd variants make
+# it poll a few per cent more often than its mean interval says.
+HEADROOM = 0.97
+# A level moves only when the new one differs by more than this share (no
+# jitter in next_ms from measurement noise).
+DEAD_BAND = 0.04
+# The egress estimate of bytes per comment is smoothed with this weight for
+# the newest second.
+SMOOTHING = 0.3
+# The comment level rises by at most this factor a second: the bytes react
+# an interval late, and a level that overshoots upwards floods the uplink.
+COMMENT_LEVEL_RISE = 1.25
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLoad:
+    """One room as the node sees it this second."""
+
+    key: str
+    # Viewers now (the node's, from the intervals it handed out).
+    viewers: float
+    # The interval its viewers get without any multiplier (sparse control
+    # included), in seconds.
+    interval_s: float
+    # Comments arriving per second (before any display cap).
+    arrivals: float
+    # The staff's display cap, comments per second.
+    display_cap: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    # Auto multiplier of next_ms per room (1.0: none).
+    multipliers: dict[str, float]
+    # Comments shown per second per room where the egress budget cuts it
+    # (fractional: the writer alternates between the integers around it).
+    caps: dict[str, float]
+    rate_level: float | None
+    comment_level: float | None
+
+
+def sparse_interval_ms(poll_ms: int, quiet_ms: int, quiet_after_s: int, quiet_for_s: float) -> int:
+    """The interval of a room quiet for ``quiet_for_s`` seconds: the normal
+    one while the last comment is less than one normal interval old, then
+    growing geometrically to the quiet one at ``quiet_after_s`` (3 s -> 3.3 s
+    after 5 s -> 5.3 s after 18 s -> 10 s after 30 s with the defaults), so a
+    comment in a room quiet for a few seconds is still seen within about the
+    normal interval."""
+    grace_s = poll_ms / 1000
+    if quiet_ms <= poll_ms or quiet_for_s < grace_s:
+        return poll_ms
+    if quiet_for_s >= quiet_after_s:
+        return quiet_ms
+    return int(poll_ms * (quiet_ms / poll_ms) ** ((quiet_for_s - grace_s) / (quiet_after_s - grace_s)))
+
+
+def water_level(demands: Sequence[tuple[float, float]], budget: float) -> float | None:
+    """The level L with sum(weight * min(demand, L)) == budget, or None when
+    every demand fits (no limit needed). ``demands`` are (demand, weight)."""
+    total = sum(weight * demand for demand, weight in demands)
+    if total <= budget:
+        return None
+    ordered = sorted((d, w) for d, w in demands if w > 0)
+    below = 0.0  # sum of weight * demand for demands under the level
+    weight_left = sum(w for _, w in ordered)
+    for demand, weight in ordered:
+        # Everything from here on is cut to the level: is this demand under it?
+        level = (budget - below) / weight_left if weight_left else math.inf
+        if demand >= level:
+            return max(level, 0.0)
+        below += weight * demand
+        weight_left -= weight
+    return None
+
+
+def _settled(old: float | None, new: float | None, *, rise: float = math.inf) -> float | None:
+    """``new`` unless it is within the dead band of ``old``; a rise is capped."""
+    if new is None or old is None:
+        return new
+    if abs(new - old) <= DEAD_BAND * old:
+        return old
+    return min(new, old * rise)
+
+
+class Controller:
+    """Keeps a node within its poll and egress budgets (``None``: off).
+
+    ``decide`` is called about once a second with the node's rooms and what
+    the node served in the last second; it returns the multipliers and caps
+    to install. State: the two levels and the bytes-per-comment estimate.
+    """
+
+    def __init__(self, *, poll_budget: float | None, egress_budget: float | None, max_multiplier: float) -> None:
+        self.poll_budget = poll_budget
+        self.egress_budget = egress_budget
+        self.max_multiplier = max_multiplier
+        self.rate_level: float | None = None
+        self.comment_level: float | None = None
+        self.bytes_per_comment: float | None = None
+
+    def decide(
+        self, rooms: Iterable[RoomLoad], *, polls: float, egress: float, answer_overhead: float, delivered: float
+    ) -> Decision:
+        """``polls`` and ``egress`` are the node's last second; ``answer_overhead``
+        the bytes of an answer without comments; ``delivered`` the comments
+        per second the viewers were sent (sum of viewers x comments shown per
+        second)."""
+        rooms = list(rooms)
+        multipliers = self._polls(rooms)
+        caps = self._bytes(rooms, polls=polls, egress=egress, overhead=answer_overhead, delivered=delivered)
+        return Decision(multipliers, caps, self.rate_level, self.comment_level)
+
+    def _polls(self, rooms: list[RoomLoad]) -> dict[str, float]:
+        if not self.poll_budget:
+            self.rate_level = None
+            return {}
+        demands = [(1.0 / room.interval_s, room.viewers) for room in rooms if room.interval_s > 0]
+        target = water_level(demands, self.poll_budget * HEADROOM)
+        self.rate_level = _settled(self.rate_level, target)
+        level = self.rate_level
+        if level is None:
+            return {}
+        # Bounded: past max_multiplier the node goes over its budget rather
+        # than keep viewers waiting longer.
+        return {
+            room.key: min(self.max_multiplier, 1.0 / (level * room.interval_s))
+            for room in rooms
+            if room.interval_s > 0 and 1.0 / room.interval_s > level
+        }
+
+    def _bytes(
+        self, rooms: list[RoomLoad], *, polls: float, egress: float, overhead: float, delivered: float
+    ) -> dict[str, float]:
+        if not self.egress_budget:
+            self.comment_level = None
+            return {}
+        comment_bytes = egress - polls * overhead
+        if delivered > 0 and comment_bytes > 0:
+            measured = comment_bytes / delivered
+            previous = self.bytes_per_comment
+            self.bytes_per_comment = measured if previous is None else previous + SMOOTHING * (measured - previous)
+        if not self.bytes_per_comment:
+            return {}
+        # Bytes the comments may take: the budget less what answers cost
+        # without them, in comments per second over all viewers.
+        room_for = (self.egress_budget * HEADROOM - polls * overhead) / self.bytes_per_comment
+        demands = [(min(room.arrivals, room.display_cap), room.viewers) for room in rooms]
+        target = water_level(demands, max(room_for, 0.0))
+        self.comment_level = _settled(self.comment_level, target, rise=COMMENT_LEVEL_RISE)
+        level = self.comment_level
+        if level is None:
+            return {}
+        # At least one comment a second: an answer is never empty while the
+        # room has comments.
+        return {room.key: max(1.0, level) for room in rooms if min(room.arrivals, room.display_cap) > level}
