@@ -12,25 +12,54 @@ from hypothesis import strategies as st
 
 from danmaku.pull import wire
 from danmaku.pull.ringbuffer import Item, Slot
-from harness.crowd import AnswerCache, Ledger, ResponseError, Sent, delivery, parse_answer, parse_head, per_second
+from harness.crowd import (
+    REASONS,
+    AnswerCache,
+    CrowdSpec,
+    Ledger,
+    ResponseError,
+    Sent,
+    answers_per_second,
+    delivery,
+    parse_answer,
+    parse_head,
+    per_second,
+)
 from harness.crowd.stats import percentile
-from harness.crowd.viewer import BACKOFF_MAX_MS, backoff_ms
+from harness.crowd.viewer import BACKOFF_MAX_MS, NO_REASON, Recorder, backoff_ms
 
 ids = st.lists(st.integers(min_value=1, max_value=2**53), max_size=30, unique=True)
 
 
-def encoded(item_ids: list[int], *, gap: bool = False, next_ms: int = 3000) -> bytes:
+def encoded(
+    item_ids: list[int], *, gap: bool = False, next_ms: int = 3000, reason: str = "normal", missed: int = 0
+) -> bytes:
     items = tuple(Item(i, 1_000_500, 0xFFFFFF, 0, 7, "nick", "", f"text {i}") for i in item_ids)
     return wire.encode_pull(
-        cursor="1-abc", next_ms=next_ms, reason="normal", gap=gap, slots=[Slot(second=1000, items=items)]
+        cursor="1-abc", next_ms=next_ms, reason=reason, gap=gap, slots=[Slot(second=1000, items=items, missed=missed)]
     )
 
 
-@given(item_ids=ids, gap=st.booleans(), next_ms=st.integers(min_value=1, max_value=600_000), zipped=st.booleans())
-def test_parse_answer_reads_what_the_server_encodes(item_ids, gap, next_ms, zipped):
-    body = encoded(item_ids, gap=gap, next_ms=next_ms)
+@given(
+    item_ids=ids,
+    gap=st.booleans(),
+    next_ms=st.integers(min_value=1, max_value=600_000),
+    reason=st.sampled_from(REASONS),
+    missed=st.integers(min_value=0, max_value=10_000),
+    zipped=st.booleans(),
+)
+def test_parse_answer_reads_what_the_server_encodes(item_ids, gap, next_ms, reason, missed, zipped):
+    body = encoded(item_ids, gap=gap, next_ms=next_ms, reason=reason, missed=missed)
     answer = parse_answer(gzip.compress(body) if zipped else body, gzipped=zipped)
     assert (answer.cursor, answer.next_ms, answer.gap, answer.ids) == ("1-abc", next_ms, gap, tuple(item_ids))
+    assert (REASONS[answer.reason], answer.missed) == (reason, missed)
+
+
+def test_parse_answer_reads_the_viewers_estimate_and_zero_without_one():
+    fields = b'"cursor": "1-a", "next_ms": 3000, "reason": "busy", "gap": false, "missed": 0, "items": {"id": [1]}'
+    told = parse_answer(b"{" + fields + b', "viewers": 9000}', gzipped=False)
+    assert (REASONS[told.reason], told.viewers) == ("busy", 9000)
+    assert parse_answer(b"{" + fields + b"}", gzipped=False).viewers == 0
 
 
 @given(body=st.binary(max_size=200), zipped=st.booleans())
@@ -48,6 +77,11 @@ def test_parse_answer_raises_only_response_error_on_any_bytes(body, zipped):
         b'{"cursor": "1-a", "next_ms": 3000, "gap": false, "items": {"id": ["7"]}}',
         b'{"cursor": "1-a", "next_ms": 3000, "gap": false}',
         b"[]",
+        b'{"cursor": "1-a", "next_ms": 3000, "reason": "sleepy", "gap": false, "missed": 0, "items": {"id": []}}',
+        b'{"cursor": "1-a", "next_ms": 3000, "reason": "normal", "gap": false, "missed": -1, "items": {"id": []}}',
+        b'{"cursor": "1-a", "next_ms": 3000, "reason": "normal", "gap": false, "items": {"id": []}}',
+        b'{"cursor": "1-a", "next_ms": 3000, "reason": "normal", "gap": false, "missed": 0, "items": {"id": []},'
+        b' "viewers": 2.5}',
     ],
 )
 def test_parse_answer_rejects_a_body_that_breaks_the_contract(body):
@@ -153,6 +187,66 @@ def test_delivery_owes_what_was_sent_after_joining_and_settled_before_the_last_a
     result = delivery([complete, missing, told, never], sent)
     assert (result.owed, result.missed, result.missed_in_gap, result.viewers_never_answered) == (6, 1, 1, 1)
     assert result.examples == [(1, [3])]
+
+
+def test_delivery_owes_a_viewer_that_left_nothing_after_it_left():
+    sent = [Sent(1, 11.0, 11.1), Sent(2, 20.0, 20.1), Sent(3, 40.0, 40.1)]
+    # Left at 30 s: its last answer (29 s) came before; comment 3 is not owed.
+    left = ledger(0, {1, 2}, last=29.0, left_at=30.0)
+    result = delivery([left], sent)
+    assert (result.owed, result.missed) == (2, 0)
+
+
+def test_delivery_counts_only_misses_beyond_what_the_answers_reported_cut():
+    sent = [Sent(n, 10.0 + n, 10.1 + n) for n in range(1, 6)]
+    told = ledger(0, {1, 2}, reported_missed=3)  # 3 left out by the display cap, and said so
+    silent = ledger(1, {1, 2, 3}, reported_missed=1)  # 2 missing, 1 said
+    result = delivery([told, silent], sent)
+    assert (result.missed, result.missed_unreported) == (5, 1)
+
+
+def test_recorder_keeps_what_each_answer_said_in_step_with_its_time():
+    recorder = Recorder()
+    recorder.poll(1.0, 0.01, 200, 300, parse_answer(encoded([1, 2], reason="busy", missed=4), gzipped=False))
+    recorder.poll(2.0, 0.01, 503, 90)
+    assert list(recorder.status) == [200, 503]
+    assert list(recorder.reason) == [REASONS.index("busy"), NO_REASON]
+    assert (list(recorder.items), list(recorder.missed), list(recorder.next_ms)) == ([2, 0], [4, 0], [3000, 0])
+
+
+def test_answers_per_second_bins_bytes_reasons_next_ms_cuts_and_viewers():
+    busy, normal = REASONS.index("busy"), REASONS.index("normal")
+    seconds = answers_per_second(
+        start_at=100.0,
+        seconds=3,
+        poll_at=[100.1, 100.5, 100.9, 101.5, 101.6, 103.5],  # the last one is after the run
+        status=[200, 200, 503, 200, 200, 200],
+        size=[400, 500, 100, 300, 300, 9],
+        reason=[busy, normal, NO_REASON, normal, normal, normal],
+        next_ms=[9000, 3000, 0, 3000, 2500, 1],
+        missed=[4, 2, 0, 0, 0, 0],
+        items=[3, 1, 0, 0, 5, 0],
+        viewers=[10, 12, 0, 7, 9, 0],
+        joined_at=[100.2, 100.3, 100.4],
+        left_at=[101.2],
+    )
+    first, second, third = seconds
+    assert (first.answers, first.bytes, first.busy_share, first.normal_share) == (2, 1000, 0.5, 0.5)
+    assert (first.next_ms_p50, first.missed_mean, first.items_mean, first.empty) == (3000, 3.0, 2.0, 0)
+    assert (first.viewers_estimate, first.viewers_true) == (10, 3)
+    assert (second.answers, second.bytes, second.empty, second.viewers_true, second.next_ms_p50) == (2, 600, 1, 2, 2500)
+    assert third.answers == 0
+    assert math.isnan(third.busy_share)
+    assert math.isnan(third.viewers_estimate)
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [({"leave_share": 1.5}, "share"), ({"leave_at_seconds": 11.0}, "within"), ({"leave_at_seconds": -1.0}, "within")],
+)
+def test_crowd_spec_refuses_a_leave_outside_the_crowd_or_the_run(fields, match):
+    with pytest.raises(ValueError, match=match):
+        CrowdSpec(url="http://127.0.0.1:8000", room="r", viewers=10, duration_seconds=10, **fields)
 
 
 def test_answer_cache_reads_each_distinct_head_once():

@@ -30,7 +30,16 @@ CLOCK_SLACK_SECONDS = 0.002
 def answer(number: int) -> bytes:
     body = gzip.compress(
         orjson.dumps(
-            {"cursor": f"1-{number}", "next_ms": NEXT_MS, "gap": False, "items": {"id": [number]}, "deleted": []}
+            {
+                "cursor": f"1-{number}",
+                "next_ms": NEXT_MS,
+                "reason": "normal",
+                "gap": False,
+                "missed": 2,
+                "items": {"id": [number]},
+                "deleted": [],
+                "viewers": 7,
+            }
         )
     )
     return (
@@ -175,3 +184,36 @@ def test_viewer_counts_a_refused_connect_and_backs_off(event_loop_factory):
     # poller.js's first back-off: 1 s with jitter, at least half of it.
     assert [wait >= 500 for _, wait in viewer.ledger.backoffs] == [True]
     assert recorder.open_connections == 0
+
+
+def test_a_viewer_that_leaves_closes_its_connection_and_polls_no_more(event_loop_factory):
+    requests: list[tuple[float, str]] = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        server = await serve_script(lambda number: "answer", requests, done, until=2)
+        viewer, recorder = new_viewer(server.sockets[0].getsockname()[1], loop)
+        viewer.start(loop.time())
+        try:
+            await asyncio.wait_for(done.wait(), RUN_SECONDS)
+            await asyncio.sleep(0.05)  # the second answer read
+            viewer.leave()
+            await asyncio.sleep(3 * NEXT_MS / 1000)
+        finally:
+            viewer.stop()
+            server.close()
+            await server.wait_closed()
+        return viewer, recorder
+
+    with asyncio.Runner(loop_factory=event_loop_factory) as runner:
+        viewer, recorder = runner.run(main())
+    assert len(requests) == 2
+    assert recorder.open_connections == 0
+    assert viewer.ledger.left_at is not None
+    assert list(recorder.left_at) == [viewer.ledger.left_at]
+    # Every answer recorded with what it said, in step with its time and status.
+    assert list(recorder.status) == [200, 200]
+    assert (list(recorder.next_ms), list(recorder.reason), list(recorder.items)) == ([NEXT_MS] * 2, [0, 0], [1, 1])
+    assert (list(recorder.missed), list(recorder.viewers), viewer.ledger.reported_missed) == ([2, 2], [7, 7], 4)
+    assert all(size > len(b"HTTP/1.1 200 OK\r\n\r\n") for size in recorder.size)

@@ -8,7 +8,7 @@ import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from harness.crowd import CrowdResult, Sent, delivery, per_second, percentile
+from harness.crowd import CrowdResult, Sent, answers_per_second, delivery, per_second, percentile
 
 # How late the generator may make its last first connect, past the window
 # asked for, and the storm still count as one.
@@ -17,7 +17,7 @@ CONNECT_LATE_SECONDS = 0.1
 SPREAD_ABOVE_MEAN = 1.5
 # Latency figures "after the first 10 s" leave the connect storm out.
 SETTLED_AFTER_SECONDS = 10.0
-SCENARIOS = ("steady", "storm", "churn", "recycle", "hup", "kill")
+SCENARIOS = ("steady", "storm", "churn", "recycle", "hup", "kill", "budget", "egress")
 
 
 @dataclass
@@ -78,7 +78,19 @@ class Figures:
     generator_busiest_second_percent: float
     answer_cache_hit_share: float
     events: list[tuple[float, str]] = field(default_factory=list)
+    # Per second of the run: answers, latency, errors, connections, CPU,
+    # what the pull answers said (harness.crowd.AnswerSecond) and the
+    # node's gauges ("gauges": name -> value, empty where none was read).
     seconds: list[dict] = field(default_factory=list)
+    # Issue 15: the server's budgets (None: not set), comments sent per
+    # second, when viewers left and how many.
+    poll_budget: float | None = None
+    egress_budget: float | None = None
+    send_rate: float = 1.0
+    leave_at_seconds: float | None = None
+    left: int = 0
+    # Missed (gap apart) beyond the cuts the viewers' answers reported.
+    missed_unreported: int = 0
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -101,6 +113,10 @@ def figures(
     events: list[tuple[float, str]],
     server_samples: list[tuple[float, float]] = (),
     spread: list[int] = (),
+    gauge_samples: list[tuple[float, dict[str, float]]] = (),
+    poll_budget: float | None = None,
+    egress_budget: float | None = None,
+    send_rate: float = 1.0,
 ) -> Figures:
     spec = result.spec
     start, duration = result.start_at, spec.duration_seconds
@@ -111,7 +127,16 @@ def figures(
     # every 3 s is within one poll of duration / 3 however long the run.
     answered = sum(1 for code in status if code < 300)
     ledgers = result.ledgers
-    expected = sum(1000 * ledger.answers / ledger.next_ms_total for ledger in ledgers if ledger.answers)
+    # Each viewer's rate (1 / its mean next_ms) for the share of the run it
+    # was there: a viewer that left polls no more.
+    expected = (
+        sum(
+            1000 * ledger.answers / ledger.next_ms_total * (min(ledger.left_at or math.inf, start + duration) - start)
+            for ledger in ledgers
+            if ledger.answers
+        )
+        / duration
+    )
     errors = result.errors
     first = result.first_latency
     polls = len(poll_at)
@@ -127,6 +152,21 @@ def figures(
         error_at=[at for at, _ in errors],
         open_samples=[(at, count) for record in result.records for at, count, _, _ in record.samples],
     )
+    said = answers_per_second(
+        start_at=start,
+        seconds=len(seconds),
+        poll_at=poll_at,
+        status=status,
+        size=result.size,
+        reason=result.reason,
+        next_ms=result.next_ms,
+        missed=result.missed,
+        items=result.items,
+        viewers=result.viewers,
+        joined_at=result.first_connect_at,
+        left_at=result.left_at,
+    )
+    left_at = result.left_at
     return Figures(
         scenario=scenario,
         topology=topology,
@@ -182,14 +222,24 @@ def figures(
         answer_cache_hit_share=round(hits / max(hits + misses, 1), 4),
         events=[(round(at - start, 2), what) for at, what in events],
         seconds=[
-            asdict(second) | {"generator_cpu_percent": cpu, "server_cpu_percent": server}
-            for second, cpu, server in zip(
+            asdict(second)
+            | asdict(answers)
+            | {"generator_cpu_percent": cpu, "server_cpu_percent": server, "gauges": gauges}
+            for second, answers, cpu, server, gauges in zip(
                 seconds,
+                said,
                 generator_per_second(result),
                 server_per_second(server_samples, start, len(seconds)),
+                gauges_per_second(gauge_samples, start, len(seconds)),
                 strict=True,
             )
         ],
+        poll_budget=poll_budget,
+        egress_budget=egress_budget,
+        send_rate=send_rate,
+        leave_at_seconds=round(min(left_at) - start, 2) if left_at else spec.leave_at_seconds,
+        left=len(left_at),
+        missed_unreported=checked.missed_unreported,
         generator_busiest_second_percent=max(
             (percent for record in result.records for percent in _process_percents(record, start)), default=0.0
         ),
@@ -223,6 +273,16 @@ def server_per_second(samples: list[tuple[float, float]], start: float, seconds:
         if 0 <= second < seconds and later > earlier:
             percents[second] = round((cpu_now - cpu_then) / (later - earlier) * 100, 1)
     return percents
+
+
+def gauges_per_second(samples: list[tuple[float, dict]], start: float, seconds: int) -> list[dict[str, float]]:
+    """The node's gauges read at each second's end (empty where none were)."""
+    out: list[dict[str, float]] = [{} for _ in range(seconds)]
+    for at, gauges in samples:
+        second = round(at - start) - 1
+        if 0 <= second < seconds:
+            out[second] = gauges
+    return out
 
 
 def saturated_seconds(f: Figures, cores: int) -> list[int]:
@@ -274,8 +334,14 @@ def _spread(f: Figures) -> list[Check]:
 def checks(f: Figures) -> list[Check]:
     """Issue 14's acceptance for the scenario (and topology) that ran."""
     socket_errors = sum(f.errors.values())
+    missed = (
+        # The egress controller cuts comments on purpose; each answer says how many.
+        _zero("comments missed beyond the cuts the answers reported", f.missed_unreported + f.missed_in_gap)
+        if f.scenario == "egress"
+        else _zero("comments missed (every viewer, through its cursor chain)", f.missed + f.missed_in_gap)
+    )
     delivered = [
-        _zero("comments missed (every viewer, through its cursor chain)", f.missed + f.missed_in_gap),
+        missed,
         _zero("comments seen twice", f.duplicates),
         _zero("gap answers", f.gaps),
         _zero("viewers never answered", f.never_answered),
@@ -317,6 +383,10 @@ def checks(f: Figures) -> list[Check]:
             _zero("errors", socket_errors),
             *delivered,
         ]
+    if f.scenario in ("budget", "egress"):
+        # Their own checks (bench.crowdbench.control) judge the controller;
+        # these, that the crowd obeyed it and lost nothing on the way.
+        return [_zero("errors", socket_errors), _zero("non-2xx answers", f.non_2xx), rate, *delivered]
     if f.scenario == "churn":
         return [
             _at_most("p99 under churn, over the whole run", f.p99_ms, 300, " ms"),
@@ -331,6 +401,10 @@ def checks(f: Figures) -> list[Check]:
     ]
 
 
+def _budget(value: float | None, unit: str) -> str:
+    return "none" if value is None else f"{value:,.0f}{unit}"
+
+
 def print_report(f: Figures, found: list[Check]) -> bool:
     print(f"\n== crowd · {f.scenario} · {f.topology} · {f.viewers:,} viewers · {f.duration_seconds:.0f} s ==")
     print(
@@ -339,6 +413,11 @@ def print_report(f: Figures, found: list[Check]) -> bool:
         # the rate in a 10 s run, within 2 % in a 60 s one.
         + (" (a short run: the joining polls inflate it)" if f.duration_seconds < 30 else "")
     )
+    if f.poll_budget or f.egress_budget or f.left:
+        print(
+            f"control: poll budget {_budget(f.poll_budget, '/s')}, egress budget {_budget(f.egress_budget, ' B/s')};"
+            f" {f.send_rate:g} comments/s" + (f"; {f.left:,} viewers left at {f.leave_at_seconds} s" if f.left else "")
+        )
     print(f"latency whole run: p50 {f.p50_ms} ms, p99 {f.p99_ms} ms, max {f.max_ms} ms")
     print(
         f"latency after {f.settled_after_seconds:.0f} s: p50 {f.settled_p50_ms} ms, p99 {f.settled_p99_ms} ms,"
@@ -358,7 +437,8 @@ def print_report(f: Figures, found: list[Check]) -> bool:
     print(f"connections closed by the server between polls: {f.idle_closes:,}; churned: {f.churned:,}")
     print(
         f"comments: {f.comments_sent} sent ({f.send_failures} failed); owed over viewers {f.owed:,}, missed {f.missed} "
-        f"(+{f.missed_in_gap} in a reported gap), twice {f.duplicates}, gap answers {f.gaps}, "
+        f"(+{f.missed_in_gap} in a reported gap; {f.missed_unreported} beyond the cuts the answers reported),"
+        f" twice {f.duplicates}, gap answers {f.gaps}, "
         f"viewers never answered {f.never_answered}"
     )
     if f.missed_examples:

@@ -10,15 +10,26 @@ schedule, ``runner`` deals a crowd over processes, ``stats`` turns a run into
 figures (pure).
 """
 
-from harness.crowd.answers import Answer, AnswerCache, ResponseError, parse_answer, parse_head
+from harness.crowd.answers import REASONS, Answer, AnswerCache, ResponseError, parse_answer, parse_head
 from harness.crowd.runner import VIEWERS_PER_PROCESS, Crowd, CrowdResult, CrowdSpec, loopback_sources
-from harness.crowd.stats import Delivery, Second, Sent, delivery, per_second, percentile
+from harness.crowd.stats import (
+    AnswerSecond,
+    Delivery,
+    Second,
+    Sent,
+    answers_per_second,
+    delivery,
+    per_second,
+    percentile,
+)
 from harness.crowd.viewer import Ledger
 
 __all__ = [
+    "REASONS",
     "VIEWERS_PER_PROCESS",
     "Answer",
     "AnswerCache",
+    "AnswerSecond",
     "Crowd",
     "CrowdResult",
     "CrowdSpec",
@@ -27,6 +38,7 @@ __all__ = [
     "ResponseError",
     "Second",
     "Sent",
+    "answers_per_second",
     "delivery",
     "loopback_sources",
     "parse_answer",

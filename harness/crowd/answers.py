@@ -20,6 +20,10 @@ import orjson
 ANSWER_CACHE_ENTRIES = 512
 # A head longer than this is not one our server sends: a broken response.
 MAX_HEAD_BYTES = 16 * 1024
+# A pull answer's reasons; an answer records its reason as its index here (a
+# byte in the crowd's arrays, not a string per poll).
+REASONS = ("normal", "quiet", "busy", "degraded")
+REASON_CODES = {name: code for code, name in enumerate(REASONS)}
 
 
 class ResponseError(ValueError):
@@ -43,6 +47,11 @@ class Answer:
     next_ms: int
     gap: bool
     ids: tuple[int, ...]
+    reason: int  # index in REASONS
+    # Comments of the seconds this answer covers that the room's display cap left out.
+    missed: int
+    # The server's (rounded) estimate of the room's viewers; 0 when it sent none.
+    viewers: int
 
 
 def parse_head(head: bytes) -> Head:
@@ -84,7 +93,15 @@ def parse_answer(body: bytes, *, gzipped: bool) -> Answer:
     try:
         raw = gzip.decompress(body) if gzipped else body
         data = orjson.loads(raw)
-        answer = Answer(data["cursor"], data["next_ms"], data["gap"], tuple(data["items"]["id"]))
+        answer = Answer(
+            data["cursor"],
+            data["next_ms"],
+            data["gap"],
+            tuple(data["items"]["id"]),
+            REASON_CODES[data["reason"]],
+            data["missed"],
+            data.get("viewers", 0),
+        )
     except (OSError, EOFError, zlib.error, orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise ResponseError(f"not a pull answer: {type(exc).__name__}: {exc}") from None
     if (
@@ -93,6 +110,10 @@ def parse_answer(body: bytes, *, gzipped: bool) -> Answer:
         or answer.next_ms <= 0
         or type(answer.gap) is not bool
         or not all(type(item_id) is int for item_id in answer.ids)
+        or type(answer.missed) is not int
+        or answer.missed < 0
+        or type(answer.viewers) is not int
+        or answer.viewers < 0
     ):
         raise ResponseError(f"not a pull answer: {raw[:120]!r}")
     return answer

@@ -68,6 +68,11 @@ class CrowdSpec:
     # timers in C leave the server more of a shared machine; bench/crowd.py
     # runs it). The weak-network crowd's outage timing was checked on asyncio.
     event_loop: str = "asyncio"
+    # The crowd shrinks: this long after the start, ``leave_share`` of the
+    # viewers (drawn at random in each process) close their connection and
+    # poll no more.
+    leave_at_seconds: float | None = None
+    leave_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.viewers < 1 or self.per_process < 1:
@@ -76,6 +81,10 @@ class CrowdSpec:
             raise ValueError("duration must be in (0, 3600] s and the connect window within it")
         if not 0 <= self.churn <= 1:
             raise ValueError("churn is a share of viewers, 0 to 1")
+        if not 0 <= self.leave_share <= 1:
+            raise ValueError("leave_share is a share of viewers, 0 to 1")
+        if self.leave_at_seconds is not None and not 0 <= self.leave_at_seconds <= self.duration_seconds:
+            raise ValueError("the viewers leave within the run")
         parts = urlsplit(self.url)
         if not parts.hostname or (self.source_addresses and not parts.hostname.startswith("127.")):
             raise ValueError("source addresses are for a node on the loopback network")
@@ -141,8 +150,32 @@ class CrowdResult:
         return self._joined("size", "I")
 
     @property
+    def next_ms(self) -> array:
+        return self._joined("next_ms", "Q")
+
+    @property
+    def reason(self) -> array:
+        return self._joined("reason", "B")
+
+    @property
+    def missed(self) -> array:
+        return self._joined("missed", "Q")
+
+    @property
+    def items(self) -> array:
+        return self._joined("items", "I")
+
+    @property
+    def viewers(self) -> array:
+        return self._joined("viewers", "Q")
+
+    @property
     def first_connect_at(self) -> array:
         return self._joined("first_connect_at", "d")
+
+    @property
+    def left_at(self) -> array:
+        return self._joined("left_at", "d")
 
     @property
     def first_latency(self) -> array:
@@ -274,6 +307,11 @@ async def _connect_paced(viewers: list[Viewer], start_at: float, spec: CrowdSpec
         await asyncio.sleep(0)
 
 
+def _leave(viewers: list[Viewer]) -> None:
+    for viewer in viewers:
+        viewer.leave()
+
+
 def _loop_factory(name: str):
     if name == "uvloop":
         import uvloop
@@ -320,6 +358,9 @@ async def _run(spec: CrowdSpec, number: int, pipe) -> ProcessRecord:
     pipe.send("ready")
     start_at = pipe.recv()
     storm = loop.create_task(_connect_paced(viewers, start_at, spec))
+    if spec.leave_at_seconds is not None and spec.leave_share:
+        leaving = rng.sample(viewers, round(spec.leave_share * len(viewers)))
+        loop.call_at(start_at + spec.leave_at_seconds, _leave, leaving)
     cpu_start = _cpu_seconds()
     end_at = start_at + spec.duration_seconds
     churn_from = start_at + spec.connect_seconds

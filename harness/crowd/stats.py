@@ -3,11 +3,13 @@ delivery against the comments sent. Pure: arrays and ledgers in, numbers out."""
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from harness.crowd.answers import REASON_CODES
 from harness.crowd.viewer import Ledger
 
 # A comment whose send was answered this long before a viewer's last answer
@@ -74,6 +76,93 @@ def per_second(
 
 
 @dataclass(frozen=True)
+class AnswerSecond:
+    """What the pull answers whole in one second of the run said, and how
+    many viewers were really there at its end."""
+
+    second: int
+    answers: int  # pull answers (200s)
+    bytes: int  # on the wire, every answer (any status): heads and bodies
+    busy_share: float  # of the pull answers, reason busy
+    normal_share: float
+    next_ms_p50: float
+    missed_mean: float  # comments the display cap left out, per answer
+    items_mean: float
+    empty: int  # pull answers carrying no comment
+    viewers_estimate: float  # the median ``viewers`` the answers reported
+    viewers_true: int  # viewers that had connected and not left
+
+
+def answers_per_second(
+    *,
+    start_at: float,
+    seconds: int,
+    poll_at: Sequence[float],
+    status: Sequence[int],
+    size: Sequence[int],
+    reason: Sequence[int],
+    next_ms: Sequence[int],
+    missed: Sequence[int],
+    items: Sequence[int],
+    viewers: Sequence[int],
+    joined_at: Iterable[float],
+    left_at: Iterable[float] = (),
+) -> list[AnswerSecond]:
+    """Per whole second [start_at + s, start_at + s + 1): the answers'
+    bytes, reasons, next_ms, cuts and viewer estimates (the recorder's
+    parallel arrays); true viewers counted from each viewer's first
+    connect() to its leaving."""
+    busy, normal = REASON_CODES["busy"], REASON_CODES["normal"]
+    count = [0] * seconds
+    wire = [0] * seconds
+    busy_count = [0] * seconds
+    normal_count = [0] * seconds
+    missed_total = [0] * seconds
+    items_total = [0] * seconds
+    empty = [0] * seconds
+    intervals: list[list[int]] = [[] for _ in range(seconds)]
+    estimates: list[list[int]] = [[] for _ in range(seconds)]
+    for index, at in enumerate(poll_at):
+        slot = int(at - start_at)
+        if not 0 <= slot < seconds:
+            continue
+        wire[slot] += size[index]
+        if status[index] != 200:
+            continue
+        count[slot] += 1
+        code = reason[index]
+        busy_count[slot] += code == busy
+        normal_count[slot] += code == normal
+        missed_total[slot] += missed[index]
+        items_total[slot] += items[index]
+        empty[slot] += not items[index]
+        intervals[slot].append(next_ms[index])
+        estimates[slot].append(viewers[index])
+    joined, left = sorted(joined_at), sorted(left_at)
+    out = []
+    for second in range(seconds):
+        answers = count[second]
+        end = start_at + second + 1
+        there = bisect.bisect_right(joined, end) - bisect.bisect_right(left, end)
+        out.append(
+            AnswerSecond(
+                second,
+                answers,
+                wire[second],
+                busy_count[second] / answers if answers else math.nan,
+                normal_count[second] / answers if answers else math.nan,
+                percentile(intervals[second], 0.5),
+                missed_total[second] / answers if answers else math.nan,
+                items_total[second] / answers if answers else math.nan,
+                empty[second],
+                percentile(estimates[second], 0.5),
+                there,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
 class Sent:
     id: int
     started: float
@@ -89,6 +178,9 @@ class Delivery:
     missed: int  # owed and never seen
     # Owed, not seen, but a gap answer told the viewer after it was sent.
     missed_in_gap: int
+    # Missed (gap apart) beyond the comments the viewer's answers said the
+    # display cap left out (their ``missed``, summed): a count, not ids.
+    missed_unreported: int
     duplicates: int
     repeats_in_gap: int
     gaps: int
@@ -100,9 +192,10 @@ class Delivery:
 def delivery(ledgers: Iterable[Ledger], sent: Iterable[Sent], *, settle_seconds: float = SETTLE_SECONDS) -> Delivery:
     """Each viewer owes every comment sent after its first answer and settled
     before its last one: none missed, none twice (a gap answer's repeats
-    apart), through its cursor chain."""
+    apart), through its cursor chain. A viewer that left the room is owed
+    nothing after it left (its last answer came before)."""
     sent = sorted(sent, key=lambda s: s.started)
-    result = Delivery(0, 0, 0, 0, 0, 0, 0, 0, 0, [])
+    result = Delivery(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, [])
     for ledger in ledgers:
         result.viewers += 1
         result.duplicates += ledger.duplicates
@@ -120,6 +213,7 @@ def delivery(ledgers: Iterable[Ledger], sent: Iterable[Sent], *, settle_seconds:
         in_gap = [s for s in missing if any(s.started < gap for gap in ledger.gaps)]
         result.missed += len(missing) - len(in_gap)
         result.missed_in_gap += len(in_gap)
+        result.missed_unreported += max(0, len(missing) - len(in_gap) - ledger.reported_missed)
         if len(missing) > len(in_gap) and len(result.examples) < 5:
             result.examples.append((ledger.index, [s.id for s in missing if s not in in_gap][:10]))
     return result

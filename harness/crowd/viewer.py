@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 
-from harness.crowd.answers import MAX_HEAD_BYTES, AnswerCache, ResponseError
+from harness.crowd.answers import MAX_HEAD_BYTES, Answer, AnswerCache, ResponseError
 
 # poller.js: REQUEST_TIMEOUT_MS, BACKOFF_FIRST_MS, BACKOFF_MAX_MS, GONE_RETRY_MS.
 REQUEST_TIMEOUT_SECONDS = 10.0
@@ -37,6 +37,8 @@ GONE_RETRY_MS = 30_000
 # address pair) instead of at bind() (a search of the ports bound on the
 # address, for every one of thousands of sockets). Not in the socket module.
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+# The reason recorded for an answer that is not a pull answer (an error status).
+NO_REASON = 255
 
 
 def backoff_ms(failures: int, at_least_ms: int, draw: float) -> int:
@@ -52,27 +54,49 @@ class Recorder:
     def __init__(self) -> None:
         # One entry per answer: when it was whole, how long it took (from
         # the request, or from connect() on a new connection), its status
-        # and body size.
+        # and its bytes on the wire (head, blank line and body).
         self.poll_at = array("d")
         self.latency = array("d")
         self.status = array("H")
         self.size = array("I")
+        # And what a pull answer said (zeros and NO_REASON for any other
+        # answer): next_ms, reason (index in answers.REASONS), missed, how
+        # many comments it carried, the server's estimate of the viewers.
+        self.next_ms = array("Q")
+        self.reason = array("B")
+        self.missed = array("Q")
+        self.items = array("I")
+        self.viewers = array("Q")
         # When each viewer first connected, and its very first answer, timed
         # from that connect().
         self.first_connect_at = array("d")
         self.first_at = array("d")
         self.first_latency = array("d")
+        # When each viewer that left the room did so.
+        self.left_at = array("d")
         self.errors: list[tuple[float, str]] = []
         self.retried: Counter[str] = Counter()
         self.idle_closes = 0
         self.churned = 0
         self.open_connections = 0
 
-    def poll(self, at: float, latency: float, status: int, size: int) -> None:
+    def poll(self, at: float, latency: float, status: int, size: int, answer: Answer | None = None) -> None:
         self.poll_at.append(at)
         self.latency.append(latency)
         self.status.append(status)
         self.size.append(size)
+        if answer is None:
+            self.next_ms.append(0)
+            self.reason.append(NO_REASON)
+            self.missed.append(0)
+            self.items.append(0)
+            self.viewers.append(0)
+        else:
+            self.next_ms.append(answer.next_ms)
+            self.reason.append(answer.reason)
+            self.missed.append(answer.missed)
+            self.items.append(len(answer.ids))
+            self.viewers.append(answer.viewers)
 
     def error(self, at: float, kind: str) -> None:
         self.errors.append((at, kind))
@@ -90,6 +114,10 @@ class Ledger:
     gaps: list[float] = field(default_factory=list)
     first_answer_at: float | None = None
     last_answer_at: float | None = None
+    # When the viewer left the room (closed its page), if it did.
+    left_at: float | None = None
+    # Comments its answers said the display cap left out (their ``missed``).
+    reported_missed: int = 0
     # The longest wait for an answer, in seconds and in the poll interval
     # the server had asked for (from connect() for the first answer).
     longest_wait: float = 0.0
@@ -320,14 +348,17 @@ class Viewer:
         self.reused = True
         self.retried = False
         recorder = self.recorder
-        recorder.poll(now, latency, head.status, len(body) + self.body_at)
-        ledger = self.ledger
+        answer = None
         if head.status == 200:
             try:
                 answer = self.answers.parse(body, gzipped=head.gzipped)
             except ResponseError:
+                recorder.poll(now, latency, head.status, len(body) + self.body_at)
                 self._drop("bad-body")
                 return
+        recorder.poll(now, latency, head.status, len(body) + self.body_at, answer)
+        ledger = self.ledger
+        if answer is not None:
             if ledger.first_answer_at is None:
                 ledger.first_answer_at = now
                 recorder.first_at.append(now)
@@ -337,6 +368,7 @@ class Viewer:
             ledger.answers += 1
             ledger.answered_at.append(now)
             ledger.next_ms_total += answer.next_ms
+            ledger.reported_missed += answer.missed
             seen = ledger.seen
             if answer.ids:
                 before = len(seen)
@@ -434,6 +466,20 @@ class Viewer:
         if self.sent_at and now - self.sent_at > REQUEST_TIMEOUT_SECONDS:
             self._close_conn()
             self._failed("timeout")
+
+    def leave(self) -> None:
+        """The viewer closed the page: its connection goes (a request in
+        flight with it) and it polls no more."""
+        if self.stopped:
+            return
+        now = time.monotonic()
+        self.stopped = True
+        self.ledger.left_at = now
+        self.recorder.left_at.append(now)
+        self.sent_at = 0.0
+        if self.timer is not None:
+            self.timer.cancel()
+        self._close_conn()
 
     def churn(self) -> None:
         """The network dropped: the connection is gone (a request in flight
