@@ -59,7 +59,7 @@ import requests
 from bench.crowdbench import control, metrics, nodes, plot, report
 from harness import local
 from harness.crowd import VIEWERS_PER_PROCESS, Crowd, CrowdSpec, Sent, loopback_sources
-from harness.load import Sender
+from harness.load import Sender, chat_text
 
 DEFAULT_OUT = local.BASE_DIR / "artifacts" / "bench"
 ROOM = "crowd"
@@ -244,7 +244,9 @@ def start_senders(node: nodes.Node, rate: float, stop: threading.Event) -> list[
     for number in range(count):
         if number:
             time.sleep(1 / rate)
-        sender = Sender(url=node.send_url, token=node.token, name=f"crowd{number}", interval=count / rate, stop=stop)
+        sender = Sender(
+            url=node.send_url, token=node.token, name=f"crowd{number}", interval=count / rate, stop=stop, text=chat_text
+        )
         sender.start()
         senders.append(sender)
     return senders

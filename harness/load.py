@@ -23,6 +23,7 @@ and the database (no row left unpublished).
 from __future__ import annotations
 
 import contextlib
+import random
 import sqlite3
 import tempfile
 import threading
@@ -103,11 +104,41 @@ class Sent:
     finished: float
 
 
+# What viewers of a lively room type: short, repetitive, several scripts.
+CHAT_PHRASES = (
+    "2333333", "哈哈哈哈哈哈", "前方高能!!!", "what a goal", "lol this stream", "来了来了", "awsl",
+    "GG", "this is insane", "弹幕护体", "first time here, hello everyone", "yyds", "nice play!!",
+    "主播加油", "wait what just happened", "666666", "泪目", "clip it!", "草", "the music is so good",
+)  # fmt: skip
+
+
+def load_text(client_id: str) -> str:
+    return f"load {client_id}"
+
+
+def chat_text(client_id: str) -> str:
+    """A chat-like comment, the same for the same ``client_id``: real rooms'
+    comments compress far less than ``load <n>`` does."""
+    pick = random.Random(client_id)
+    words = [pick.choice(CHAT_PHRASES) for _ in range(pick.randint(1, 3))]
+    return " ".join(words) + ("!" * pick.randint(0, 2)) + f" #{pick.randint(1, 9999)}"
+
+
 class Sender(threading.Thread):
     """Sends one comment every ``interval`` s until told to stop."""
 
-    def __init__(self, *, url: str, token: str, name: str, interval: float, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str,
+        name: str,
+        interval: float,
+        stop: threading.Event,
+        text: Callable[[str], str] = load_text,
+    ) -> None:
         super().__init__(name=f"sender-{name}", daemon=True)
+        self.text = text
         self.url = url
         self.token = token
         self.label = name
@@ -135,7 +166,7 @@ class Sender(threading.Thread):
         started = time.monotonic()
         try:
             response = session.post(
-                self.url, json={"text": f"load {client_id}", "client_id": client_id}, timeout=REQUEST_TIMEOUT_SECONDS
+                self.url, json={"text": self.text(client_id), "client_id": client_id}, timeout=REQUEST_TIMEOUT_SECONDS
             )
         except requests.RequestException as exc:
             self.latencies.append(time.monotonic() - started)
