@@ -6,10 +6,13 @@ thread) reads them once a second with ``take``.
 
 Viewers are counted from the intervals the node handed out: a viewer told
 "come back in 3 s" is a viewer for those 3 s. Each pull files a promise
-under the quarter second it falls due; the viewers now are the promises not
-yet due. Unlike polls per second x interval this is right at once when the
-interval changes (a stretched interval changes how often viewers come, not
-how many there are), and a viewer who leaves drops out one interval later.
+under the tick (a twentieth of a second) it falls due; the viewers now are
+the promises not yet due. Unlike polls per second x interval this is right
+at once when the interval changes (a stretched interval changes how often
+viewers come, not how many there are), and a viewer who leaves drops out
+one interval later. A viewer is not counted while its next request is on
+its way (its round trip after the interval): an undercount of about
+round trip / interval, 3 % at 100 ms and 3 s.
 """
 
 from __future__ import annotations
@@ -17,9 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from time import monotonic
 
-# Promises are filed by quarter second: a promise counts for at most this
-# long after it fell due (the viewer's request still on its way back).
-TICKS_PER_SECOND = 4
+# Promises are filed by the tick they fall due. The tick under way counts
+# for the share of it still to come (its promises spread over it): counted
+# whole, the promises in it that fell due already (their viewers back and
+# counted again under a new promise) were counted twice, as many as the
+# refresher's phase in the tick says, and that phase is the same every
+# second on every process of a node (their ticks follow the wall clock):
+# with quarter-second ticks, up to +8 % at a 3 s interval all the time, and
+# +30 to +47 % when a crowd that came together fell due just before.
+TICKS_PER_SECOND = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +51,7 @@ class RoomMeter:
     def __init__(self) -> None:
         self.polls = 0
         self.bytes = 0
-        # Viewers coming back, by the quarter second (monotonic clock) they are due.
+        # Viewers coming back, by the tick (monotonic clock) they are due.
         self.due: dict[int, int] = {}
         self._polls_read = 0
         self._bytes_read = 0
@@ -59,15 +68,19 @@ class RoomMeter:
         """Polls and bytes since the last ``take``, and the viewers now.
 
         Called from one thread only (the refresher's)."""
-        now_tick = int((monotonic() if now is None else now) * TICKS_PER_SECOND)
+        ticks = (monotonic() if now is None else now) * TICKS_PER_SECOND
+        now_tick = int(ticks)
+        still_to_come = now_tick + 1 - ticks
         # list() copies in one step under the GIL while pulls keep counting.
-        viewers = 0
+        viewers = 0.0
         for tick, count in list(self.due.items()):
-            if tick < now_tick:
-                self.due.pop(tick, None)
-            else:
+            if tick > now_tick:
                 viewers += count
+            elif tick == now_tick:
+                viewers += count * still_to_come
+            else:
+                self.due.pop(tick, None)
         polls, size = self.polls, self.bytes
-        reading = Reading(polls - self._polls_read, size - self._bytes_read, viewers)
+        reading = Reading(polls - self._polls_read, size - self._bytes_read, round(viewers))
         self._polls_read, self._bytes_read = polls, size
         return reading

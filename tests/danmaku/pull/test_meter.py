@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from danmaku.pull.meter import RoomMeter
 
 
@@ -46,3 +48,19 @@ def test_viewers_who_leave_drop_out_after_their_interval():
         meter.count(500, 3000, now=100 + n / 10)
 
     assert meter.take(now=106.5).viewers == 0
+
+
+@pytest.mark.parametrize("phase", [0.0, 0.01, 0.02, 0.03, 0.049])
+def test_a_crowd_back_on_time_is_counted_once_whatever_the_phase_of_the_take(phase):
+    meter = RoomMeter()
+    # 300 viewers who came together (within 0.3 s), told 3 s, back exactly when due.
+    for n in range(300):
+        meter.count(500, 3000, now=100 + n / 1000)
+    for n in range(300):
+        answered = 103 + n / 1000
+        if answered < 103.2 + phase:
+            meter.count(500, 3000, now=answered)
+
+    # Taken 0.2 s into their return (the refresher takes at one phase of
+    # the clock every second): those back are counted once, not twice.
+    assert abs(meter.take(now=103.2 + phase).viewers - 300) <= 3
