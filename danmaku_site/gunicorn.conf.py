@@ -61,13 +61,18 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT_SECONDS", "30"))
 # each viewer gets one poll interval (up to the keep-alive timeout, 6 s) to
 # come back and be told "Connection: close", then 2 s of closing linger.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT_SECONDS", "20"))
-# Longer than the 3 s poll with its jitter and a crowd variant's spread
-# (danmaku.pull.cache: up to 3 s x 1.1 x 1.25 = 4.1 s) plus a slow
+# Longer than the longest next_ms an answer may carry (DANMAKU_MAX_NEXT_MS:
+# a quiet room's interval, or one delivery control stretched) plus a slow
 # network's round trip: a viewer's next pull reuses its connection instead
-# of paying for a new one, and does not race the server closing it. nginx's
-# upstream keep-alive (4 s) stays below it, so gunicorn never closes a
-# connection nginx is reusing.
-keepalive = 6
+# of paying for a new one (about 2.5 times a kept-alive poll's server CPU,
+# just when the node is shedding load), and does not race the server
+# closing it. An idle connection costs a file and ~2.6 KB. nginx's upstream
+# keep-alive (4 s) stays below it, so gunicorn never closes a connection
+# nginx is reusing. A draining worker gives idle viewers less
+# (danmaku_site.pullworker.HAND_OVER_IDLE_SECONDS).
+keepalive = int(
+    os.environ.get("GUNICORN_KEEPALIVE_SECONDS") or (int(os.environ.get("DANMAKU_MAX_NEXT_MS") or 30_000) // 1000 + 2)
+)
 
 
 def _seconds(name: str, default: str) -> float:

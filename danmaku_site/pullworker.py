@@ -138,6 +138,13 @@ PARK_SECONDS = 1.0
 # stopped when no worker was forked just before (the whole server stopping:
 # nobody would take its viewers, and waiting would only delay the stop).
 HAND_OVER_AFTER_SECONDS = 10.0
+# Once handing over, a viewer's connection kept alive is closed if not used
+# within this, however long the keep-alive: longer than a poll at the normal
+# 3 s with its jitter and a crowd variant's spread (3 s x 1.1 x 1.25 = 4.1 s)
+# plus a slow network's round trip. A viewer told to wait longer (a quiet or
+# stretched room) finds its connection closed and reconnects, to another
+# worker, as it would have after the drain.
+HAND_OVER_IDLE_SECONDS = 6.0
 # A reload forks the new workers, then stops the old ones: successors are
 # the workers forked this long before a stop at most, and this long after
 # this one at least (the master forks all of a start's workers at once).
@@ -217,13 +224,14 @@ class PullWorker(ThreadWorker):
         if cls._shared is None:
             # Open for the life of the master and every worker it forks.
             cls._shared = tempfile.TemporaryFile(prefix="gunicorn-pullworkers-")  # noqa: SIM115
-        drain = HAND_OVER_AFTER_SECONDS + cfg.keepalive + LINGER_SECONDS + DRAIN_MARGIN_SECONDS
+        idle = min(cfg.keepalive, HAND_OVER_IDLE_SECONDS)
+        drain = HAND_OVER_AFTER_SECONDS + idle + LINGER_SECONDS + DRAIN_MARGIN_SECONDS
         if cfg.graceful_timeout < drain:
             log.warning(
-                "graceful_timeout (%s s) is shorter than a drain (keepalive + %s s): "
+                "graceful_timeout (%s s) is shorter than a drain (%s s): "
                 "a stopping worker may close connections a viewer is about to use",
                 cfg.graceful_timeout,
-                drain - cfg.keepalive,
+                drain,
             )
 
     def notify(self) -> None:
@@ -824,11 +832,15 @@ class PullWorker(ThreadWorker):
             # (its client reconnects, to another node), not its keep-alive.
             self._cap_keepalive(began + STOP_KEEPALIVE_LINGER)
         deadline = began + max(0.0, self.cfg.graceful_timeout - DRAIN_MARGIN_SECONDS)
+        idle_capped = False
         while True:
             now = time.monotonic()
             if now < self._hand_over_at and self._times_since(began, 0) >= self.cfg.workers:
                 self._hand_over_at = now
             handing_over = now >= self._hand_over_at
+            if handing_over and not idle_capped:
+                idle_capped = True
+                self._cap_keepalive(now + HAND_OVER_IDLE_SECONDS)
             self.set_accept_enabled(not handing_over and self.nr_conns < self.worker_connections)
             if (handing_over and self.nr_conns <= 0 and self._lingering <= 0) or now >= deadline:
                 break

@@ -177,19 +177,21 @@ class SharedAnswer:
     use. ``take`` is lock-free: two threads racing may hand out the same
     variant or build one twice, and either result is a valid answer."""
 
-    __slots__ = ("_build", "pulls", "variants")
+    __slots__ = ("_build", "pulls", "step", "variants")
 
-    def __init__(self, first: PullAnswer, build: Callable[[float], PullAnswer]) -> None:
+    def __init__(self, first: PullAnswer, build: Callable[[float], PullAnswer], *, step: int = CROWD_STEP) -> None:
         self.variants: list[PullAnswer | None] = [first] + [None] * (CROWD_VARIANTS - 1)
         self.pulls = 0
         self._build = build
+        # Pulls in a row handed the same variant once the crowd is there.
+        self.step = step
 
     def take(self) -> PullAnswer:
         pulls = self.pulls
         self.pulls = pulls + 1
         if pulls < CROWD_STEP:
             return self.variants[0]
-        index = (pulls // CROWD_STEP) % CROWD_VARIANTS
+        index = (pulls // self.step) % CROWD_VARIANTS
         variant = self.variants[index]
         if variant is None:
             variant = self.variants[index] = self._build(variant_factor(index))
@@ -320,7 +322,13 @@ class PullCache:
         shared = memo.get(key)
         if shared is None:
             build = partial(self._build, entry, view, after_second, force_gap=stale)
-            shared = memo[key] = SharedAnswer(build(1.0), build)
+            # In a stretched room, variants change every pull: viewers handed
+            # one in a row (arriving within milliseconds) come back together,
+            # and blocks of CROWD_STEP made the node's polls per second swing
+            # by about 1/sqrt(polls per second / CROWD_STEP), +/-13 % at
+            # 1,000/s, where a budget is to be held to +/-10 %.
+            step = 1 if self._stretched(entry) else CROWD_STEP
+            shared = memo[key] = SharedAnswer(build(1.0), build, step=step)
         if len(by_raw) < RAW_MEMO_MAX:
             by_raw[after] = shared
         return shared.take()
@@ -408,6 +416,9 @@ class PullCache:
         if multiplier > 1.0:
             return int(interval * multiplier), "busy"
         return interval, reason
+
+    def _stretched(self, entry: RoomEntry) -> bool:
+        return not entry.degraded and entry.settings.poll_multiplier * entry.control.multiplier > 1.0
 
     def base_interval_ms(self, entry: RoomEntry, view: RingView) -> float:
         """The interval the room's viewers get before delivery control: sparse
