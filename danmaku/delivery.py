@@ -135,6 +135,9 @@ class Delivery:
         self._window: int | None = None
         # Viewers shown per room id, refreshed once a window.
         self._shown: dict[int, int] = {}
+        # This process's viewers per room id (as text: they travel as JSON)
+        # at the start of this window and the one before.
+        self._snapshots: dict[str, dict[str, int]] = {}
         # The fractional part of each cut room's cap, carried to the next
         # second (a cap of 7.5 is 7 and 8 in turn).
         self._carry: dict[str, float] = {}
@@ -147,10 +150,18 @@ class Delivery:
             return
         self._last_at = now
         mine = {entry.settings.slug: self._measure(entry, now, elapsed) for entry in entries}
+        window = int(self.wall() // VIEWER_WINDOW_SECONDS)
+        new_window = window != self._window
+        if new_window:
+            # This process's viewers as the window began; kept with the one
+            # before, which the node's processes add up during this window.
+            own = {str(row[_ID]): row[_VIEWERS] for row in mine.values() if row[_VIEWERS]}
+            self._snapshots = {str(window): own, **{k: v for k, v in self._snapshots.items() if k == str(window - 1)}}
         if elapsed is None:
             # Rates need an interval: the first reading only starts them.
+            self._window = window
             return
-        payload = {"rooms": mine}
+        payload = {"rooms": mine, "viewers": self._snapshots}
         payloads = [payload]
         if self.share is not None:
             try:
@@ -168,7 +179,8 @@ class Delivery:
             answer_overhead=self.overhead,
             delivered=sum(row[_VIEWERS] * row[_SHOWN] for row in rows.values()),
         )
-        self._refresh_shown(entries, mine, figures)
+        if new_window:
+            self._refresh_shown(window, entries, payloads)
         for entry in entries:
             slug = entry.settings.slug
             self._install(entry, decision.multipliers.get(slug, 1.0), decision.caps.get(slug))
@@ -210,17 +222,22 @@ class Delivery:
         self._carry[slug] = carried - whole
         entry.ring.display_cap = min(own, max(1, whole))
 
-    def _refresh_shown(self, entries: list[RoomEntry], mine: dict[str, list], figures: NodeFigures) -> None:
-        """Once a window: the viewers each room's answers show."""
-        window = int(self.wall() // VIEWER_WINDOW_SECONDS)
-        if window == self._window:
-            return
+    def _refresh_shown(self, window: int, entries: list[RoomEntry], payloads: list[dict]) -> None:
+        """Once a window: the viewers each room's answers show.
+
+        The tally of the window before, added up over every process that
+        counted then (this node's through their shares, or the cluster's in
+        Redis): every process of the node reads the same numbers, so their
+        answers stay byte for byte the same (one ETag across processes)."""
         self._window = window
-        node = {room.room_id: room.viewers for room in figures.rooms.values()}
+        node: dict[int, int] = {}
+        for payload in payloads:
+            for room_id, count in payload.get("viewers", {}).get(str(window - 1), {}).items():
+                node[int(room_id)] = node.get(int(room_id), 0) + count
         shown = node
         if self.cluster is not None:
             try:
-                own = {row[_ID]: row[_VIEWERS] for row in mine.values() if row[_VIEWERS]}
+                own = {int(room_id): count for room_id, count in self._snapshots.get(str(window), {}).items()}
                 self.cluster.add_viewers(window, own, keep_seconds=VIEWER_KEEP_SECONDS)
                 ids = [entry.settings.room_id for entry in entries]
                 # The window before: every process has added to it by now.

@@ -93,7 +93,7 @@ def test_budget_checks_fail_where_the_timeline_breaks_them(change, failing):
         run.seconds[number].update(fields)
     names = {
         "ceiling": "1.1x",
-        "within": "polls/s within",
+        "within": "of the budget from",
         "busy": "busy",
         "recovery": "back to normal",
         "estimate": "estimate",

@@ -130,7 +130,7 @@ def ask_both(ours: Connection, theirs: Connection, question: bytes) -> tuple[byt
         if ETAG.findall(mine) == ETAG.findall(other):
             return mine, other
         time.sleep(0.1)  # one of them sealed a second more: ask again
-    pytest.fail("the servers never answered from the same second")
+    pytest.fail(f"the servers never answered from the same second: {mine[-200:]!r} {other[-200:]!r}")
 
 
 def test_the_same_requests_get_the_same_bytes_as_from_stock_gthread(servers):

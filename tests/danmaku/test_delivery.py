@@ -14,6 +14,7 @@ import pytest
 from django.test import Client
 
 from danmaku import runtime
+from danmaku.delivery import VIEWER_WINDOW_SECONDS
 from danmaku.models import Danmaku
 from danmaku.pull.control import HEADROOM
 from tests.danmaku.test_pull_api import FakeClock
@@ -32,11 +33,15 @@ def crowd(client, viewers: int) -> str:
 
 def control_tick(times: int = 2) -> None:
     """What the refresher thread does each second, ``times`` over (the first
-    only starts the rates)."""
+    only starts the rates). Each lands in the next window of viewer counts
+    (the answers show the tally of the window before)."""
     refresher = runtime.refresher()
+    delivery = refresher.delivery
     for _ in range(times):
+        at = delivery.wall() + VIEWER_WINDOW_SECONDS
+        delivery.wall = lambda at=at: at
         refresher.refresh_once()
-        refresher.delivery.tick()
+        delivery.tick()
         time.sleep(0.25)
 
 
