@@ -158,9 +158,10 @@ class Delivery:
             own = {str(row[_ID]): row[_VIEWERS] for row in mine.values() if row[_VIEWERS]}
             self._snapshots = {str(window): own, **{k: v for k, v in self._snapshots.items() if k == str(window - 1)}}
         if elapsed is None:
-            # Rates need an interval: the first reading only starts them.
+            # Rates need an interval: the first reading has none (0), but the
+            # viewers are counted already, and a crowd arriving all at once
+            # is told to wait longer from this second on.
             self._window = window
-            return
         payload = {"rooms": mine, "viewers": self._snapshots}
         payloads = [payload]
         if self.share is not None:

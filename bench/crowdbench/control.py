@@ -19,6 +19,10 @@ SETTLED_SECONDS = 10.0
 # The viewers estimate counts a viewer by its polls, one stretched interval
 # (up to ~12 s when busy) after it joined or left: judged this long after.
 ESTIMATE_SETTLED_SECONDS = 15.0
+# After viewers left: a leaver counts until its last interval is over (up to
+# ~15 s in a stretched room: its crowd variants spread to nearly twice the
+# stretched interval), and answers show the tally of the 5 s window before.
+ESTIMATE_SETTLED_AFTER_LEAVE_SECONDS = 25.0
 ESTIMATE_TOLERANCE = 0.15
 # Polls per second: never above 1.1x the budget, within +/-10 % of it while
 # the crowd would poll more.
@@ -174,7 +178,8 @@ def estimate_phases(f: Figures) -> list[tuple[str, list[dict]]]:
     leave, settled = _leave(f), ESTIMATE_SETTLED_SECONDS
     phases = [(f"from {settled:.0f} s" + (" to the leave" if f.left else ""), _window(f, settled, leave))]
     if f.left:
-        phases.append((f"from {settled:.0f} s after the leave", _window(f, leave + settled)))
+        after = ESTIMATE_SETTLED_AFTER_LEAVE_SECONDS
+        phases.append((f"from {after:.0f} s after the leave", _window(f, leave + after)))
     return phases
 
 

@@ -186,6 +186,9 @@ class Controller:
         if not self.egress_budget:
             self.comment_level, self.egress_stretch = None, 1.0
             return {}
+        if polls <= 0 and egress <= 0:
+            # No reading this second (a process's first): nothing to learn from.
+            return _caps(rooms, self.comment_level)
         seen = self.egress_seen = egress if self.egress_seen is None else _smooth(self.egress_seen, egress)
         self.polls_seen = polls if self.polls_seen is None else _smooth(self.polls_seen, polls)
         comment_bytes = egress - polls * overhead
@@ -221,7 +224,13 @@ class Controller:
         # At least one comment a second: an answer is never empty while the
         # room has comments.
         self.comment_level = level = max(1.0, level)
-        return {room.key: level for room in rooms if min(room.arrivals, room.display_cap) > level}
+        return _caps(rooms, level)
+
+
+def _caps(rooms: list[RoomLoad], level: float | None) -> dict[str, float]:
+    if level is None:
+        return {}
+    return {room.key: level for room in rooms if min(room.arrivals, room.display_cap) > level}
 
 
 def _smooth(previous: float, newest: float) -> float:
