@@ -26,6 +26,7 @@ oscillate; both return to "no limit" as soon as the demand fits again.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -35,16 +36,18 @@ HEADROOM = 0.97
 # A level moves only when the new one differs by more than this share (no
 # jitter in next_ms from measurement noise).
 DEAD_BAND = 0.04
-# The egress estimate of bytes per comment is smoothed with this weight for
-# the newest second.
+# The bytes are measured, not predicted from the crowd's intervals: aimed at
+# closely, within a narrower band (the budget's tolerance is +/-10 %).
+EGRESS_HEADROOM = 0.99
+EGRESS_DEAD_BAND = 0.02
+CUT_AFTER_SECONDS = 3
+# The node's bytes per second are smoothed with this weight for the newest
+# second (where the egress stretch begins).
 SMOOTHING = 0.3
-# The comment level rises by at most this factor a second: the bytes react
-# an interval late, and a level that overshoots upwards floods the uplink.
-COMMENT_LEVEL_RISE = 1.25
-# Each second the egress levers move by this power of how far the bytes are
-# off: the bytes show a change an interval and a seal later (4-5 s at the
-# normal interval), and a loop with that delay oscillates at full gain.
-FEEDBACK_GAIN = 0.25
+# The comment level moves at most once in this many seconds: the bytes show
+# a new cap an interval and a seal later (4-5 s at the normal interval), and
+# a loop moving again before it saw its last move oscillates.
+SETTLE_SECONDS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +135,15 @@ class Controller:
         self.rate_level: float | None = None
         self.comment_level: float | None = None
         self.bytes_per_comment: float | None = None
-        # The node's bytes and polls per second, smoothed.
+        # The node's bytes per second, smoothed.
         self.egress_seen: float | None = None
-        self.polls_seen: float | None = None
         # Every room's interval stretched for the egress budget (1.0: not).
         self.egress_stretch = 1.0
+        # Seconds in a row the bytes were over the egress budget, not cut yet.
+        self._over_for = 0
+        # The last seconds' bytes, and seconds since the comment level moved.
+        self._recent: deque[float] = deque(maxlen=2)
+        self._since_move = 0
 
     def decide(
         self, rooms: Iterable[RoomLoad], *, polls: float, egress: float, answer_overhead: float, delivered: float
@@ -190,37 +197,50 @@ class Controller:
             # No reading this second (a process's first): nothing to learn from.
             return _caps(rooms, self.comment_level)
         seen = self.egress_seen = egress if self.egress_seen is None else _smooth(self.egress_seen, egress)
-        self.polls_seen = polls if self.polls_seen is None else _smooth(self.polls_seen, polls)
+        self._recent.append(egress)
         comment_bytes = egress - polls * overhead
-        if delivered > 0 and comment_bytes > 0:
-            measured = comment_bytes / delivered
-            previous = self.bytes_per_comment
-            self.bytes_per_comment = measured if previous is None else _smooth(previous, measured)
-        target = self.egress_budget * HEADROOM
+        # This second's: the first cut comes seconds after a storm's joins
+        # (full windows of comments), which a smoothed figure would remember.
+        self.bytes_per_comment = comment_bytes / delivered if delivered > 0 and comment_bytes > 0 else None
+        target = self.egress_budget * EGRESS_HEADROOM
         demands = [(min(room.arrivals, room.display_cap), room.viewers) for room in rooms]
         top = max((demand for demand, _ in demands), default=0.0)
         level = self.comment_level
         off = target / seen if seen > 0 else 1.0
         if level is None:
-            if seen <= self.egress_budget or not self.bytes_per_comment:
+            # Over for a few seconds in a row, not one: a connect storm's
+            # joins (each a full window of comments) are over for a second,
+            # and cutting for the seconds after it would only starve them.
+            self._over_for = self._over_for + 1 if egress > self.egress_budget else 0
+            if self._over_for < CUT_AFTER_SECONDS or not self.bytes_per_comment:
                 return {}
             room_for = (target - polls * overhead) / self.bytes_per_comment
             level = water_level(demands, max(room_for, 0.0))
             if level is None:
                 return {}
-        elif self.egress_stretch > 1.0 or (level <= 1.0 and off < 1 - DEAD_BAND):
+        elif self.egress_stretch > 1.0 or (level <= 1.0 and off < 1 - EGRESS_DEAD_BAND):
             # Polls come as often as the viewers and their intervals say,
             # each costing what an answer costs now: the stretch that fits
             # follows from the demand, not from the bytes it shaped itself.
             demand = sum(room.viewers / room.interval_s for room in rooms if room.interval_s > 0)
-            per_answer = seen / self.polls_seen if self.polls_seen else overhead
-            wanted = min(self.max_multiplier, max(1.0, demand * per_answer / target))
-            self.egress_stretch = _settled(self.egress_stretch, wanted) or 1.0
-        elif abs(off - 1) > DEAD_BAND:
-            level = level * min(_damped(off), COMMENT_LEVEL_RISE)
-            if level >= top and off > 1:
-                self.comment_level = None
-                return {}
+            per_answer = egress / polls if polls > 0 else overhead
+            wanted = min(self.max_multiplier, demand * per_answer / target)
+            # Let go at once once it is (nearly) not needed: a stretch of a
+            # few per cent left in place would keep answers saying busy.
+            self.egress_stretch = 1.0 if wanted <= 1 + DEAD_BAND else _settled(self.egress_stretch, wanted)
+        else:
+            self._since_move += 1
+            measured = sum(self._recent) / len(self._recent)
+            if self._since_move >= SETTLE_SECONDS and abs(measured / target - 1) > EGRESS_DEAD_BAND:
+                # The comments' part of the bytes is about proportional to
+                # the level; the rest (heads, frames) is not.
+                fixed = polls * overhead
+                step = (target - fixed) / (measured - fixed) if measured > fixed else 0.5
+                level *= max(0.5, min(step, 2.0))
+                self._since_move = 0
+                if level >= top and measured < target:
+                    self.comment_level = None
+                    return {}
         # At least one comment a second: an answer is never empty while the
         # room has comments.
         self.comment_level = level = max(1.0, level)
@@ -235,9 +255,3 @@ def _caps(rooms: list[RoomLoad], level: float | None) -> dict[str, float]:
 
 def _smooth(previous: float, newest: float) -> float:
     return previous + SMOOTHING * (newest - previous)
-
-
-def _damped(ratio: float) -> float:
-    """A step towards ``ratio`` small enough for a loop whose effect shows
-    a few seconds late (the bytes follow a new cap an interval later)."""
-    return max(0.7, min(ratio, 1.5)) ** FEEDBACK_GAIN
