@@ -55,10 +55,13 @@ JITTER_SHARE = 0.1
 # back together forever: the shared bytes would keep it in lockstep, every
 # poll interval a burst of the whole crowd. An answer pulled often is
 # therefore kept in CROWD_VARIANTS forms differing only in next_ms, spread
-# evenly over +/- CROWD_SPREAD of it, handed out in turn CROWD_STEP pulls at
-# a time: within two or three intervals the crowd's polls spread over the
-# whole interval. An answer pulled fewer than CROWD_STEP times (a quiet
-# room, a handful of viewers) has one form only, as before.
+# evenly over +/- CROWD_SPREAD of it, handed out in turn: within two or three
+# intervals the crowd's polls spread over the whole interval. One pull each,
+# not several in a row: viewers handed one in a row arrive within
+# milliseconds of each other and come back together, and blocks of 16 made a
+# crowd's polls per second swing by about 1/sqrt(polls a second / 16), +/-13 %
+# at 1,000/s. An answer pulled fewer than CROWD_STEP times (a quiet room, a
+# handful of viewers) has one form only, as before.
 CROWD_VARIANTS = 7
 CROWD_SPREAD = 0.25
 CROWD_STEP = 16
@@ -177,21 +180,19 @@ class SharedAnswer:
     use. ``take`` is lock-free: two threads racing may hand out the same
     variant or build one twice, and either result is a valid answer."""
 
-    __slots__ = ("_build", "pulls", "step", "variants")
+    __slots__ = ("_build", "pulls", "variants")
 
-    def __init__(self, first: PullAnswer, build: Callable[[float], PullAnswer], *, step: int = CROWD_STEP) -> None:
+    def __init__(self, first: PullAnswer, build: Callable[[float], PullAnswer]) -> None:
         self.variants: list[PullAnswer | None] = [first] + [None] * (CROWD_VARIANTS - 1)
         self.pulls = 0
         self._build = build
-        # Pulls in a row handed the same variant once the crowd is there.
-        self.step = step
 
     def take(self) -> PullAnswer:
         pulls = self.pulls
         self.pulls = pulls + 1
         if pulls < CROWD_STEP:
             return self.variants[0]
-        index = (pulls // self.step) % CROWD_VARIANTS
+        index = pulls % CROWD_VARIANTS
         variant = self.variants[index]
         if variant is None:
             variant = self.variants[index] = self._build(variant_factor(index))
@@ -322,13 +323,7 @@ class PullCache:
         shared = memo.get(key)
         if shared is None:
             build = partial(self._build, entry, view, after_second, force_gap=stale)
-            # In a stretched room, variants change every pull: viewers handed
-            # one in a row (arriving within milliseconds) come back together,
-            # and blocks of CROWD_STEP made the node's polls per second swing
-            # by about 1/sqrt(polls per second / CROWD_STEP), +/-13 % at
-            # 1,000/s, where a budget is to be held to +/-10 %.
-            step = 1 if self._stretched(entry) else CROWD_STEP
-            shared = memo[key] = SharedAnswer(build(1.0), build, step=step)
+            shared = memo[key] = SharedAnswer(build(1.0), build)
         if len(by_raw) < RAW_MEMO_MAX:
             by_raw[after] = shared
         return shared.take()
@@ -416,9 +411,6 @@ class PullCache:
         if multiplier > 1.0:
             return int(interval * multiplier), "busy"
         return interval, reason
-
-    def _stretched(self, entry: RoomEntry) -> bool:
-        return not entry.degraded and entry.settings.poll_multiplier * entry.control.multiplier > 1.0
 
     def base_interval_ms(self, entry: RoomEntry, view: RingView) -> float:
         """The interval the room's viewers get before delivery control: sparse

@@ -5,6 +5,7 @@ only in next_ms (danmaku.pull.cache.SharedAnswer)."""
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 from collections import Counter
 
@@ -58,7 +59,7 @@ def test_a_few_pulls_of_one_question_share_one_answer():
 
 def test_a_crowd_gets_variants_that_differ_only_in_next_ms_spread_evenly():
     room = Room()
-    answers = [room.cache.pull("live", None) for _ in range(CROWD_STEP * CROWD_VARIANTS)]
+    answers = [room.cache.pull("live", None) for _ in range(CROWD_STEP + 6 * CROWD_VARIANTS)]
     distinct = {id(answer): answer for answer in answers}.values()
     assert len(distinct) == CROWD_VARIANTS
     bodies = [orjson.loads(answer.body) for answer in distinct]
@@ -70,8 +71,11 @@ def test_a_crowd_gets_variants_that_differ_only_in_next_ms_spread_evenly():
     assert next_ms[-1] == pytest.approx(base * (1 + CROWD_SPREAD), abs=2)
     # Each variant is an answer of its own: its ETag is its body's.
     assert len({answer.etag for answer in distinct}) == CROWD_VARIANTS
-    # Every variant handed out as often as the others.
-    assert set(Counter(id(answer) for answer in answers).values()) == {CROWD_STEP}
+    # Past the first CROWD_STEP, one pull each in turn: every variant as often
+    # as the others, and never twice in a row.
+    crowd = answers[CROWD_STEP : CROWD_STEP + 6 * CROWD_VARIANTS]
+    assert set(Counter(id(answer) for answer in crowd).values()) == {6}
+    assert all(a is not b for a, b in itertools.pairwise(crowd))
 
 
 def polls_per_second(room: Room, viewers: int, seconds: int, *, seed: int = 1) -> Counter[int]:
