@@ -125,7 +125,7 @@ def test_a_stretched_crowd_spreads_over_its_longer_interval_within_a_round():
 
     polls = polls_per_second(room, viewers=3000, seconds=45)
 
-    # From the third round on (the first spreads over 3-15 s). Without the
+    # From the third round on (the first spreads over 4.5-13.5 s). Without the
     # wider spread: 0.56-1.48 of the mean.
     rates = [polls[START_SECOND + second] for second in range(20, 45)]
     mean = sum(rates) / len(rates)
