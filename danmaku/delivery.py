@@ -21,9 +21,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from danmaku.pull.cache import PullAnswer, PullCache, RoomControl, RoomEntry
-from danmaku.pull.control import Controller, RoomLoad
+from danmaku.pull.control import Controller, Decision, RoomLoad
 from danmaku.pull.response import respond
 from danmaku.pull.ringbuffer import RingView
 from danmaku.pull.wire import encode_pull
@@ -45,9 +46,13 @@ RECENT_SLOTS = 4
 # A reading over a shorter interval is noise (a tick right after another).
 MIN_INTERVAL_SECONDS = 0.2
 
-# Fields of a room in what a process shares with its node (a list, not a
-# dict: 10,000 rooms are written and read every second).
+# Fields of a room in what a process shares with its node, shared as
+# columns (one list per field, not one per room: 10,000 rooms are written
+# and read by every process every second, and a list per room made each
+# read allocate 10,000 containers for the garbage collector to walk).
 _ID, _VIEWERS, _POLLS, _BYTES, _INTERVAL, _ARRIVALS, _SHOWN, _CAP, _MULTIPLIER, _CAP_IN_FORCE = range(10)
+_FIELDS = 10
+NO_DECISION = Decision(multipliers={}, caps={}, rate_level=None, comment_level=None)
 
 
 def round_viewers(count: float) -> int:
@@ -59,9 +64,9 @@ def round_viewers(count: float) -> int:
     return int(round(count, -digits))
 
 
-@dataclass(frozen=True, slots=True)
-class RoomFigures:
-    """A room across the node, as /metrics, the console and the admin show it."""
+class RoomFigures(NamedTuple):
+    """A room across the node, as /metrics, the console and the admin show it.
+    (A tuple: 10,000 of them are made every second.)"""
 
     room_id: int
     viewers: int
@@ -85,17 +90,28 @@ def node_figures(payloads: list[dict], *, at: float) -> tuple[NodeFigures, dict[
     the rooms' added-up rows, for the controller)."""
     rooms: dict[str, list] = {}
     for payload in payloads:
-        for slug, row in payload.get("rooms", {}).items():
+        shared = payload.get("rooms") or {}
+        columns = shared.get("columns") or []
+        if len(columns) != _FIELDS:
+            continue  # nothing yet, or written by another release
+        viewers, polls, size, multipliers, caps = (
+            columns[_VIEWERS],
+            columns[_POLLS],
+            columns[_BYTES],
+            columns[_MULTIPLIER],
+            columns[_CAP_IN_FORCE],
+        )
+        for index, slug in enumerate(shared.get("slugs") or ()):
             seen = rooms.get(slug)
             if seen is None:
-                rooms[slug] = list(row)
+                rooms[slug] = [column[index] for column in columns]
                 continue
-            seen[_VIEWERS] += row[_VIEWERS]
-            seen[_POLLS] += row[_POLLS]
-            seen[_BYTES] += row[_BYTES]
-            seen[_MULTIPLIER] = max(seen[_MULTIPLIER], row[_MULTIPLIER])
-            if row[_CAP_IN_FORCE] is not None:
-                seen[_CAP_IN_FORCE] = min(seen[_CAP_IN_FORCE] or math.inf, row[_CAP_IN_FORCE])
+            seen[_VIEWERS] += viewers[index]
+            seen[_POLLS] += polls[index]
+            seen[_BYTES] += size[index]
+            seen[_MULTIPLIER] = max(seen[_MULTIPLIER], multipliers[index])
+            if caps[index] is not None:
+                seen[_CAP_IN_FORCE] = min(seen[_CAP_IN_FORCE] or math.inf, caps[index])
     figures = {
         slug: RoomFigures(row[_ID], row[_VIEWERS], row[_POLLS], row[_BYTES], row[_MULTIPLIER], row[_CAP_IN_FORCE])
         for slug, row in rooms.items()
@@ -130,6 +146,7 @@ class Delivery:
         self.clock = clock
         self.wall = wall
         self.overhead = answer_overhead()
+        self._budgeted = bool(controller.poll_budget or controller.egress_budget)
         self.figures: NodeFigures | None = None
         self._last_at: float | None = None
         self._window: int | None = None
@@ -162,7 +179,7 @@ class Delivery:
             # viewers are counted already, and a crowd arriving all at once
             # is told to wait longer from this second on.
             self._window = window
-        payload = {"rooms": mine, "viewers": self._snapshots}
+        payload = {"rooms": _columns(mine), "viewers": self._snapshots}
         payloads = [payload]
         if self.share is not None:
             try:
@@ -170,16 +187,18 @@ class Delivery:
             except OSError as exc:
                 fallback_log.warning("could not share this process's load with its node: %s", exc)
         figures, rows = node_figures(payloads, at=self.wall())
-        decision = self.controller.decide(
-            (
-                RoomLoad(slug, row[_VIEWERS], row[_INTERVAL] / 1000, row[_ARRIVALS], row[_CAP])
-                for slug, row in rows.items()
-            ),
-            polls=figures.polls,
-            egress=figures.bytes,
-            answer_overhead=self.overhead,
-            delivered=sum(row[_VIEWERS] * row[_SHOWN] for row in rows.values()),
-        )
+        decision = NO_DECISION
+        if self._budgeted:
+            decision = self.controller.decide(
+                (
+                    RoomLoad(slug, row[_VIEWERS], row[_INTERVAL] / 1000, row[_ARRIVALS], row[_CAP])
+                    for slug, row in rows.items()
+                ),
+                polls=figures.polls,
+                egress=figures.bytes,
+                answer_overhead=self.overhead,
+                delivered=sum(row[_VIEWERS] * row[_SHOWN] for row in rows.values()),
+            )
         if new_window:
             self._refresh_shown(window, entries, payloads)
         for entry in entries:
@@ -190,7 +209,10 @@ class Delivery:
     def _measure(self, entry: RoomEntry, now: float, elapsed: float | None) -> list:
         reading = entry.meter.take(now)
         view = entry.ring.view
-        arrivals, shown = _liveliness(view)
+        # Without a budget only the counts are shared (viewers, /metrics):
+        # the controller's inputs cost a walk of each room's ring.
+        arrivals, shown = _liveliness(view) if self._budgeted else (0.0, 0.0)
+        interval = self.cache.base_interval_ms(entry, view) if self._budgeted else 0.0
         settings = entry.settings
         cap = entry.ring.display_cap
         per_second = 1.0 / elapsed if elapsed else 0.0
@@ -199,7 +221,7 @@ class Delivery:
             reading.viewers,
             reading.polls * per_second,
             reading.bytes * per_second,
-            self.cache.base_interval_ms(entry, view),
+            interval,
             arrivals,
             shown,
             settings.display_cap_per_second,
@@ -246,6 +268,10 @@ class Delivery:
             except StoreUnavailable as exc:
                 fallback_log.warning("viewer counts: the cluster's tally is unavailable, showing the node's: %s", exc)
         self._shown = {room_id: round_viewers(count) for room_id, count in shown.items()}
+
+
+def _columns(rows: dict[str, list]) -> dict:
+    return {"slugs": list(rows), "columns": [list(column) for column in zip(*rows.values(), strict=True)]}
 
 
 def _liveliness(view: RingView) -> tuple[float, float]:
