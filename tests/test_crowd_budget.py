@@ -65,8 +65,12 @@ def test_a_crowd_over_the_poll_budget_is_held_near_it_then_let_go(open_files, tm
             busy[second] += reason == REASON_CODES["busy"]
     held = range(HELD_FROM_SECONDS, int(LEAVE_AT_SECONDS))
     rates = [sum(per_second[at : at + 5]) / 5 for at in range(held.start, held.stop - 4)]
-    # Without control: 300 a second.
-    assert all(0.7 * BUDGET <= rate <= 1.3 * BUDGET for rate in rates), per_second
+    mean = sum(per_second[s] for s in held) / len(held)
+    # Without control: 300 a second. A crowd this small lumps a lot from one
+    # second to the next and its storm takes ~20 s to spread (the bench,
+    # with 9,000 viewers, holds the budget to +/-10 %): a smoke, not a figure.
+    assert 0.7 * BUDGET <= mean <= 1.2 * BUDGET, f"mean {mean}, seconds {per_second}"
+    assert all(0.55 * BUDGET <= rate <= 1.45 * BUDGET for rate in rates), f"5 s rates {rates}, seconds {per_second}"
     assert sum(busy[s] for s in held) >= 0.95 * sum(per_second[s] for s in held)
     tail = range(NORMAL_FROM_SECONDS, int(DURATION_SECONDS))
     assert sum(busy[s] for s in tail) == 0, busy

@@ -111,7 +111,9 @@ def test_pull_real_room_with_generated_and_held_cursors(room):
         _held_cursors().flatmap(lambda cursor: operation.as_strategy(path_parameters=on_room, query={"after": cursor})),
     )
 
-    statuses = _run(strategy, headers={})
+    # Uncompressed: schemathesis does not decode a gzip body before checking
+    # it against the schema (any answer of 200 bytes or more is gzipped).
+    statuses = _run(strategy, headers={"Accept-Encoding": "identity"})
 
     assert not any(code >= 500 for code in statuses), statuses
     assert statuses[200] > 0, statuses
