@@ -176,6 +176,8 @@ def test_density_opacity_and_pause(server, page, js_problems):
     send(server, "before pause", mode="scroll")
     page.locator(COMMENT).filter(has_text="before pause").wait_for(state="attached", timeout=ARRIVAL_MS)
     page.check("#paused")
+    # The stage stops at its next animation frame.
+    page.wait_for_timeout(100)
     where = _x(page, "before pause")
     pulls = []
     page.on("request", lambda request: pulls.append(request.url) if "/danmaku" in request.url else None)
