@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from danmaku.pull.cache import JITTER_SHARE
+from danmaku.pull.spread import JITTER_SHARE
 from harness.crowd import Crowd, CrowdResult, CrowdSpec, Delivery, Ledger, delivery
 from harness.feed import feed, warm_up
 from harness.weaknet import NetStats, Weakness, weak_net

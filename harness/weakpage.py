@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from danmaku.pull.cache import JITTER_SHARE
+from danmaku.pull.spread import JITTER_SHARE
 from harness.crowd import Sent
 from harness.feed import feed, warm_up
 from harness.local import LocalServer

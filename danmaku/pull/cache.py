@@ -22,6 +22,14 @@ from danmaku.pull import wire
 from danmaku.pull.control import sparse_interval_ms
 from danmaku.pull.meter import RoomMeter
 from danmaku.pull.ringbuffer import RingView, RoomRing
+from danmaku.pull.spread import (
+    CROWD_STEP,
+    CROWD_VARIANTS,
+    jitter,
+    stretched_ms,
+    unstretched_ceiling_ms,
+    variant_factor,
+)
 from infra.ratelimitlog import RateLimitedLog
 from infra.tokenbucket import TokenBucket
 
@@ -48,25 +56,6 @@ NOT_FOUND = "room not found"
 # room that was not active here yet that it does not exist) and proxies do
 # not cache.
 LOOKUPS_BUSY = "too many unknown rooms asked for at once; retry shortly"
-# +/- this share of next_ms, so clients that joined together drift apart.
-JITTER_SHARE = 0.1
-# A crowd asking one question within the same second (a connect storm, a
-# failover's reconnects) would get one answer and so one next_ms, and come
-# back together forever: the shared bytes would keep it in lockstep, every
-# poll interval a burst of the whole crowd. An answer pulled often is
-# therefore kept in CROWD_VARIANTS forms differing only in next_ms, spread
-# evenly over +/- CROWD_SPREAD of it, handed out in turn: within two or three
-# intervals the crowd's polls spread over the whole interval. One pull each,
-# not several in a row: viewers handed one in a row arrive within
-# milliseconds of each other and come back together, and blocks of 16 made a
-# crowd's polls per second swing by about 1/sqrt(polls a second / 16), +/-13 %
-# at 1,000/s. An answer pulled fewer than CROWD_STEP times (a quiet room, a
-# handful of viewers) has one form only, as before.
-CROWD_VARIANTS = 7
-CROWD_SPREAD = 0.25
-CROWD_STEP = 16
-# The widest spread of a stretched room's variants (see _busy_spread).
-BUSY_SPREAD = 0.5
 # Below this size gzip costs more than it saves.
 GZIP_MIN_BYTES = 200
 # A cursor this far ahead of our newest slot may come from a process that
@@ -152,6 +141,8 @@ class RoomEntry:
     # The second this process started serving the room: a room with no
     # comment in its window counts as quiet since then (sparse control).
     since: int | None = None
+    # Its last memo was pulled CROWD_STEP times or more (SharedAnswer).
+    crowded: bool = False
 
 
 @dataclass(slots=True)
@@ -178,15 +169,21 @@ class PullAnswer:
 
 
 class SharedAnswer:
-    """An answer and its crowd variants (see CROWD_VARIANTS), built on first
+    """An answer and its crowd variants (danmaku.pull.spread), built on first
     use. ``take`` is lock-free: two threads racing may hand out the same
     variant or build one twice, and either result is a valid answer."""
 
     __slots__ = ("_build", "pulls", "variants")
 
-    def __init__(self, first: PullAnswer, build: Callable[[float], PullAnswer]) -> None:
+    def __init__(self, first: PullAnswer, build: Callable[[int], PullAnswer], *, crowded: bool = False) -> None:
         self.variants: list[PullAnswer | None] = [first] + [None] * (CROWD_VARIANTS - 1)
-        self.pulls = 0
+        # In a room that was crowded a moment ago, one variant each in turn
+        # from the first pull. Each process starts a new memo every second:
+        # handing its first CROWD_STEP pulls the one same form put most of a
+        # crowd back in step (four workers x 16 pulls of every cursor's
+        # answer, about 60 % of a 1,000-poll/s crowd, and the node's polls
+        # lumped +/-25 % from one second to the next).
+        self.pulls = CROWD_STEP if crowded else 0
         self._build = build
 
     def take(self) -> PullAnswer:
@@ -194,20 +191,11 @@ class SharedAnswer:
         self.pulls = pulls + 1
         if pulls < CROWD_STEP:
             return self.variants[0]
-        index = pulls % CROWD_VARIANTS
+        index = (pulls - CROWD_STEP) % CROWD_VARIANTS
         variant = self.variants[index]
         if variant is None:
-            variant = self.variants[index] = self._build(variant_factor(index))
+            variant = self.variants[index] = self._build(index)
         return variant
-
-
-def variant_factor(index: int) -> float:
-    """next_ms's factor for crowd variant ``index``: the first as it is, the
-    others in pairs evenly out to 1 - CROWD_SPREAD and 1 + CROWD_SPREAD
-    (CROWD_VARIANTS is odd), the nearest first."""
-    step = (index + 1) // 2
-    sign = -1 if index % 2 else 1
-    return 1 + sign * CROWD_SPREAD * step / ((CROWD_VARIANTS - 1) // 2)
 
 
 class PullCache:
@@ -298,6 +286,7 @@ class PullCache:
         view = entry.ring.view
         _, memo, by_raw = entry.memo
         if not self._memo_current(entry, view):
+            entry.crowded = _crowded(memo)
             memo, by_raw = {}, {}
             entry.memo = ((view, entry.settings, entry.degraded, self.epoch, entry.control), memo, by_raw)
         else:
@@ -325,7 +314,7 @@ class PullCache:
         shared = memo.get(key)
         if shared is None:
             build = partial(self._build, entry, view, after_second, force_gap=stale)
-            shared = memo[key] = SharedAnswer(build(1.0), build)
+            shared = memo[key] = SharedAnswer(build(0), build, crowded=entry.crowded)
         if len(by_raw) < RAW_MEMO_MAX:
             by_raw[after] = shared
         return shared.take()
@@ -356,7 +345,7 @@ class PullCache:
         return self._error(404, NOT_FOUND, cache_control=f"public, max-age={NOT_FOUND_MAX_AGE_SECONDS}")
 
     def _build(
-        self, entry: RoomEntry, view: RingView, after: int | None, factor: float, *, force_gap: bool = False
+        self, entry: RoomEntry, view: RingView, after: int | None, index: int, *, force_gap: bool = False
     ) -> PullAnswer:
         settings = entry.settings
         read = view.read(after, self.config.join_seconds, MAX_AHEAD_SECONDS)
@@ -364,13 +353,21 @@ class PullCache:
         # An empty ring (room activated this instant) hands back what it got.
         cursor_second = read.newest if read.newest is not None else max(after or 0, 0)
         cursor = wire.encode_cursor(self.epoch, cursor_second)
-        next_ms, reason = self._next_ms(entry, view, joining=after is None)
         key = f"{settings.slug}|{after}|{view.newest}|{settings.version}|{self.epoch}|{entry.degraded:d}|{gap:d}"
         digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
-        longest = max(self.config.max_next_ms, settings.quiet_interval_ms, settings.poll_interval_ms)
+        interval, multiplier, reason = self._interval(entry, view, joining=after is None)
         if reason == "busy":
-            factor = _busy_spread(factor, settings.poll_multiplier * entry.control.multiplier, digest)
-        next_ms = min(int(_jitter(next_ms, digest) * factor), longest)
+            # Derived from the answer's identity, not random per request, so
+            # the shared bytes stay identical for everyone who gets them.
+            shift = int(digest[4:8], 16) / 0x10000  # 0..1
+            arriving = (
+                after is None or view.newest is None or (view.newest - after) * 1000 < unstretched_ceiling_ms(interval)
+            )
+            wait = stretched_ms(index, interval, multiplier, shift, arriving=arriving)
+        else:
+            wait = interval * variant_factor(index)
+        longest = max(self.config.max_next_ms, settings.quiet_interval_ms, settings.poll_interval_ms)
+        next_ms = min(jitter(wait, int(digest[:4], 16) / 0xFFFF), longest)
         body = wire.encode_pull(
             cursor=cursor,
             next_ms=next_ms,
@@ -395,8 +392,9 @@ class PullCache:
             next_ms=next_ms,
         )
 
-    def _next_ms(self, entry: RoomEntry, view: RingView, *, joining: bool) -> tuple[int, str]:
-        """The interval an answer asks for, before jitter, and why.
+    def _interval(self, entry: RoomEntry, view: RingView, *, joining: bool) -> tuple[int, float, str]:
+        """The interval an answer asks for before spread and jitter, as
+        (interval, multiplier stretching it, why).
 
         A viewer joining gets the room's normal interval; afterwards the
         interval grows the longer the room stays quiet (sparse control).
@@ -405,14 +403,13 @@ class PullCache:
         settings = entry.settings
         interval = settings.poll_interval_ms
         if entry.degraded:
-            return int(interval * self.config.degraded_multiplier), "degraded"
+            return int(interval * self.config.degraded_multiplier), 1.0, "degraded"
         if not joining:
             interval = sparse_interval(entry, view)
-        reason = "quiet" if interval > settings.poll_interval_ms else "normal"
         multiplier = settings.poll_multiplier * entry.control.multiplier
         if multiplier > 1.0:
-            return int(interval * multiplier), "busy"
-        return interval, reason
+            return interval, multiplier, "busy"
+        return interval, 1.0, "quiet" if interval > settings.poll_interval_ms else "normal"
 
     def base_interval_ms(self, entry: RoomEntry, view: RingView) -> float:
         """The interval the room's viewers get before delivery control: sparse
@@ -458,31 +455,6 @@ class PullCache:
         self.rooms.pop(slug, None)
 
 
-def _busy_spread(factor: float, multiplier: float, digest: str) -> float:
-    """A crowd variant's factor in a room stretched ``multiplier`` times.
-
-    A crowd that arrived together and is told to wait m times longer comes
-    back together m intervals later, and the node sees its whole crowd in
-    the second it returns. Its variants therefore spread over
-    (1 - w, 1 + w) of the stretched interval, w = (m - 1) / m up to
-    BUSY_SPREAD (when that is wider than CROWD_SPREAD): never sooner than
-    the normal interval, the same mean, so one round spreads the crowd over
-    about the stretched interval. Wider, the rounds overlap: a simulated
-    9,000-viewer storm at m = 3 peaked at 1.2 times its rate over 5 s with
-    w = 2/3, 1.06 times with 1/2. The variants' places are shifted by a
-    fraction of their spacing drawn from the answer's identity: each
-    second's answer puts them elsewhere, so cohorts of different seconds
-    fill the gaps between each other's instead of coming back on one
-    lattice."""
-    wanted = min((multiplier - 1) / multiplier, BUSY_SPREAD)
-    if wanted <= CROWD_SPREAD:
-        return factor
-    half = (CROWD_VARIANTS - 1) // 2
-    rank = round((factor - 1) / CROWD_SPREAD * half) + half
-    shift = int(digest[4:8], 16) / 0x10000  # 0..1
-    return 1 + wanted * (2 * (rank + shift) / CROWD_VARIANTS - 1)
-
-
 def sparse_interval(entry: RoomEntry, view: RingView) -> int:
     settings = entry.settings
     return sparse_interval_ms(
@@ -503,8 +475,11 @@ def quiet_seconds(entry: RoomEntry, view: RingView) -> int:
     return max(0, newest - last)
 
 
-def _jitter(next_ms: int, digest: str) -> int:
-    # Derived from the answer's identity, not random per request, so the
-    # shared bytes stay identical for everyone who gets them.
-    fraction = int(digest[:4], 16) / 0xFFFF  # 0..1
-    return max(100, int(next_ms * (1 + JITTER_SHARE * (2 * fraction - 1))))
+def _crowded(memo: dict) -> bool:
+    """Whether a memo's answers were pulled CROWD_STEP times or more."""
+    pulls = 0
+    for shared in memo.values():
+        pulls += shared.pulls
+        if pulls >= CROWD_STEP:
+            return True
+    return False

@@ -12,6 +12,7 @@ from django.db import DatabaseError
 
 from danmaku import runtime
 from danmaku.models import Danmaku, Room
+from danmaku.pull.spread import JITTER_SHARE, stretched_ms
 from harness.services import private_redis
 from infra import clock as host_clock
 from infra.jobs import JobLoop, jobs_for
@@ -186,8 +187,10 @@ def test_emergency_preset_applies_through_the_admin_and_undoes(admin_client, roo
     # Slower polling is the staff multiplier: viewers are told why.
     answer = client.get(URL).json()
     assert answer["reason"] == "busy"
-    # Twice the 3 s, with the jitter and a stretched room's wider spread.
-    assert 6000 * 0.8 <= answer["next_ms"] <= 6000 * 1.2
+    # Twice the 3 s. A viewer joining a room just stretched waits as one
+    # arriving from the normal interval does (danmaku.pull.spread), +/- jitter.
+    earliest = stretched_ms(0, 3000, 2.0, 0.0, arriving=True) * (1 - JITTER_SHARE)
+    assert earliest <= answer["next_ms"] <= stretched_ms(0, 3000, 2.0, 1.0, arriving=True) * (1 + JITTER_SHARE)
 
     # Applying twice keeps the first backup.
     admin_client.post(changelist, {"action": "emergency_apply", "_selected_action": [room.pk]})

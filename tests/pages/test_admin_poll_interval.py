@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from danmaku.pull.cache import JITTER_SHARE
+from danmaku.pull.spread import JITTER_SHARE
 from harness import local
 from tests.pages.conftest import PASSWORD, make_user
 

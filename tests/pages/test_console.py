@@ -21,7 +21,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from danmaku.models import Room
-from danmaku.pull.cache import JITTER_SHARE
+from danmaku.pull.spread import JITTER_SHARE
 from harness import local
 from tests.pages.conftest import log_in, make_user, send_comment
 

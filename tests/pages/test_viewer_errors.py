@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from danmaku.pull.cache import JITTER_SHARE
+from danmaku.pull.spread import JITTER_SHARE
 from harness import local
 from harness.tcpproxy import TcpProxy
 from tests.pages.conftest import log_in, make_user, send_comment

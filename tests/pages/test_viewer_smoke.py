@@ -16,8 +16,8 @@ import uuid
 import pytest
 
 from danmaku.models import Room
-from danmaku.pull.cache import JITTER_SHARE
 from danmaku.pull.control import sparse_interval_ms
+from danmaku.pull.spread import JITTER_SHARE
 from harness import local
 from tests.pages.conftest import send_comment
 

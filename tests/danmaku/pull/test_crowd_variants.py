@@ -13,15 +13,9 @@ import orjson
 import pytest
 
 from danmaku.pull import cache as pull_cache
-from danmaku.pull.cache import (
-    CROWD_SPREAD,
-    CROWD_STEP,
-    CROWD_VARIANTS,
-    JITTER_SHARE,
-    PullCache,
-    RoomSettings,
-)
+from danmaku.pull.cache import PullCache, RoomSettings
 from danmaku.pull.ringbuffer import Item
+from danmaku.pull.spread import CROWD_SPREAD, CROWD_STEP, CROWD_VARIANTS, JITTER_SHARE
 
 INTERVAL_MS = 3000
 START_SECOND = 1_000_000
@@ -78,8 +72,12 @@ def test_a_crowd_gets_variants_that_differ_only_in_next_ms_spread_evenly():
     assert all(a is not b for a, b in itertools.pairwise(crowd))
 
 
-def polls_per_second(room: Room, viewers: int, seconds: int, *, seed: int = 1) -> Counter[int]:
-    """Viewers joining within one second, each polling when its answer says."""
+def polls_per_second(
+    room: Room, viewers: int, seconds: int, *, seed: int = 1, stretch_at: int | None = None
+) -> Counter[int]:
+    """Viewers joining within one second, each polling when its answer says
+    (and a round trip later); from ``stretch_at`` seconds in, the room is
+    stretched three times (the controller counted the crowd)."""
     rng = random.Random(seed)
     due = [(START_SECOND + rng.random(), viewer, None) for viewer in range(viewers)]
     heapq.heapify(due)
@@ -89,10 +87,16 @@ def polls_per_second(room: Room, viewers: int, seconds: int, *, seed: int = 1) -
         at, viewer, cursor = heapq.heappop(due)
         # The refresher has sealed the second before the current one.
         room.advance_to(int(at) - 1)
+        if stretch_at is not None and at >= START_SECOND + stretch_at:
+            room.entry.control, stretch_at = pull_cache.RoomControl(multiplier=3.0), None
         answer = room.pull(cursor)
         polls[int(at)] += 1
-        heapq.heappush(due, (at + answer["next_ms"] / 1000, viewer, answer["cursor"]))
+        heapq.heappush(due, (at + answer["next_ms"] / 1000 + rng.uniform(0.005, 0.05), viewer, answer["cursor"]))
     return polls
+
+
+def five_second_rates(polls: Counter[int], start: int, end: int) -> list[float]:
+    return [sum(polls[START_SECOND + s] for s in range(at, at + 5)) / 5 for at in range(start, end - 4)]
 
 
 def test_a_crowd_that_joined_in_one_second_spreads_over_the_interval():
@@ -118,16 +122,56 @@ def test_without_variants_the_crowd_stays_in_lockstep(monkeypatch):
 def test_a_stretched_crowd_spreads_over_its_longer_interval_within_a_round():
     """Told to wait three times longer, a crowd that arrived together would
     come back as a wave every 9 s; its variants spread it over the whole
-    stretched interval at once, so the node serves the budget's rate, not
-    waves of it."""
+    stretched interval at once (its joins' waits from the equilibrium law,
+    danmaku.pull.spread), so the node serves the budget's rate, not waves
+    of it."""
     room = Room()
     room.entry.control = pull_cache.RoomControl(multiplier=3.0)
 
     polls = polls_per_second(room, viewers=3000, seconds=45)
 
-    # From the third round on (the first spreads over 4.5-13.5 s). Without the
-    # wider spread: 0.56-1.48 of the mean.
+    # From 20 s on, single seconds (the one cohort of joins is a lattice of
+    # seven variants at first). Without the wider spread: 0.56-1.48 of the mean.
     rates = [polls[START_SECOND + second] for second in range(20, 45)]
     mean = sum(rates) / len(rates)
     assert mean == pytest.approx(3000 / 9, rel=0.1)
     assert 0.65 * mean <= min(rates) <= max(rates) <= 1.35 * mean, rates
+
+
+def test_a_storm_back_from_its_normal_interval_polls_at_the_stretched_rate():
+    """9,000 viewers join in one second at the normal 3 s; the controller
+    stretches the room three times from 2 s in, while the storm is on its
+    way back. The node serves about 1,000 polls/s from 10 s on, not a
+    second wave on top of the first one's next round."""
+    polls = polls_per_second(Room(), viewers=9000, seconds=60, stretch_at=2)
+    rates = five_second_rates(polls, 10, 60)
+    assert 0.85 * 1000 <= min(rates) <= max(rates) <= 1.15 * 1000, rates
+
+
+def test_a_storm_given_the_plain_stretched_spread_overshoots(monkeypatch):
+    """What the equilibrium waits are for (and that the test above can fail):
+    every viewer taken for one already waiting the stretched interval."""
+    monkeypatch.setattr(pull_cache, "unstretched_ceiling_ms", lambda interval_ms: -1e9)
+    polls = polls_per_second(Room(), viewers=9000, seconds=60, stretch_at=2)
+    rates = five_second_rates(polls, 10, 60)
+    assert max(rates) > 1.15 * 1000, rates
+
+
+def test_a_room_crowded_a_second_ago_hands_out_variants_from_the_first_pull():
+    """Each second starts a new memo; in a crowded room its first pulls get
+    the variants in turn, not CROWD_STEP times the same answer."""
+    room = Room()
+    for _ in range(CROWD_STEP):
+        room.cache.pull("live", None)
+    room.advance_to(START_SECOND + 1)
+    first, second = room.cache.pull("live", None), room.cache.pull("live", None)
+    assert first is not second
+    assert first.next_ms != second.next_ms
+
+
+def test_a_room_pulled_a_few_times_keeps_one_answer_per_question():
+    room = Room()
+    for _ in range(3):
+        room.cache.pull("live", None)
+    room.advance_to(START_SECOND + 1)
+    assert len({id(room.cache.pull("live", None)) for _ in range(CROWD_STEP)}) == 1
