@@ -9,7 +9,6 @@ connection, always the same one while they all idle)."""
 
 from __future__ import annotations
 
-import resource
 import threading
 import time
 
@@ -18,6 +17,7 @@ import pytest
 from harness import local, procnet
 from harness.crowd import Crowd, CrowdSpec, Sent, delivery
 from harness.load import Sender
+from tests.openfiles import open_files_for
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +36,9 @@ SEED_SECONDS = 3.0
 
 @pytest.fixture(scope="module")
 def open_files():
-    """Two generator processes of 1,000 connections each (and the server's
-    share) need more than a common default soft limit of 1,024."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 4 * VIEWERS if hard == resource.RLIM_INFINITY else min(hard, 4 * VIEWERS)
-    if wanted < 2 * VIEWERS:
-        pytest.skip(f"the open-file limit ({hard}) is too low for {VIEWERS} viewers")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    """Two generator processes of 1,000 connections each, and the server's share."""
+    with open_files_for(2 * VIEWERS):
+        yield
 
 
 def test_a_crowd_sees_every_comment_once_with_no_errors(open_files, tmp_path):

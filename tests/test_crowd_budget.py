@@ -6,13 +6,12 @@ have left the rest are back at the normal interval."""
 
 from __future__ import annotations
 
-import resource
-
 import pytest
 
 from harness import local
 from harness.crowd import Crowd, CrowdSpec
 from harness.crowd.answers import REASON_CODES
+from tests.openfiles import open_files_for
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +29,8 @@ NORMAL_FROM_SECONDS = 35
 
 @pytest.fixture
 def open_files():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 4 * VIEWERS if hard == resource.RLIM_INFINITY else min(hard, 4 * VIEWERS)
-    if wanted < 2 * VIEWERS:
-        pytest.skip(f"the open-file limit ({hard}) is too low for {VIEWERS} viewers")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with open_files_for(2 * VIEWERS):
+        yield
 
 
 def test_a_crowd_over_the_poll_budget_is_held_near_it_then_let_go(open_files, tmp_path):

@@ -31,6 +31,7 @@ import requests
 
 from harness import local
 from harness.rawhttp import AnswerReader
+from tests.openfiles import open_files_for
 
 pytestmark = pytest.mark.slow
 
@@ -57,15 +58,8 @@ FILES_NEEDED = 3 * VIEWERS + 200
 
 @pytest.fixture(scope="module")
 def open_files() -> Iterator[None]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < FILES_NEEDED:
-        pytest.skip(f"needs {FILES_NEEDED} open files, the hard limit is {hard}")
-    if soft != resource.RLIM_INFINITY and soft < FILES_NEEDED:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (FILES_NEEDED, hard))
-    try:
+    with open_files_for(FILES_NEEDED):
         yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def request(host: str) -> bytes:

@@ -15,6 +15,7 @@ from danmaku.pull.spread import (
     CROWD_SPREAD,
     CROWD_VARIANTS,
     JITTER_SHARE,
+    arriving_delay,
     equilibrium_quantile,
     jitter,
     stretched_ms,
@@ -75,16 +76,24 @@ def test_the_equilibrium_quantile_inverts_its_distribution(quantile, spread):
     assert cdf == pytest.approx(quantile, abs=1e-9)
 
 
+@pytest.mark.parametrize("multiplier", [1.05, 2.0, 3.0, 5.0])
+def test_arriving_waits_keep_the_stretched_mean_too(multiplier):
+    """So a viewer taken for an arriving one by mistake (only its cursor's
+    age tells) polls as often as it should; and none comes back sooner than
+    the delay."""
+    mean = 3000 * multiplier
+    spread = max(CROWD_SPREAD, min((multiplier - 1) / multiplier, BUSY_SPREAD))
+    waits = [stretched_ms(i, 3000, multiplier, s, arriving=True) for i in range(CROWD_VARIANTS) for s in SHIFTS]
+    assert sum(waits) / len(waits) == pytest.approx(mean, rel=0.01)
+    assert min(waits) >= arriving_delay(mean, spread)
+    assert max(waits) <= arriving_delay(mean, spread) + mean * (1 + spread) + 1e-6
+
+
 @pytest.mark.parametrize("interval", [1000, 3000, 10_000])
-def test_an_arriving_wait_is_never_taken_for_an_unstretched_one(interval):
-    """The cursor's age tells the two apart: every unstretched wait (its
-    widest variant, jittered up) is shorter than the ceiling by a second,
-    and every arriving wait is at least the ceiling."""
+def test_a_cursor_younger_than_the_ceiling_is_one_from_an_unstretched_wait(interval):
     widest = jitter(interval * max(variant_factor(i) for i in range(CROWD_VARIANTS)), 1.0)
-    ceiling = unstretched_ceiling_ms(interval)
-    assert widest + 1000 <= ceiling + 1
-    arriving = [stretched_ms(i, interval, 3.0, s, arriving=True) for i in range(CROWD_VARIANTS) for s in SHIFTS]
-    assert min(arriving) >= ceiling
+    # A cursor can lag its pull by up to a second.
+    assert widest + 1000 <= unstretched_ceiling_ms(interval) + 1
 
 
 def test_jitter_moves_at_most_its_share_and_never_below_100_ms():
@@ -118,8 +127,8 @@ def five_second_rates(polls: Counter[int], start: int, end: int) -> list[float]:
 def test_a_storm_given_equilibrium_waits_polls_at_its_stretched_rate_from_its_first_return():
     polls = storm_polls(arriving=True)
     target = 9000 / 9
-    # The earliest return is after the ceiling (5.1 s) and the rate is flat
-    # from there on, apart from the storm's own second of arrival.
+    # The earliest return is after the delay (4.1 s at 9 s) and the rate is
+    # flat from there on, apart from the storm's own second of arrival.
     rates = five_second_rates(polls, 7, 60)
     assert min(rates) >= 0.95 * target, rates
     assert max(rates) <= 1.05 * target, rates
