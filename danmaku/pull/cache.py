@@ -141,7 +141,8 @@ class RoomEntry:
     # The second this process started serving the room: a room with no
     # comment in its window counts as quiet since then (sparse control).
     since: int | None = None
-    # Its last memo was pulled CROWD_STEP times or more (SharedAnswer).
+    # Its last memo's answers were pulled CROWD_STEP times each on average
+    # (SharedAnswer).
     crowded: bool = False
 
 
@@ -173,25 +174,27 @@ class SharedAnswer:
     use. ``take`` is lock-free: two threads racing may hand out the same
     variant or build one twice, and either result is a valid answer."""
 
-    __slots__ = ("_build", "pulls", "variants")
+    __slots__ = ("_build", "pulls", "step", "variants")
 
     def __init__(self, first: PullAnswer, build: Callable[[int], PullAnswer], *, crowded: bool = False) -> None:
         self.variants: list[PullAnswer | None] = [first] + [None] * (CROWD_VARIANTS - 1)
-        # In a room that was crowded a moment ago, one variant each in turn
-        # from the first pull. Each process starts a new memo every second:
-        # handing its first CROWD_STEP pulls the one same form put most of a
-        # crowd back in step (four workers x 16 pulls of every cursor's
-        # answer, about 60 % of a 1,000-poll/s crowd, and the node's polls
-        # lumped +/-25 % from one second to the next).
-        self.pulls = CROWD_STEP if crowded else 0
+        self.pulls = 0
+        # In a room whose answers were each pulled often a moment ago, one
+        # variant each in turn from the first pull. Each process starts a
+        # new memo every second: handing its first CROWD_STEP pulls the one
+        # same form put most of a crowd back in step (four workers x 16
+        # pulls of every cursor's answer, about 60 % of a 1,000-poll/s
+        # crowd, and the node's polls lumped +/-25 % from one second to the
+        # next).
+        self.step = 0 if crowded else CROWD_STEP
         self._build = build
 
     def take(self) -> PullAnswer:
         pulls = self.pulls
         self.pulls = pulls + 1
-        if pulls < CROWD_STEP:
+        if pulls < self.step:
             return self.variants[0]
-        index = (pulls - CROWD_STEP) % CROWD_VARIANTS
+        index = (pulls - self.step) % CROWD_VARIANTS
         variant = self.variants[index]
         if variant is None:
             variant = self.variants[index] = self._build(index)
@@ -476,10 +479,12 @@ def quiet_seconds(entry: RoomEntry, view: RingView) -> int:
 
 
 def _crowded(memo: dict) -> bool:
-    """Whether a memo's answers were pulled CROWD_STEP times or more."""
-    pulls = 0
-    for shared in memo.values():
-        pulls += shared.pulls
-        if pulls >= CROWD_STEP:
-            return True
-    return False
+    """Whether a memo's answers were pulled CROWD_STEP times each on average.
+
+    Per answer, not per room: a room of many small cohorts (a few hundred
+    viewers, their cursors spread over the seconds) would otherwise build a
+    variant for nearly every pull (about 40 us each) where one answer per
+    cohort serves it as well."""
+    if not memo:
+        return False
+    return sum(shared.pulls for shared in memo.values()) >= CROWD_STEP * len(memo)

@@ -16,6 +16,7 @@ from danmaku.pull import cache as pull_cache
 from danmaku.pull.cache import PullCache, RoomSettings
 from danmaku.pull.ringbuffer import Item
 from danmaku.pull.spread import CROWD_SPREAD, CROWD_STEP, CROWD_VARIANTS, JITTER_SHARE
+from danmaku.pull.wire import encode_cursor
 
 INTERVAL_MS = 3000
 START_SECOND = 1_000_000
@@ -175,3 +176,16 @@ def test_a_room_pulled_a_few_times_keeps_one_answer_per_question():
         room.cache.pull("live", None)
     room.advance_to(START_SECOND + 1)
     assert len({id(room.cache.pull("live", None)) for _ in range(CROWD_STEP)}) == 1
+
+
+def test_a_room_of_many_small_cohorts_keeps_one_answer_per_question():
+    """Thirty pulls a second spread over ten cursors (a few hundred viewers)
+    do not make a crowd: variants for them would cost a build per pull."""
+    room = Room()
+    room.advance_to(START_SECOND + 12)
+    cursors = [encode_cursor(room.cache.epoch, START_SECOND + s) for s in range(1, 11)]
+    for cursor in cursors:
+        for _ in range(3):
+            room.cache.pull("live", cursor)
+    room.advance_to(START_SECOND + 13)
+    assert len({id(room.cache.pull("live", cursors[0])) for _ in range(CROWD_STEP)}) == 1
