@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import NamedTuple
 
 from danmaku.pull.cache import PullAnswer, PullCache, RoomControl, RoomEntry
@@ -52,6 +53,7 @@ MIN_INTERVAL_SECONDS = 0.2
 # read allocate 10,000 containers for the garbage collector to walk).
 _ID, _VIEWERS, _POLLS, _BYTES, _INTERVAL, _ARRIVALS, _SHOWN, _CAP, _MULTIPLIER, _CAP_IN_FORCE = range(10)
 _FIELDS = 10
+_FIGURES = itemgetter(_ID, _VIEWERS, _POLLS, _BYTES, _MULTIPLIER, _CAP_IN_FORCE)
 NO_DECISION = Decision(multipliers={}, caps={}, rate_level=None, comment_level=None)
 
 
@@ -94,28 +96,23 @@ def node_figures(payloads: list[dict], *, at: float) -> tuple[NodeFigures, dict[
         columns = shared.get("columns") or []
         if len(columns) != _FIELDS:
             continue  # nothing yet, or written by another release
-        viewers, polls, size, multipliers, caps = (
-            columns[_VIEWERS],
-            columns[_POLLS],
-            columns[_BYTES],
-            columns[_MULTIPLIER],
-            columns[_CAP_IN_FORCE],
-        )
-        for index, slug in enumerate(shared.get("slugs") or ()):
+        # Rows rebuilt from the columns in C (zip), figures picked in C
+        # (itemgetter): 34-37 ms a second for four processes' 10,000 rooms
+        # with an index per field per room in Python, 24-25 ms this way.
+        for slug, row in zip(shared.get("slugs") or (), zip(*columns, strict=False), strict=False):
             seen = rooms.get(slug)
             if seen is None:
-                rooms[slug] = [column[index] for column in columns]
+                rooms[slug] = list(row)
                 continue
-            seen[_VIEWERS] += viewers[index]
-            seen[_POLLS] += polls[index]
-            seen[_BYTES] += size[index]
-            seen[_MULTIPLIER] = max(seen[_MULTIPLIER], multipliers[index])
-            if caps[index] is not None:
-                seen[_CAP_IN_FORCE] = min(seen[_CAP_IN_FORCE] or math.inf, caps[index])
-    figures = {
-        slug: RoomFigures(row[_ID], row[_VIEWERS], row[_POLLS], row[_BYTES], row[_MULTIPLIER], row[_CAP_IN_FORCE])
-        for slug, row in rooms.items()
-    }
+            seen[_VIEWERS] += row[_VIEWERS]
+            seen[_POLLS] += row[_POLLS]
+            seen[_BYTES] += row[_BYTES]
+            if row[_MULTIPLIER] > seen[_MULTIPLIER]:
+                seen[_MULTIPLIER] = row[_MULTIPLIER]
+            if row[_CAP_IN_FORCE] is not None:
+                seen[_CAP_IN_FORCE] = min(seen[_CAP_IN_FORCE] or math.inf, row[_CAP_IN_FORCE])
+    make, pick = RoomFigures._make, _FIGURES
+    figures = {slug: make(pick(row)) for slug, row in rooms.items()}
     polls = sum(room.polls for room in figures.values())
     size = sum(room.bytes for room in figures.values())
     return NodeFigures(at=at, polls=polls, bytes=size, rooms=figures), rooms
@@ -279,6 +276,10 @@ def _liveliness(view: RingView) -> tuple[float, float]:
     recent = view.slots[-RECENT_SLOTS:]
     if not recent:
         return 0.0, 0.0
-    shown = sum(len(slot.items) for slot in recent)
-    arrived = shown + sum(slot.missed for slot in recent)
-    return arrived / len(recent), shown / len(recent)
+    # A plain loop: two generator sums per room took 17-19 ms a second at
+    # 10,000 rooms, this 8.
+    shown = missed = 0
+    for slot in recent:
+        shown += len(slot.items)
+        missed += slot.missed
+    return (shown + missed) / len(recent), shown / len(recent)

@@ -261,6 +261,16 @@ def test_last_active_second_is_the_newest_slot_with_items(ring):
     assert ring.view.last_active_second() is None
 
 
+def test_last_active_second_steps_back_when_its_only_item_is_retracted(ring):
+    ring.retract([2])
+    assert ring.view.last_active_second() == 105
+    ring.retract([1])
+    assert ring.view.last_active_second() is None
+    ring.add([make_item(3, 110_100)])
+    ring.seal_through(111)
+    assert ring.view.last_active_second() == 110
+
+
 # -- late and duplicate items -----------------------------------------------
 
 
