@@ -228,3 +228,21 @@ class SendWindow(models.Model):
 
     def __str__(self) -> str:
         return f"room {self.room_id} user {self.user_id}: {self.mark}/{self.count}"
+
+
+class CacheChange(models.Model):
+    """One change to a fact the processes cache (``danmaku.changes``).
+
+    Written in the transaction that made the change; every process reads
+    the rows added since its previous read and drops what they name. Rows
+    older than an hour are pruned.
+    """
+
+    # "room", "token", "user", "sanctions": which cache; "*": all of them.
+    kind = models.CharField(max_length=16)
+    # The cached key (a slug, a token hash, a user id); "" for every key.
+    key = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key or '*'} at {self.created_at}"
