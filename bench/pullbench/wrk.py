@@ -45,6 +45,8 @@ class WrkResult:
     latency_us: dict[str, float]
     wrk_cpu_seconds: float
     server_cpu_seconds: float
+    # wrk's whole output, for scripts that report more than report.lua.
+    stdout: str = ""
 
     @property
     def rps(self) -> float:
@@ -142,4 +144,5 @@ def _parse(stdout: str, *, wrk_cpu: float, server_cpu: float) -> WrkResult:
         latency_us=report["latency_us"],
         wrk_cpu_seconds=wrk_cpu,
         server_cpu_seconds=server_cpu,
+        stdout=stdout,
     )
