@@ -1,271 +1,480 @@
-"""The send path in production mode: accepted sends per second, latency, and
-what each send costs PostgreSQL and Redis.
+"""The send path in production mode (issue 16): accepted sends per second
+against a bare ceiling, and a flood against a capped room.
+
+    flock /tmp/bench.lock .venv/bin/python bench/send.py                   # accept: 2,000 users, 64 connections, 20 s
+    flock /tmp/bench.lock .venv/bin/python bench/send.py --scenario flood  # 500 sends/s at a room capped at 50/s, 30 s
+    flock /tmp/bench.lock .venv/bin/python bench/send.py --scenario all    # both, on the same servers
+    .venv/bin/python bench/send.py --seconds 5 --users 500                 # shorter, fewer users
+    .venv/bin/python bench/send.py --broker redis                          # a private redis-server as the broker
+    .venv/bin/python bench/send.py --celery inline                         # no worker: moderation inside the request
 
 Starts, all private and stopped afterwards: a fresh database on the shared
 PostgreSQL (``harness.services.postgres_database``), a redis-server for the
-store and the limits, a second one as the Celery broker (``--celery broker``,
-no worker consumes it: the web tier alone) or none (``--celery inline``: the
-moderation task runs inside the request, so its database work is counted),
-and gunicorn (``--workers``, gthread) on a free 127.0.0.1 port. Then
-``--threads`` client threads, each with a keep-alive session, send to one
-room for ``--seconds`` as fast as they are answered, cycling through
-``--users`` users so slow mode (2 s per user) never refuses a send.
+store and the limits, a broker (a fresh vhost on the local RabbitMQ, or
+``--broker redis``), a Celery worker (``harness.local.celery_worker``,
+``--celery-concurrency``) and a send-role gunicorn (DANMAKU_ROLE=send,
+``--workers``, the worker class and threads danmaku_site/gunicorn.conf.py
+ships) on a free 127.0.0.1 port. Two rooms: ``send-bench`` with slow mode at
+``--slow-mode-ms`` and its cap raised out of the way, ``send-flood`` capped
+at ``--cap`` comments/s.
 
-PostgreSQL load comes from pg_stat_database / pg_stat_user_tables deltas of
-the private database (read after gunicorn stopped, so every backend flushed
-its counters); Redis load from INFO commandstats of the private servers.
-Both are divided by every request sent (warm-up included), and scaled to
-1,000 sends/s. The refresher's own per-tick queries are in them too.
+The load is wrk (``bench/sendbench/lua/send.lua``), one connection per wrk
+thread: every request POSTs a fresh comment (unique ``client_id``) with a
+user's Bearer token, each thread sending as its own slice of the users,
+round robin. Latency is timed by the script from request to answer, per
+answer status (2 % buckets).
 
-    .venv/bin/python bench/send.py                         # 10 s, 16 threads, broker mode
-    .venv/bin/python bench/send.py --celery inline --seconds 5
+``accept`` (the default): a warm-up, then the ceiling, then ``--seconds``
+(20) of sends as fast as answered to ``send-bench`` by ``--users`` (2,000)
+users over ``--connections`` (64). The ceiling is ``bench/sendbench/bare_app.py``
+on the same gunicorn settings and worker class, one prepared INSERT and one
+XADD per request over per-thread connections to the same database and Redis,
+driven by the same script and connections while the project and the worker
+are stopped (SIGSTOP). Reported: accepted sends/s and their latency, the
+ratio to the ceiling, CPU per accepted send by process (web: gunicorn's
+process group; postgres: the private database's backends; redis: the store
+server's INFO cpu; celery: the worker's group, over the run and the drain of
+its backlog; the broker: the whole RabbitMQ node, shared), the load
+generator's own, and PostgreSQL/Redis round trips per send (counter deltas
+around the run, after the worker drained).
+
+``flood``: ``--seconds`` (30) of sends paced at ``--rate`` (500/s) in all,
+from ``--users`` (5,000) users, to ``send-flood``. Reported: requests sent
+and answered (wrk stops without waiting for the last ones: at most one per
+connection is cut off), socket errors, statuses, the stored comments per
+second of their timestamp (the cap must hold to the comment), and the
+server CPU (web + postgres + redis) per request, and per rejected send as
+an upper bound (all of it charged to the rejections).
+
+Exit status 1 when a scenario had a 5xx, a socket error or no accepted send.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
-import os
+import json
 import signal
-import statistics
+import subprocess
 import sys
-import threading
+import tempfile
 import time
-from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-import redis
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.pullbench import servers, wrk
+from bench.sendbench import bare_app, deployment, load
+from bench.sendbench.load import SendRun
 from harness import local
 from harness.services import postgres_database, private_redis, require_postgres
 
-ROOM = "send-bench"
+ACCEPT_ROOM = "send-bench"
+FLOOD_ROOM = "send-flood"
 SECRET_KEY = "bench-only-secret-key-" + "x" * 40
-REQUEST_TIMEOUT_SECONDS = 5
-WARMUP_SECONDS = 1.0
-# Slow mode stays on (its Redis work is part of every send); users are many
-# enough that each waits far longer than the interval between its sends.
-ROOM_FIELDS = {"room_send_cap_per_second": 1_000_000, "user_send_interval_ms": 2000}
-PG_COUNTERS = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_deleted", "tup_fetched")
-TEXTS = ("主播太厉害了哈哈哈", "前方高能预警!!!", "这波操作666", "awsl 好可爱", "来了来了", "弹幕护体")
+BARE_APP = "bench.sendbench.bare_app:application"
+SCENARIOS = ("accept", "flood", "all")
+DEFAULTS = {"accept": {"seconds": 20.0, "users": 2000}, "flood": {"seconds": 30.0, "users": 5000}}
+# The room cap "out of the way" for the accept scenario.
+CAP_OUT_OF_THE_WAY = 1_000_000
+# The ceiling's own warm-up (its threads open their connections).
+CEILING_WARMUP_SECONDS = 1.0
+# Longest wait for the worker to work off the moderation tasks of a run.
+DRAIN_TIMEOUT_SECONDS = 60.0
+# Idle PostgreSQL backends flush their statistics at most a second after a transaction.
+PG_STATS_FLUSH_SECONDS = 1.5
+# The issue's acceptance figures.
+ACCEPT_MIN_PER_SECOND = 400
+ACCEPT_MAX_P99_MS = 100
+CEILING_MIN_RATIO = 0.5
+REJECTED_MAX_CPU_US = 300
+
+
+@dataclass
+class Deployment:
+    args: argparse.Namespace
+    work_dir: Path
+    database_url: str
+    store_url: str
+    broker: deployment.Broker | None
+    project: servers.RunningServer
+    worker: local.CeleryWorker | None
+    tokens: list[str]
+
+    @property
+    def database_name(self) -> str:
+        return self.database_url.rsplit("/", 1)[1]
+
+    def processes(self, web_pgid: int | None = None) -> deployment.Processes:
+        return deployment.Processes(
+            web_pgid=self.project.pgid if web_pgid is None else web_pgid,
+            database_name=self.database_name,
+            store_url=self.store_url,
+            worker_pgid=self.worker.process.pid if self.worker is not None else None,
+            broker=self.broker,
+        )
+
+    def send(self, server: servers.RunningServer, room: str, *, users: int, seconds: float, rate: float = 0.0):
+        return load.run(
+            base_url=server.base_url,
+            path=f"/api/v1/rooms/{room}/danmaku",
+            tokens=self.tokens[:users],
+            seconds=seconds,
+            connections=self.args.connections,
+            rate=rate,
+            work_dir=self.work_dir,
+        )
+
+    def warm_up(self) -> None:
+        """The project's threads take their first sends (connections, caches),
+        then slow mode lets the same users send again."""
+        users = max(self.args.connections, min(len(self.tokens), DEFAULTS["accept"]["users"]))
+        self.send(self.project, ACCEPT_ROOM, users=users, seconds=self.args.warmup)
+        time.sleep(self.args.slow_mode_ms / 1000)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured load time (default 10)")
-    parser.add_argument("--threads", type=int, default=16, help="client threads (default 16)")
-    parser.add_argument("--users", type=int, default=2000, help="distinct senders (default 2000)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
-    parser.add_argument("--celery", choices=("broker", "inline"), default="broker", help="default broker")
-    args = parser.parse_args()
-    if args.seconds <= 0 or min(args.threads, args.users, args.workers) < 1:
-        parser.error("--seconds, --threads, --users and --workers must be positive")
+    args = _arguments()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     require_postgres()
-
+    wrk.wrk_binary()
+    scenarios = ("accept", "flood") if args.scenario == "all" else (args.scenario,)
+    failed = False
     with contextlib.ExitStack() as stack:
-        database_url = stack.enter_context(postgres_database())
-        store_redis = stack.enter_context(private_redis())
-        env = {
-            "DJANGO_SECRET_KEY": SECRET_KEY,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": store_redis.url,
-            "GUNICORN_LOG_LEVEL": "warning",
-            "DANMAKU_LOG_LEVEL": "WARNING",
-        }
-        broker_redis = None
-        if args.celery == "broker":
-            broker_redis = stack.enter_context(private_redis())
-            env["CELERY_BROKER_URL"] = broker_redis.url
-        server = stack.enter_context(
-            local.gunicorn(room=ROOM, workers=args.workers, room_fields=ROOM_FIELDS, extra_env=env)
+        dep = _deploy(stack, args, users=max(_setting(args, name, "users") for name in scenarios))
+        _print_header(dep)
+        dep.warm_up()
+        for name in scenarios:
+            print()
+            run = accept(dep) if name == "accept" else flood(dep)
+            failed |= bool(run.server_errors or run.socket_error_count or not run.accepted)
+        print()
+        _print_log_problems(dep)
+    return 1 if failed else 0
+
+
+def _print_log_problems(dep: Deployment) -> None:
+    logs = [("gunicorn", dep.project.log_path)]
+    if dep.worker is not None:
+        logs.append(("celery worker", dep.worker.log_path))
+    for label, path in logs:
+        count, kinds = deployment.log_problems(path)
+        print(f"{label} log: {count:,} lines with a warning or error" + (", commonest:" if kinds else ""))
+        for times, line in kinds:
+            print(f"  {times:6,} x {line[:200]}")
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", choices=SCENARIOS, default="accept", help="default accept")
+    parser.add_argument("--seconds", type=float, help="measured load time (accept 20, flood 30)")
+    parser.add_argument("--users", type=int, help="distinct senders (accept 2,000, flood 5,000)")
+    parser.add_argument("--connections", type=int, default=64, help="keep-alive connections, one per wrk thread")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of sends before measuring (default 2)")
+    parser.add_argument("--slow-mode-ms", type=int, default=2000, help="both rooms' per-user interval")
+    parser.add_argument("--rate", type=float, default=500.0, help="flood: sends/s in all (default 500)")
+    parser.add_argument("--cap", type=int, default=50, help="flood: the room's cap, comments/s (default 50)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--server-threads", type=int, help="threads per worker (default: as shipped)")
+    parser.add_argument("--broker", choices=("rabbitmq", "redis"), default="rabbitmq", help="default rabbitmq")
+    parser.add_argument("--celery", choices=("worker", "inline"), default="worker", help="default worker")
+    parser.add_argument("--celery-concurrency", type=int, default=1, help="worker processes (default 1)")
+    args = parser.parse_args()
+    if args.seconds is not None and args.seconds < 1:
+        parser.error("--seconds must be at least 1 (wrk counts whole seconds)")
+    if min(args.connections, args.workers, args.celery_concurrency, args.cap) < 1 or args.rate <= 0:
+        parser.error("--connections, --workers, --celery-concurrency, --cap and --rate must be positive")
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1")
+    if args.users is not None and args.users < args.connections:
+        parser.error("--users must be at least --connections (each wrk thread sends as its own users)")
+    if args.server_threads is None:
+        args.server_threads = servers.shipped_threads("gunicorn")
+    return args
+
+
+def _setting(args: argparse.Namespace, scenario: str, name: str):
+    value = getattr(args, name)
+    return DEFAULTS[scenario][name] if value is None else value
+
+
+def _deploy(stack: contextlib.ExitStack, args: argparse.Namespace, *, users: int) -> Deployment:
+    work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sendbench-")))
+    database_url = stack.enter_context(postgres_database())
+    store = stack.enter_context(private_redis())
+    broker = stack.enter_context(deployment.broker(args.broker)) if args.celery == "worker" else None
+    extra = {
+        "DJANGO_SECRET_KEY": SECRET_KEY,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": store.url,
+    }
+    if broker is not None:
+        extra["CELERY_BROKER_URL"] = broker.url
+    # servers.serve sets the web server's log levels itself.
+    env = local.environment(work_dir, DANMAKU_LOG_LEVEL="WARNING", **extra)
+    accept_fields = {"room_send_cap_per_second": CAP_OUT_OF_THE_WAY, "user_send_interval_ms": args.slow_mode_ms}
+    local.prepare_room(env, ACCEPT_ROOM, (), **accept_fields)
+    flood_fields = {"room_send_cap_per_second": args.cap, "user_send_interval_ms": args.slow_mode_ms}
+    tokens = _rooms_and_tokens(env, FLOOD_ROOM, flood_fields, users)
+    bare_app.create_table(database_url)
+    settings = servers.ServerSettings(kind="gunicorn", workers=args.workers, threads=args.server_threads)
+    project = stack.enter_context(
+        servers.serve(
+            settings,
+            app=servers.PROJECT_APP,
+            var_dir=work_dir,
+            probe_path="/healthz",
+            extra_env=extra | {"DANMAKU_ROLE": "send"},
         )
-        tokens = _issue_tokens(server, args.users)
-        before = _snapshot(database_url, store_redis, broker_redis)
-        load = _Load(server.danmaku_url(ROOM), tokens, args.threads)
-        database_name = database_url.rsplit("/", 1)[1]
-        gunicorn_cpu = _cpu_seconds(lambda pgrp, _: pgrp == server.process.pid)
-        postgres_cpu = _cpu_seconds(lambda _, cmdline: database_name in cmdline)
-        client_cpu = time.process_time()
-        load.run(WARMUP_SECONDS, args.seconds)
-        gunicorn_cpu = _cpu_seconds(lambda pgrp, _: pgrp == server.process.pid) - gunicorn_cpu
-        # Backends of the private database (gunicorn's connections persist).
-        postgres_cpu = _cpu_seconds(lambda _, cmdline: database_name in cmdline) - postgres_cpu
-        client_cpu = time.process_time() - client_cpu
-        local.stop(server.process)
-        # Backends flush their statistics as they exit; give the collector a moment.
-        time.sleep(1.0)
-        after = _snapshot(database_url, store_redis, broker_redis)
-    _report(args, load, before, after, {"gunicorn": gunicorn_cpu, "postgres": postgres_cpu, "client": client_cpu})
-    return 0 if not load.failures and load.accepted_total else 1
+    )
+    worker = None
+    if broker is not None:
+        worker = stack.enter_context(
+            local.celery_worker(env, log_path=work_dir / "celery.log", concurrency=args.celery_concurrency)
+        )
+    return Deployment(args, work_dir, database_url, store.url, broker, project, worker, tokens)
 
 
-def _issue_tokens(server: local.LocalServer, count: int) -> list[str]:
-    code = f"""
+ROOMS_AND_TOKENS_CODE = """
+import io, json, secrets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
-from danmaku.models import ApiToken
-import secrets
+from django.core.management import call_command
+from danmaku.models import ApiToken, Room
+spec = json.loads(SPEC)
+call_command("create_room", spec["room"], stdout=io.StringIO())
+Room.objects.filter(slug=spec["room"]).update(**spec["fields"])
 User = get_user_model()
-users = User.objects.bulk_create([User(username=f"sender-{{n}}", password=make_password(None)) for n in range({count})])
+users = User.objects.bulk_create(
+    [User(username=f"sender-{n}", password=make_password(None)) for n in range(spec["users"])]
+)
 raws = [ApiToken.PREFIX + secrets.token_urlsafe(32) for _ in users]
-ApiToken.objects.bulk_create([ApiToken(user=u, key_hash=ApiToken.hash(r), label="bench") for u, r in zip(users, raws)])
-print("\\n".join("TOKEN " + r for r in raws))
+ApiToken.objects.bulk_create(
+    [ApiToken(user=u, key_hash=ApiToken.hash(r), label="bench") for u, r in zip(users, raws)]
+)
+print(json.dumps(raws))
 """
-    # The shell prints a line of its own first; the tokens are marked.
-    lines = server.manage("shell", "-c", code).splitlines()
-    return [line.split(" ", 1)[1] for line in lines if line.startswith("TOKEN ")]
 
 
-class _Load:
-    def __init__(self, url: str, tokens: list[str], threads: int) -> None:
-        self.url = url
-        self.threads = threads
-        self._tokens = itertools.cycle(tokens)
-        self._lock = threading.Lock()
-        self._serial = itertools.count()
-        self.statuses: Counter = Counter()
-        self.failures: Counter = Counter()
-        self.latencies_ms: list[float] = []
-        self.accepted = 0
-        self.accepted_total = 0
-        self.requests_total = 0
-        self.measured_seconds = 0.0
-
-    def run(self, warmup: float, seconds: float) -> None:
-        start = time.monotonic()
-        self._measure_from = start + warmup
-        self._until = self._measure_from + seconds
-        workers = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(warmup + seconds + REQUEST_TIMEOUT_SECONDS + 5)
-        self.measured_seconds = seconds
-
-    def _next(self) -> tuple[str, int]:
-        with self._lock:
-            return next(self._tokens), next(self._serial)
-
-    def _worker(self) -> None:
-        latencies, statuses, failures = [], Counter(), Counter()
-        accepted = accepted_total = sent = 0
-        with requests.Session() as session:
-            while (now := time.monotonic()) < self._until:
-                token, serial = self._next()
-                body = {"text": f"{TEXTS[serial % len(TEXTS)]} {serial}", "client_id": f"b{serial}"}
-                try:
-                    response = session.post(
-                        self.url,
-                        json=body,
-                        headers={"Authorization": f"Bearer {token}"},
-                        timeout=REQUEST_TIMEOUT_SECONDS,
-                    )
-                except requests.RequestException as exc:
-                    failures[type(exc).__name__] += 1
-                    continue
-                sent += 1
-                elapsed_ms = (time.monotonic() - now) * 1000
-                ok = response.status_code == 201
-                accepted_total += ok
-                if now >= self._measure_from:
-                    statuses[response.status_code] += 1
-                    if ok:
-                        accepted += 1
-                        latencies.append(elapsed_ms)
-                if not ok and response.status_code != 429:
-                    failures[f"{response.status_code} {response.text[:80]}"] += 1
-        with self._lock:
-            self.latencies_ms.extend(latencies)
-            self.statuses.update(statuses)
-            self.failures.update(failures)
-            self.accepted += accepted
-            self.accepted_total += accepted_total
-            self.requests_total += sent
+def _rooms_and_tokens(env: dict[str, str], room: str, fields: dict[str, int], users: int) -> list[str]:
+    """Create ``room`` with ``fields``, and ``users`` users with a token each (in bulk)."""
+    spec = json.dumps({"room": room, "fields": fields, "users": users})
+    out = local.manage(env, "shell", "-c", ROOMS_AND_TOKENS_CODE.replace("SPEC", repr(spec), 1))
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def _snapshot(database_url: str, store_redis, broker_redis) -> dict:
-    libpq = database_url.replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(libpq, connect_timeout=5, autocommit=True) as conn:
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        row = conn.execute(
-            f"SELECT {', '.join(PG_COUNTERS)} FROM pg_stat_database WHERE datname = current_database()"
-        ).fetchone()
-        tables = {
-            name: counts
-            for name, *counts in conn.execute(
-                "SELECT relname, n_tup_ins, n_tup_upd, coalesce(seq_scan, 0) + coalesce(idx_scan, 0)"
-                " FROM pg_stat_user_tables"
+def _print_header(dep: Deployment) -> None:
+    args = dep.args
+    celery = (
+        f"Celery worker (concurrency {args.celery_concurrency}) on {dep.broker.label}"
+        if dep.broker is not None
+        else "Celery inline (moderation inside the request)"
+    )
+    print(
+        f"send-role gunicorn ({servers.shipped_worker_class()}, {args.workers} workers x "
+        f"{args.server_threads} threads), PostgreSQL + Redis, {celery}"
+    )
+    print(f"code: {_code_version()}")
+
+
+def _code_version() -> str:
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=local.BASE_DIR, capture_output=True, text=True, check=False)
+        return done.stdout
+
+    # "XY path": the status takes the first three characters.
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    changed = [path for path in changed if not path.startswith(("bench/", "docs/", "tests/"))]
+    head = git("rev-parse", "--short", "HEAD").strip()
+    return head + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
+
+
+# -- accept -------------------------------------------------------------------
+
+
+def accept(dep: Deployment) -> SendRun:
+    args = dep.args
+    seconds, users = _setting(args, "accept", "seconds"), _setting(args, "accept", "users")
+    print(
+        f"accept: {users:,} users over {args.connections} connections, {seconds:g} s, "
+        f"slow mode {args.slow_mode_ms} ms, room cap {CAP_OUT_OF_THE_WAY:,}/s"
+    )
+    ceiling, ceiling_cpu = _ceiling(dep, users=users, seconds=seconds)
+    # The warm-up's tasks worked off, its users out of slow mode.
+    deployment.wait_drained(dep.broker, timeout=DRAIN_TIMEOUT_SECONDS)
+    time.sleep(args.slow_mode_ms / 1000)
+    processes = dep.processes()
+    counters_before = deployment.snapshot(dep.database_url, dep.store_url, dep.broker)
+    cpu_before = processes.sample()
+    run = dep.send(dep.project, ACCEPT_ROOM, users=users, seconds=seconds)
+    cpu_run = deployment.cpu_delta(processes.sample(), cpu_before)
+    backlog = dep.broker.backlog() if dep.broker is not None else 0
+    drained = deployment.wait_drained(dep.broker, timeout=DRAIN_TIMEOUT_SECONDS)
+    if "celery" in cpu_run:
+        # The worker's CPU over the run and the drain of its backlog.
+        cpu_run["celery"] = processes.sample()["celery"] - cpu_before["celery"]
+    time.sleep(PG_STATS_FLUSH_SECONDS)
+    counters_after = deployment.snapshot(dep.database_url, dep.store_url, dep.broker)
+
+    rate = run.per_second(run.accepted)
+    ceiling_rate = ceiling.per_second(ceiling.accepted)
+    ratio = rate / ceiling_rate if ceiling_rate else 0.0
+    print(f"accepted: {rate:,.0f} sends/s ({run.accepted:,} in {run.seconds:.1f} s)   statuses: {_statuses(run)}")
+    _print_requests(run)
+    _print_latency(run, ("all", "answered"), ("201", "accepted"))
+    print(
+        f"ceiling: {ceiling_rate:,.0f} sends/s ({ceiling.accepted:,} in {ceiling.seconds:.1f} s), "
+        f"statuses: {_statuses(ceiling)}; bare WSGI app, same gunicorn settings and connections, "
+        f"one INSERT + one XADD per send"
+    )
+    _print_latency(ceiling, ("201", "ceiling"))
+    print(f"ratio: accepted sends/s ÷ ceiling sends/s = {rate:,.0f} ÷ {ceiling_rate:,.0f} = {ratio:.2f}")
+    print(f"CPU per accepted send: {_cpu_line(cpu_run, run.accepted, run.wrk_cpu_seconds)}")
+    drain = "not drained" if drained is None else f"drained {drained:.1f} s after the run"
+    print(f"  celery: {backlog:,} tasks waiting at the end of the run, {drain}; its CPU includes the drain")
+    print(f"CPU per ceiling send: {_cpu_line(ceiling_cpu, ceiling.accepted, ceiling.wrk_cpu_seconds)}")
+    _print_counters(counters_before, counters_after, run)
+    p99 = run.latency_ms("201", "p99")
+    _check(rate >= ACCEPT_MIN_PER_SECOND, f"≥ {ACCEPT_MIN_PER_SECOND} accepted sends/s: {rate:,.0f}")
+    _check(p99 is not None and p99 <= ACCEPT_MAX_P99_MS, f"p99 ≤ {ACCEPT_MAX_P99_MS} ms: {_ms(p99)}")
+    _check(not run.server_errors and not run.socket_error_count, f"0 5xx, 0 socket errors: {_errors(run)}")
+    _check(ratio >= CEILING_MIN_RATIO, f"≥ {CEILING_MIN_RATIO}x the ceiling: {ratio:.2f}")
+    return run
+
+
+def _ceiling(dep: Deployment, *, users: int, seconds: float) -> tuple[SendRun, dict[str, float]]:
+    """The bare app's run, the project and the worker stopped meanwhile."""
+    args = dep.args
+    settings = servers.ServerSettings(kind="gunicorn", workers=args.workers, threads=args.server_threads)
+    var_dir = dep.work_dir / "bare"
+    var_dir.mkdir()
+    env = {"BENCH_SEND_DATABASE_URL": dep.database_url, "BENCH_SEND_REDIS_URL": dep.store_url}
+    stopped = [dep.project.pgid] + ([dep.worker.process.pid] if dep.worker is not None else [])
+    with (
+        servers.serve(settings, app=BARE_APP, var_dir=var_dir, probe_path="/", extra_env=env) as bare,
+        servers.paused(*stopped),
+    ):
+        dep.send(bare, ACCEPT_ROOM, users=users, seconds=CEILING_WARMUP_SECONDS)
+        processes = dep.processes(web_pgid=bare.pgid)
+        before = processes.sample()
+        run = dep.send(bare, ACCEPT_ROOM, users=users, seconds=seconds)
+        cpu_run = deployment.cpu_delta(processes.sample(), before)
+    # Stopped: neither took CPU.
+    cpu_run.pop("celery", None)
+    cpu_run.pop("broker", None)
+    return run, cpu_run
+
+
+# -- flood --------------------------------------------------------------------
+
+
+def flood(dep: Deployment) -> SendRun:
+    args = dep.args
+    seconds, users = _setting(args, "flood", "seconds"), _setting(args, "flood", "users")
+    print(
+        f"flood: {users:,} users sending {args.rate:,.0f}/s in all over {args.connections} connections for "
+        f"{seconds:g} s to a room capped at {args.cap}/s, slow mode {args.slow_mode_ms} ms"
+    )
+    processes = dep.processes()
+    counters_before = deployment.snapshot(dep.database_url, dep.store_url, dep.broker)
+    cpu_before = processes.sample()
+    run = dep.send(dep.project, FLOOD_ROOM, users=users, seconds=seconds, rate=args.rate)
+    cpu_run = deployment.cpu_delta(processes.sample(), cpu_before)
+    deployment.wait_drained(dep.broker, timeout=DRAIN_TIMEOUT_SECONDS)
+    time.sleep(PG_STATS_FLUSH_SECONDS)
+    counters_after = deployment.snapshot(dep.database_url, dep.store_url, dep.broker)
+    per_second = deployment.rows_per_second(dep.database_url, FLOOD_ROOM)
+
+    print(
+        f"requests: sent {run.sent:,} ({run.per_second(run.sent):,.0f}/s), answered {run.answered:,}, "
+        f"cut off by the end of the run {run.cut_off} (at most one per connection), "
+        f"socket errors {_errors(run)}" + (f", pacing slots skipped {run.skipped:,}" if run.skipped else "")
+    )
+    rejected = run.count(202, 429)
+    print(
+        f"statuses: {_statuses(run)}   accepted {run.accepted:,} ({run.per_second(run.accepted):,.1f}/s), "
+        f"rejected {rejected:,} (202 room busy, 429 slow mode)"
+    )
+    _print_latency(run, ("all", "answered"), ("201", "accepted"), ("202", "room busy"))
+    stored = sum(per_second.values())
+    top = max(per_second.values(), default=0)
+    full = sum(1 for count in per_second.values() if count == args.cap)
+    print(
+        f"cap: {stored:,} comments stored over {len(per_second)} seconds of their timestamp; "
+        f"at most {top} in a second (cap {args.cap}), {full} seconds at exactly {args.cap}"
+    )
+    server_cpu = sum(cpu_run.get(name, 0.0) for name in ("web", "postgres", "redis"))
+    answered = max(run.answered, 1)
+    per_rejected = 1e6 * server_cpu / max(rejected, 1)
+    print(
+        f"server CPU (web + postgres + redis): {server_cpu:.2f} s = {1e6 * server_cpu / answered:,.0f} µs per "
+        f"answered request; per rejected send at most {per_rejected:,.0f} µs (all of it charged to the rejections)"
+    )
+    print(f"CPU per request: {_cpu_line(cpu_run, run.answered, run.wrk_cpu_seconds)}")
+    _print_counters(counters_before, counters_after, run)
+    _check(not run.socket_error_count, f"every request answered: socket errors {_errors(run)}")
+    _check(not run.server_errors, f"0 5xx: {run.server_errors}")
+    _check(top <= args.cap, f"the cap held to the comment: at most {top} in a second")
+    _check(per_rejected <= REJECTED_MAX_CPU_US, f"a rejected send ≤ {REJECTED_MAX_CPU_US} µs: ≤ {per_rejected:,.0f}")
+    return run
+
+
+# -- printing -----------------------------------------------------------------
+
+
+def _statuses(run: SendRun) -> str:
+    return " ".join(f"{status}: {count:,}" for status, count in sorted(run.statuses.items())) or "none"
+
+
+def _errors(run: SendRun) -> str:
+    if not run.socket_error_count:
+        return "0"
+    return ", ".join(f"{name} {count}" for name, count in run.socket_errors.items() if count)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def _print_requests(run: SendRun) -> None:
+    print(
+        f"requests: sent {run.sent:,}, answered {run.answered:,} ({run.per_second(run.answered):,.0f}/s), "
+        f"cut off by the end of the run {run.cut_off}, socket errors {_errors(run)}"
+    )
+
+
+def _print_latency(run: SendRun, *names: tuple[str, str]) -> None:
+    parts = []
+    for key, label in names:
+        figures = run.latency_us.get(key)
+        if figures:
+            parts.append(
+                f"{label} ({figures['count']:,}) p50 {figures['p50'] / 1000:.1f} p90 {figures['p90'] / 1000:.1f} "
+                f"p99 {figures['p99'] / 1000:.1f} max {figures['max'] / 1000:.1f}"
             )
-        }
-    return {
-        "pg": dict(zip(PG_COUNTERS, row, strict=True)),
-        "tables": tables,
-        "store": _commandstats(store_redis.url),
-        "broker": _commandstats(broker_redis.url) if broker_redis is not None else {},
-    }
+    print("latency (ms): " + "  |  ".join(parts))
 
 
-def _commandstats(url: str) -> dict[str, int]:
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        stats = {name.removeprefix("cmdstat_"): value["calls"] for name, value in client.info("commandstats").items()}
-        cpu = client.info("cpu")
-        stats["_cpu_ms"] = int((cpu["used_cpu_user"] + cpu["used_cpu_sys"]) * 1000)
-        return stats
-    finally:
-        client.close()
+def _cpu_line(cpu_run: dict[str, float], count: int, wrk_cpu: float) -> str:
+    count = max(count, 1)
+    server = sum(cpu_run.get(name, 0.0) for name in ("web", "postgres", "redis", "celery"))
+    parts = [
+        f"{name} {1000 * cpu_run[name] / count:.2f}"
+        for name in ("web", "postgres", "redis", "celery")
+        if name in cpu_run
+    ]
+    line = " + ".join(parts) + f" = {1000 * server / count:.2f} ms"
+    if "broker" in cpu_run:
+        line += f"; broker (whole node, shared) {1000 * cpu_run['broker'] / count:.2f} ms"
+    return line + f"; load generator {1000 * wrk_cpu / count:.2f} ms"
 
 
-def _cpu_seconds(matches) -> float:
-    """CPU used so far by every live process for which ``matches(pgrp, cmdline)``."""
-    ticks = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if matches(int(fields[2]), cmdline):
-                ticks += int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _report(args, load: _Load, before: dict, after: dict, cpu: dict[str, float]) -> None:
-    gunicorn_cpu, postgres_cpu, client_cpu = cpu["gunicorn"], cpu["postgres"], cpu["client"]
-    rate = load.accepted / load.measured_seconds
-    print(
-        f"send path: PostgreSQL + Redis, celery {args.celery}, {args.workers} gunicorn workers (gthread), "
-        f"{args.threads} client threads, {args.seconds:g} s measured after {WARMUP_SECONDS:g} s warm-up"
-    )
-    print(
-        f"accepted: {rate:,.0f} sends/s  ({load.accepted} in {load.measured_seconds:g} s)  "
-        f"statuses: {dict(load.statuses)}"
-    )
-    if load.latencies_ms:
-        centiles = statistics.quantiles(load.latencies_ms, n=100, method="inclusive")
-        print(
-            f"latency of accepted sends (ms): p50 {statistics.median(load.latencies_ms):.1f}  "
-            f"p90 {centiles[89]:.1f}  p99 {centiles[98]:.1f}  max {max(load.latencies_ms):.1f}"
-        )
-    if load.failures:
-        print(f"failures: {dict(load.failures)}")
-    run_seconds = WARMUP_SECONDS + args.seconds
-    accepted = max(load.accepted_total, 1)
-    print(
-        f"CPU: gunicorn {gunicorn_cpu:.1f} s ({100 * gunicorn_cpu / run_seconds:.0f} % of a core), "
-        f"postgres backends {postgres_cpu:.1f} s, load generator {client_cpu:.1f} s; per accepted send: "
-        f"gunicorn {1000 * gunicorn_cpu / accepted:.2f} ms, postgres {1000 * postgres_cpu / accepted:.2f} ms"
-    )
-    sends = max(load.requests_total, 1)
-    print(f"\nper send ({load.requests_total} requests, {load.accepted_total} accepted), and per 1,000 sends/s:")
-    for name in PG_COUNTERS:
+def _print_counters(before: dict, after: dict, run: SendRun) -> None:
+    requests = max(run.answered, 1)
+    print(f"per request ({run.answered:,} answered, {run.accepted:,} accepted), and per 1,000 requests/s:")
+    for name in deployment.PG_COUNTERS:
         delta = after["pg"][name] - before["pg"][name]
-        print(f"  postgres {name:14} {delta / sends:8.2f}   {1000 * delta / sends:10,.0f}/s")
+        print(f"  postgres {name:14} {delta / requests:8.2f}   {1000 * delta / requests:10,.0f}/s")
     tables = []
     for name, counts in after["tables"].items():
         old = before["tables"].get(name, [0, 0, 0])
@@ -273,20 +482,23 @@ def _report(args, load: _Load, before: dict, after: dict, cpu: dict[str, float])
         if ins or upd or scans:
             tables.append((scans + ins + upd, name, ins, upd, scans))
     for _, name, ins, upd, scans in sorted(tables, reverse=True)[:8]:
-        print(f"    table {name:28} inserts {ins / sends:5.2f}  updates {upd / sends:5.2f}  scans {scans / sends:5.2f}")
+        print(
+            f"    table {name:28} inserts {ins / requests:5.2f}  updates {upd / requests:5.2f}  "
+            f"scans {scans / requests:5.2f}"
+        )
     for server in ("store", "broker"):
         if not after[server]:
             continue
-        deltas = {k: after[server][k] - before[server].get(k, 0) for k in after[server] if k != "_cpu_ms"}
+        deltas = {name: after[server][name] - before[server].get(name, 0) for name in after[server]}
         total = sum(deltas.values())
-        cpu_ms = after[server]["_cpu_ms"] - before[server]["_cpu_ms"]
-        print(
-            f"  redis ({server}) commands {total / sends:8.2f}   {1000 * total / sends:10,.0f}/s   "
-            f"CPU {cpu_ms / sends * 1000:.0f} µs per send"
-        )
+        print(f"  redis ({server}) commands {total / requests:8.2f}   {1000 * total / requests:10,.0f}/s")
         for name, delta in sorted(deltas.items(), key=lambda kv: -kv[1])[:8]:
             if delta:
-                print(f"    {name:22} {delta / sends:6.2f}")
+                print(f"    {name:22} {delta / requests:6.2f}")
+
+
+def _check(ok: bool, text: str) -> None:
+    print(f"  [{'PASS' if ok else 'FAIL'}] {text}")
 
 
 if __name__ == "__main__":
