@@ -20,6 +20,8 @@ SCRIPT = Path(__file__).resolve().parent / "lua" / "send.lua"
 MARKER = "SENDBENCH-JSON "
 # What a token may hold, so that it can go into the Lua data file as is.
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
+# Texts of a run are numbered from a random multiple of this (a run sends fewer).
+TEXT_NUMBERS = 10**7
 
 
 @dataclass
@@ -100,11 +102,13 @@ def _data_file(work_dir: Path, *, path: str, tokens: list[str], threads: int, ra
     for token in tokens:
         if not TOKEN_RE.fullmatch(token):
             raise ValueError(f"a token with unexpected characters: {token[:8]}...")
-    # A fresh prefix for every run's client_ids: no run replays another's.
+    # A fresh prefix for every run's client_ids (no run replays another's)
+    # and a fresh first number for its texts (no user repeats a text).
     nonce = secrets.token_hex(4)
+    base = secrets.randbelow(TEXT_NUMBERS) * TEXT_NUMBERS
     quoted = ", ".join(f'"{token}"' for token in tokens)
     chunk = (
-        f'return {{path = "{path}", nonce = "{nonce}", threads = {threads}, rate = {float(rate)!r},\n'
+        f'return {{path = "{path}", nonce = "{nonce}", base = {base}, threads = {threads}, rate = {float(rate)!r},\n'
         f"tokens = {{{quoted}}}}}\n"
     )
     with tempfile.NamedTemporaryFile("w", dir=work_dir, prefix="sends-", suffix=".lua", delete=False) as handle:

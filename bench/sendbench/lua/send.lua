@@ -7,7 +7,8 @@
 -- users, R sends/s in all, a user sends every U / R seconds.
 -- Optionally paced: delay() holds the thread to rate / threads sends/s.
 -- wrk args: <data file: a Lua chunk returning
---   {path=, tokens={...}, threads=, rate= (0: as fast as answered), nonce=}>
+--   {path=, tokens={...}, threads=, rate= (0: as fast as answered),
+--    nonce= (client_id prefix), base= (first text number)}>
 -- Reports pullbench's JSON line (report.lua) and one SENDBENCH-JSON line.
 local here = debug.getinfo(1, "S").source:sub(2):match("(.*/)") or "./"
 dofile(here .. "../../pullbench/lua/report.lua")
@@ -40,7 +41,7 @@ hmin, hmax = math.huge, -1
 -- Pacing: slots skipped because the thread fell more than a second behind.
 skipped = 0
 
-local path, tokens, nonce, sent_at
+local path, tokens, nonce, base, sent_at, thread_count
 local interval_ms, next_at_ms = 0, nil
 -- Thread 0's request() is called once before the run, to check it
 -- (wrk's script_verify_request): that one is not a send.
@@ -50,7 +51,9 @@ function init(args)
   local data = dofile(args[1])
   path = data.path
   nonce = data.nonce
+  base = data.base
   local threads = data.threads
+  thread_count = threads
   tokens = {}
   for i, token in ipairs(data.tokens) do
     if (i - 1) % threads == thread_id then
@@ -96,9 +99,12 @@ function request()
     sends = sends + 1
     sent_at = now_us()
   end
+  -- Every text differs (a number no other thread, nor another run, uses):
+  -- moderation's repeat and flood rules would otherwise block the same text
+  -- sent by many users at once, and the run would measure retractions.
   local body = string.format(
     '{"text": "%s %d", "client_id": "%s-%d-%d"}',
-    TEXTS[(n % #TEXTS) + 1], n, nonce, thread_id, n
+    TEXTS[(n % #TEXTS) + 1], base + n * thread_count + thread_id, nonce, thread_id, n
   )
   HEADERS["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1]
   return wrk.format("POST", path, HEADERS, body)
