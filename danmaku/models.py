@@ -132,6 +132,12 @@ class Danmaku(models.Model):
     in_stream = models.BooleanField(default=False)
     retracted_at_ms = models.BigIntegerField(null=True, blank=True)
     retraction_in_stream = models.BooleanField(default=False)
+    # Whether moderation's full check has decided the comment, or none is
+    # owed any more (held for a moderator, hidden, or acted on by one). False
+    # for every new row, in the database too, so an INSERT that leaves the
+    # column out says so as well; rows still False a minute after their
+    # timestamp are handed to the check again (moderation.reviewsweep).
+    checked = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         verbose_name_plural = "danmaku"
@@ -145,6 +151,8 @@ class Danmaku(models.Model):
                 fields=("ts_ms",), name="danmaku_not_in_stream", condition=Q(in_stream=False, status="published")
             ),
             models.Index(fields=("ts_ms",), name="danmaku_awaiting_verdict", condition=Q(status="sender_only")),
+            # Moderation's sweep for comments whose full check never ran.
+            models.Index(fields=("ts_ms",), name="danmaku_unchecked", condition=Q(checked=False)),
             models.Index(
                 fields=("retracted_at_ms",),
                 name="danmaku_retraction_pending",
