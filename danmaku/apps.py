@@ -6,7 +6,9 @@ class DanmakuConfig(AppConfig):
     verbose_name = "Danmaku"
 
     def ready(self) -> None:
-        from danmaku import sweeps
+        from danmaku import changes, sweeps
 
         # Its background jobs and the roles that run them (see danmaku.sweeps).
         sweeps.register()
+        # The send path's caches learn of changes (see danmaku.changes).
+        changes.connect()

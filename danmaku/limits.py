@@ -4,17 +4,26 @@
 slot; a user who must wait is told how long and does not count against the
 room. Then it counts the send against the room's cap for the current second.
 
-The slot remembers the ``client_id`` of the send that took it and whether
-the room's cap discarded that send. Another copy of the same send (a client
-retrying, or a double click, while the first is still on its way) gets the
-same allowance again without being charged, instead of a 429: it goes on to
+A copy of a send (a client retrying, or a double click; same ``client_id``)
+is never charged and never gets a 429. With Redis, each send's answer is
+kept under its ``client_id`` (``answer_key``): the script hands a copy what
+the first was told ("on its way", "discarded", or the stored comment) before
+touching any limit, and the send path answers from it without reading the
+database. The other backends keep the ``client_id`` of the send holding the
+slow-mode slot, and a copy gets that send's allowance again: it goes on to
 the write, where the unique ``client_id`` makes it answer with the first
 copy's comment (``danmaku.send``).
 
+Fair share: in a room whose cap was full the second before, a user whose
+slow mode is under a second takes at most one place per second, so the
+fastest sender cannot take a capped room's places (Redis only; the other
+backends serve one process or an outage).
+
 Backends, chosen by configuration:
 
-- REDIS_URL set: both checks run in one Lua script, so one atomic round trip
-  decides them and the limits are exact across every process and node. Slow
+- REDIS_URL set: the answer look-up and both checks run in one Lua script,
+  so one atomic round trip decides them, and returns Redis time, the
+  comment's timestamp, and the limits are exact across every process and node. Slow
   mode is a key with a PX of the interval (its PTTL is the wait);
   the room cap counts per second of Redis server time (``TIME`` inside the
   script), so nodes with skewed clocks still agree on "this second". Every key
@@ -39,7 +48,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 from django.conf import settings
@@ -48,6 +57,7 @@ from django.db.models import F
 from redis.commands.core import Script
 
 from danmaku.models import SendWindow
+from danmaku.store import ANSWER_TTL_MS
 from infra.metrics import FALLBACKS
 from infra.ratelimitlog import RateLimitedLog
 from infra.redis import breaker, get_redis
@@ -57,6 +67,10 @@ logger = logging.getLogger(__name__)
 # The room-cap key only matters during its own second; two seconds lets a
 # send that straddles the boundary still find it, then it is gone.
 CAP_KEY_TTL_MS = 2000
+# Slow mode this short lets a user send twice within one second; in a room
+# at its cap such a user then takes at most one place per second (the
+# fair-share rule, docs/architecture.md). Longer slow modes already do.
+FAIR_SHARE_BELOW_MS = 1000
 # While Redis is failing every send falls back; one warning per this long
 # says so without a log line per request.
 FALLBACK_WARNING_EVERY_SECONDS = 10
@@ -70,10 +84,19 @@ ROOM_ROW = 0
 
 @dataclass(frozen=True)
 class Allowance:
-    """``retry_after_ms`` > 0: slow mode, retry then. ``room_busy``: the room's cap is full."""
+    """``retry_after_ms`` > 0: slow mode, retry then. ``room_busy``: the room's cap is full.
+
+    From Redis also ``now_ms``, its time (the comment's timestamp), and
+    ``answer``: what a copy of this send was told (``client_id``), uncharged:
+    "p" it is on its way (go on to the write), "b" the room's cap discarded
+    it, "d:<id>:<status>" it was stored.
+    """
 
     retry_after_ms: int = 0
     room_busy: bool = False
+    # Not part of the verdict: two allowances alike but for the time are equal.
+    now_ms: int | None = field(default=None, compare=False)
+    answer: str | None = None
 
 
 def take_send(
@@ -104,41 +127,72 @@ def take_send(
         return _fallback.take(**claim, now_ms=now_ms)
 
 
+def remembers_answers() -> bool:
+    """Whether ``take_send`` will hand a copy of a send its first answer
+    (Redis answering); else the caller looks in the database first."""
+    return bool(settings.REDIS_URL) and breaker.allows()
+
+
+def remember_answer(key: str, value: str) -> None:
+    """Keep what a send was told for its copies (see ``answer_key``); best
+    effort: without it a copy still meets the first one's row at the write."""
+    try:
+        get_redis().set(key, value, px=ANSWER_TTL_MS)
+    except redis.RedisError as exc:
+        _fallback_log.warning("send answer not kept, Redis unavailable: %s", exc)
+
+
 # -- Redis ------------------------------------------------------------------------
 
-# KEYS[1] the user's slow-mode key, KEYS[2] the room's cap key (a hash holding
-# the second being counted and its count). ARGV: interval ms, cap per second,
-# cap key TTL ms, client_id ("" for none). Returns {retry_after_ms, room_busy}.
-# The slow-mode key holds "a" (allowed) or "b" (room busy) followed by the
-# client_id of the send that took it. Only declared keys are touched and both
-# share the room's hash tag, so this also runs on a cluster.
+# KEYS: the user's slow-mode key, the room's cap key (a hash: the second
+# being counted, its count, and whether the second before it was full), the
+# send's answer key, the user's fair-share key. ARGV: interval ms, cap per
+# second, cap key TTL ms, client_id ("" for none), answer TTL ms, "1" when
+# the fair-share rule applies. Returns {retry_after_ms, room_busy, Redis
+# time ms, answer}: answer is what a copy of this send (same client_id)
+# was told, "" when none came first. The keys share the room's hash tag, so
+# this also runs on a cluster.
 _LUA = """
-local interval = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local client_id = ARGV[4]
-if interval > 0 then
-  local holder = redis.call('GET', KEYS[1])
-  if holder then
-    if client_id ~= '' and string.sub(holder, 2) == client_id then
-      if string.sub(holder, 1, 1) == 'b' then return {0, 1} end
-      return {0, 0}
-    end
-    return {math.max(redis.call('PTTL', KEYS[1]), 1), 0}
-  end
+if client_id ~= '' then
+  local answer = redis.call('GET', KEYS[3])
+  if answer then return {0, 0, now_ms, answer} end
 end
-local second = redis.call('TIME')[1]
-local counted = redis.call('HMGET', KEYS[2], 'second', 'count')
+local interval = tonumber(ARGV[1])
+if interval > 0 then
+  local wait = redis.call('PTTL', KEYS[1])
+  if wait > 0 then return {wait, 0, now_ms, ''} end
+end
+local second = t[1]
+local cap = tonumber(ARGV[2])
+local counted = redis.call('HMGET', KEYS[2], 'second', 'count', 'full')
 local count = 0
-if counted[1] == second then count = tonumber(counted[2]) end
-local busy = count >= tonumber(ARGV[2])
+local full_before = false
+if counted[1] == second then
+  count = tonumber(counted[2])
+  full_before = counted[3] == '1'
+elseif counted[1] and tonumber(counted[1]) == tonumber(second) - 1 then
+  full_before = tonumber(counted[2]) >= cap
+end
+local busy = count >= cap
+local fair = full_before and ARGV[6] == '1'
+if fair and not busy and redis.call('GET', KEYS[4]) == second then
+  busy = true
+end
 if not busy then
-  redis.call('HSET', KEYS[2], 'second', second, 'count', count + 1)
+  redis.call('HSET', KEYS[2], 'second', second, 'count', count + 1, 'full', full_before and '1' or '0')
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  if fair then redis.call('SET', KEYS[4], second, 'PX', ARGV[3]) end
 end
 if interval > 0 then
-  redis.call('SET', KEYS[1], (busy and 'b' or 'a') .. client_id, 'PX', interval)
+  redis.call('SET', KEYS[1], '1', 'PX', interval)
 end
-if busy then return {0, 1} end
-return {0, 0}
+if client_id ~= '' then
+  redis.call('SET', KEYS[3], busy and 'b' or 'p', 'PX', ARGV[5])
+end
+return {0, busy and 1 or 0, now_ms, ''}
 """
 
 
@@ -148,13 +202,38 @@ def _script(client: redis.Redis) -> Script:
     return client.register_script(_LUA)
 
 
-def _take_redis(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, client_id: str) -> Allowance:
+def _keys(room_id: int, user_id: int, client_id: str) -> tuple[str, str, str, str]:
     prefix = settings.DANMAKU_REDIS_PREFIX
-    keys = (f"{prefix}:slow:{{{room_id}}}:{user_id}", f"{prefix}:cap:{{{room_id}}}")
+    return (
+        f"{prefix}:slow:{{{room_id}}}:{user_id}",
+        f"{prefix}:cap:{{{room_id}}}",
+        answer_key(room_id=room_id, user_id=user_id, client_id=client_id),
+        f"{prefix}:fair:{{{room_id}}}:{user_id}",
+    )
+
+
+def answer_key(*, room_id: int, user_id: int, client_id: str) -> str:
+    """Where the answer to a send with this ``client_id`` is kept (Redis)."""
+    return f"{settings.DANMAKU_REDIS_PREFIX}:answer:{{{room_id}}}:{user_id}:{client_id}"
+
+
+def answer_value(*, danmaku_id: int, status: str) -> str:
+    return f"d:{danmaku_id}:{status}"
+
+
+def _take_redis(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, client_id: str) -> Allowance:
     client = get_redis()
-    args = (interval_ms, cap_per_second, CAP_KEY_TTL_MS, client_id)
-    retry_after_ms, busy = _script(client)(keys=keys, args=args)
-    return Allowance(retry_after_ms=int(retry_after_ms), room_busy=bool(busy))
+    fair = "1" if interval_ms < FAIR_SHARE_BELOW_MS else "0"
+    args = (interval_ms, cap_per_second, CAP_KEY_TTL_MS, client_id, ANSWER_TTL_MS, fair)
+    retry_after_ms, busy, now_ms, answer = _script(client)(keys=_keys(room_id, user_id, client_id), args=args)
+    answer = answer.decode() if isinstance(answer, bytes) else answer
+    return Allowance(
+        retry_after_ms=int(retry_after_ms),
+        # A copy of a discarded send is told the same, on every backend.
+        room_busy=bool(busy) or answer == "b",
+        now_ms=int(now_ms),
+        answer=answer or None,
+    )
 
 
 # -- In-process fallback ------------------------------------------------------------

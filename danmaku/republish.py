@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from danmaku.identity import display_identity
 from danmaku.models import Danmaku, Room
+from danmaku.publishing import mark_published
 from danmaku.store import ROOM_FIELDS, SETTINGS_SAVE_SKEW, RedisStore, StoreUnavailable
 from infra.metrics import REPUBLISHED
 
@@ -35,8 +36,10 @@ logger = logging.getLogger(__name__)
 # Rows accepted longer ago than this are not pushed to the live streams any
 # more: nobody is watching that moment (they stay in the durable record).
 HORIZON_MS = 60 * 60 * 1000
-# Leave fresh rows to the send that is publishing them right now.
-GRACE_MS = 1000
+# Leave fresh rows to the send that is publishing them right now, and most
+# to its process's marks (publishing.STREAM_MARKS_SECONDS); a row the sweep
+# reaches first it finds on its stream and only marks.
+GRACE_MS = 2000
 BATCH = 500
 # Every active room's settings are compared with Redis's once per this many
 # runs (a slice each time), not all of them every run: with 10,000 active
@@ -62,6 +65,13 @@ def rooms(store: RedisStore, *, room_ids: Collection[int], updated_since: dateti
 
 
 def comments(store: RedisStore, *, now_ms: int) -> int:
+    """Publish the comments Redis lacks and mark those it has; returns how many it published.
+
+    A send publishes its comment and marks the row a moment later
+    (``publishing.stream_marks``); a row found here already on its stream
+    was published by a send that did not get to mark it (a killed process),
+    and is only marked, at the time it was published.
+    """
     rows = list(
         Danmaku.objects.filter(
             in_stream=False,
@@ -72,16 +82,23 @@ def comments(store: RedisStore, *, now_ms: int) -> int:
         .select_related("user", "user__viewer_profile")
         .order_by("ts_ms", "id")[:BATCH]
     )
-    done = []
+    if not rows:
+        return 0
+    on_stream = store.published_times([(danmaku.room_id, danmaku.id) for danmaku in rows])
+    marks = [(danmaku_id, ts_ms) for danmaku_id, ts_ms in on_stream.items()]
+    published = 0
     for danmaku in rows:
+        if danmaku.id in on_stream:
+            continue
         nick, avatar = display_identity(danmaku.user)
         store.publish(danmaku, nick=nick, avatar=avatar, original_ts=True)
-        done.append(danmaku.id)
-    if done:
-        Danmaku.objects.filter(id__in=done).update(in_stream=True)
-        REPUBLISHED.inc(len(done))
-        logger.info("published %d comments held back while the store was unavailable", len(done))
-    return len(done)
+        marks.append((danmaku.id, danmaku.ts_ms))
+        published += 1
+    mark_published(marks)
+    if published:
+        REPUBLISHED.inc(published)
+        logger.info("published %d comments held back while the store was unavailable", published)
+    return published
 
 
 def retractions(store: RedisStore, *, now_ms: int) -> int:

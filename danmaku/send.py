@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError
 
-from danmaku import hooks, limits
+from danmaku import hooks, limits, rows, sendcache
 from danmaku.errors import DB_DOWN_RETRY_MS, Forbidden, InvalidInput, NotFound, RateLimited, Unavailable
+from danmaku.identity import display_identity
 from danmaku.models import Danmaku, Room
-from danmaku.publishing import publish_accepted
+from danmaku.publishing import publish_sent
 from danmaku.pull.wire import MODE_CODES
 from danmaku.store import redis_store
 from danmaku.textrules import length_problem
@@ -59,11 +60,12 @@ def danmaku_send(
 
 def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
     moderation = hooks.moderation()
-    room = Room.objects.filter(slug=room_slug).first()
+    room = sendcache.room_by_slug(room_slug)
     if room is None:
         raise NotFound("room not found")
-    if client_id:
-        previous = Danmaku.objects.filter(user=user, client_id=client_id).first()
+    # Without Redis the database keeps the answers: look before any limit.
+    if client_id and not limits.remembers_answers():
+        previous = _previous(user.id, client_id)
         if previous is not None:
             return _replay(previous, room)
     if not room.is_open:
@@ -86,9 +88,13 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
         # then meets the first copy's row at the write and answers with it.
         client_id=client_id or "",
     )
-    if allowed.retry_after_ms:
+    if allowed.answer is not None:
+        replayed = _replay_answer(allowed.answer, room, user, client_id)
+        if replayed is not None:
+            return replayed
+    elif allowed.retry_after_ms:
         raise RateLimited("slow mode: wait before sending again", retry_after_ms=allowed.retry_after_ms)
-    if allowed.room_busy:
+    elif allowed.room_busy:
         return SendOutcome(danmaku=None)
     # After the slow-mode slot is taken, so probing the filter costs a slot.
     screened = moderation.screen(text=text, room_id=room.id)
@@ -97,36 +103,67 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
     status = _initial_status(room, screened.action)
 
     stream = redis_store()
-    try:
-        with transaction.atomic():
-            danmaku = Danmaku.objects.create(
-                room=room,
-                user=user,
-                text=screened.text,
-                status=status,
-                color=int(color[1:], 16),
-                mode=MODE_CODES[mode],
-                # Taken again right before the write so the row commits as
-                # close as possible to its timestamp (see the seal lag).
-                ts_ms=clock.now_ms(),
-                client_id=client_id or "",
-                # Without Redis the table is the store: the row is published.
-                in_stream=stream is None,
-            )
-    except IntegrityError:
-        # The same client_id raced in from another request: answer as it did.
-        previous = Danmaku.objects.filter(user=user, client_id=client_id).first()
+    danmaku = Danmaku(
+        room=room,
+        user=user,
+        text=screened.text,
+        status=status,
+        color=int(color[1:], 16),
+        mode=MODE_CODES[mode],
+        # Redis time when the limits came from Redis (every node agrees on
+        # it); the publish moves it to the stream entry's own millisecond.
+        ts_ms=allowed.now_ms or clock.now_ms(),
+        client_id=client_id or "",
+        # Without Redis the table is the store: the row is published.
+        in_stream=stream is None,
+    )
+    if not rows.insert_once(danmaku):
+        # The same client_id came first from another request: answer as it did.
+        previous = _previous(user.id, client_id)
         if previous is None:
-            raise
+            raise Unavailable("the comment store is unavailable; retry shortly", retry_after_ms=DB_DOWN_RETRY_MS)
+        _remember(stream, previous)
         return _replay(previous, room)
+    if status == Danmaku.Status.PUBLISHED and stream is not None:
+        sender = sendcache.sender_by_id(user.id)
+        nick, avatar = (sender.nick, sender.avatar) if sender is not None else display_identity(user)
+        publish_sent(stream, danmaku, nick=nick, avatar=avatar, answer=_answer(danmaku))
+    else:
+        _remember(stream, danmaku)
     if status == Danmaku.Status.HELD:
         return SendOutcome(danmaku=danmaku)
-    if status == Danmaku.Status.PUBLISHED and stream is not None:
-        publish_accepted(stream, danmaku, user)
     # The full rule set runs in a worker: it may retract a published comment,
     # and it gives a pre-moderated one its verdict.
     moderation.review(danmaku.id)
     return SendOutcome(danmaku=danmaku)
+
+
+def _previous(user_id: int, client_id: str) -> Danmaku | None:
+    return Danmaku.objects.filter(user_id=user_id, client_id=client_id).first()
+
+
+def _replay_answer(answer: str, room: Room, user, client_id: str) -> SendOutcome | None:
+    """A copy of a send answered from what Redis kept; None: go on to the
+    write (the first copy is on its way, or died before writing)."""
+    if answer == "b":
+        return SendOutcome(danmaku=None)
+    if answer.startswith("d:"):
+        _, danmaku_id, status = answer.split(":", 2)
+        return SendOutcome(danmaku=Danmaku(pk=int(danmaku_id), room_id=room.id, user_id=user.id, status=status))
+    return None
+
+
+def _answer(danmaku: Danmaku) -> tuple[str, str] | None:
+    if not danmaku.client_id:
+        return None
+    key = limits.answer_key(room_id=danmaku.room_id, user_id=danmaku.user_id, client_id=danmaku.client_id)
+    return key, limits.answer_value(danmaku_id=danmaku.id, status=danmaku.status)
+
+
+def _remember(stream, danmaku: Danmaku) -> None:
+    answer = _answer(danmaku)
+    if stream is not None and answer is not None:
+        limits.remember_answer(*answer)
 
 
 def _initial_status(room: Room, action: str) -> str:

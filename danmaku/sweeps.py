@@ -8,6 +8,8 @@ nothing without it:
 - ``danmaku.republish_held_back`` (roles ``send`` and ``all``, every 2 s):
   comments and retractions the database accepted while Redis could not take
   them. Only nodes that accept sends and moderation actions write such rows.
+- ``danmaku.mark_stream_publishes`` (roles ``send`` and ``all``, every
+  second): records in one UPDATE that this process's sends reached Redis.
 - ``danmaku.republish_room_settings`` (every role, every 2 s): room settings
   saved since the previous run, rooms this process's refresher found missing
   from Redis, and a rolling slice of the rooms it serves (pull nodes hold
@@ -22,7 +24,7 @@ import logging
 
 from django.db import DatabaseError
 
-from danmaku import republish, runtime
+from danmaku import publishing, republish, runtime
 from danmaku.store import StoreUnavailable, redis_store
 from infra import jobs
 from infra.ratelimitlog import RateLimitedLog
@@ -46,6 +48,13 @@ def republish_held_back() -> None:
         postponed_log.warning("republish sweep postponed: %s", exc)
 
 
+def mark_stream_publishes() -> None:
+    try:
+        publishing.stream_marks.flush()
+    except DatabaseError as exc:
+        postponed_log.warning("published comments not marked yet: %s", exc)
+
+
 def republish_room_settings() -> None:
     store = redis_store()
     if store is None:
@@ -64,6 +73,12 @@ def register() -> None:
         "danmaku.republish_held_back",
         every_seconds=SWEEP_INTERVAL_SECONDS,
         run=republish_held_back,
+        roles=("send", "all"),
+    )
+    jobs.register(
+        "danmaku.mark_stream_publishes",
+        every_seconds=publishing.STREAM_MARKS_SECONDS,
+        run=mark_stream_publishes,
         roles=("send", "all"),
     )
     jobs.register(

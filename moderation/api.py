@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from ninja import Query, Router, Status
 
 from danmaku.audience import room_viewers
-from danmaku.auth import send_auth
+from danmaku.auth import user_auth
 from danmaku.errors import Forbidden
 from danmaku.models import Danmaku
 from danmaku.schemas import ErrorOut
@@ -29,7 +29,7 @@ from moderation.schemas import (
     TimeoutIn,
 )
 
-router = Router(tags=["moderation"], auth=send_auth)
+router = Router(tags=["moderation"], auth=user_auth)
 # Every operation names its operation_id (part of the contract, see
 # danmaku.api): ninja would derive it from this module's path.
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from danmaku.errors import NotFound
 from danmaku.models import Danmaku, Room
 from moderation.models import Sanction
+from moderation.sanctioncache import active_sanctions
 
 MODERATORS_GROUP = "Moderators"
 PRODUCT_STAFF_GROUP = "Product staff"
@@ -86,20 +87,14 @@ def room_summary(*, room: Room, now_ms: int) -> RoomSummary:
 
 
 def sender_block_reason(*, user, room: Room) -> str | None:
-    """Why ``user`` may not send in ``room`` now, or None. One query.
+    """Why ``user`` may not send in ``room`` now, or None. No query with a
+    warm cache (``moderation.sanctioncache``).
 
     A ban (here or everywhere) wins over timeouts; of several timeouts the
     latest end is reported.
     """
-    now = timezone.now()
-    active = (
-        Sanction.objects.filter(user_id=user.pk, lifted_at__isnull=True)
-        .filter(Q(room__isnull=True) | Q(room_id=room.pk))
-        .filter(Q(until__isnull=True) | Q(until__gt=now))
-        .values_list("kind", "until")
-    )
     latest: datetime | None = None
-    for kind, until in active:
+    for kind, until in active_sanctions(user_id=user.pk, room_id=room.pk, now=timezone.now()):
         if kind == Sanction.Kind.BAN:
             return "banned"
         if until is not None and (latest is None or until > latest):

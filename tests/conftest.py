@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from danmaku import runtime, sweeps
+from danmaku import changes, runtime, sweeps
 from danmaku.models import ApiToken, Room
 
 
@@ -18,8 +18,11 @@ def _fresh_runtime(settings):
     runtime.reset()
     sweeps.reset()
     matcher_cache.invalidate()
+    # Each test's rows roll back: what a process cached of them must go too.
+    changes.feed.reset()
     yield
     runtime.reset()
+    changes.feed.reset()
     sweeps.reset()
     matcher_cache.invalidate()
 

@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
+from danmaku import changes
 from danmaku.errors import InvalidInput, NotFound
 from danmaku.models import Danmaku, Room
 from moderation import actions, selectors
@@ -246,9 +247,18 @@ def test_lifted_and_expired_sanctions_do_not_block(room, user, moderator):
     assert selectors.sender_block_reason(user=user, room=room) is None
 
 
-def test_sender_block_reason_is_one_query(room, user, django_assert_num_queries):
-    with django_assert_num_queries(1):
-        selectors.sender_block_reason(user=user, room=room)
+def test_sender_block_reason_costs_no_query_once_cached_and_sees_a_ban_at_once(
+    room, user, moderator, django_assert_num_queries, django_capture_on_commit_callbacks
+):
+    changes.feed.poll()  # the background job, which the tests do not run
+    assert selectors.sender_block_reason(user=user, room=room) is None
+    with django_assert_num_queries(0):
+        assert selectors.sender_block_reason(user=user, room=room) is None
+
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.user_ban(user_id=user.pk, room_id=room.pk, actor=moderator, reason="spam")
+
+    assert selectors.sender_block_reason(user=user, room=room) == "banned"
 
 
 # -- purge --------------------------------------------------------------------------
