@@ -39,7 +39,9 @@ generator's own, and PostgreSQL/Redis round trips per send (counter deltas
 around the run, after the worker drained).
 
 ``flood``: ``--seconds`` (30) of sends paced at ``--rate`` (500/s) in all,
-from ``--users`` (5,000) users, to ``send-flood``. Reported: requests sent
+from ``--users`` (5,000) users over ``--connections`` (256: a connection
+waits for its answer, so the pace holds while answers take less than
+connections / rate), to ``send-flood``. Reported: requests sent
 and answered (wrk stops without waiting for the last ones: at most one per
 connection is cut off), socket errors, statuses, the stored comments per
 second of their timestamp (the cap must hold to the comment), and the
@@ -54,6 +56,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -74,7 +77,13 @@ FLOOD_ROOM = "send-flood"
 SECRET_KEY = "bench-only-secret-key-" + "x" * 40
 BARE_APP = "bench.sendbench.bare_app:application"
 SCENARIOS = ("accept", "flood", "all")
-DEFAULTS = {"accept": {"seconds": 20.0, "users": 2000}, "flood": {"seconds": 30.0, "users": 5000}}
+# The flood's connections: each is paced at rate / connections sends/s and
+# waits for its answer, so the offered rate holds while answers take less
+# than connections / rate seconds (512 ms at 500/s).
+DEFAULTS = {
+    "accept": {"seconds": 20.0, "users": 2000, "connections": 64},
+    "flood": {"seconds": 30.0, "users": 5000, "connections": 256},
+}
 # The room cap "out of the way" for the accept scenario.
 CAP_OUT_OF_THE_WAY = 1_000_000
 # The ceiling's own warm-up (its threads open their connections).
@@ -88,6 +97,9 @@ ACCEPT_MIN_PER_SECOND = 400
 ACCEPT_MAX_P99_MS = 100
 CEILING_MIN_RATIO = 0.5
 REJECTED_MAX_CPU_US = 300
+# The flood's offered rate counts as held at this share of --rate (wrk's
+# duration includes the last answers' wait).
+OFFERED_MIN_SHARE = 0.95
 
 
 @dataclass
@@ -114,13 +126,22 @@ class Deployment:
             broker=self.broker,
         )
 
-    def send(self, server: servers.RunningServer, room: str, *, users: int, seconds: float, rate: float = 0.0):
+    def send(
+        self,
+        server: servers.RunningServer,
+        room: str,
+        *,
+        users: int,
+        connections: int,
+        seconds: float,
+        rate: float = 0.0,
+    ) -> SendRun:
         return load.run(
             base_url=server.base_url,
             path=f"/api/v1/rooms/{room}/danmaku",
             tokens=self.tokens[:users],
             seconds=seconds,
-            connections=self.args.connections,
+            connections=connections,
             rate=rate,
             work_dir=self.work_dir,
         )
@@ -128,8 +149,9 @@ class Deployment:
     def warm_up(self) -> None:
         """The project's threads take their first sends (connections, caches),
         then slow mode lets the same users send again."""
-        users = max(self.args.connections, min(len(self.tokens), DEFAULTS["accept"]["users"]))
-        self.send(self.project, ACCEPT_ROOM, users=users, seconds=self.args.warmup)
+        connections = _setting(self.args, "accept", "connections")
+        users = max(connections, min(len(self.tokens), DEFAULTS["accept"]["users"]))
+        self.send(self.project, ACCEPT_ROOM, users=users, connections=connections, seconds=self.args.warmup)
         time.sleep(self.args.slow_mode_ms / 1000)
 
 
@@ -169,7 +191,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--scenario", choices=SCENARIOS, default="accept", help="default accept")
     parser.add_argument("--seconds", type=float, help="measured load time (accept 20, flood 30)")
     parser.add_argument("--users", type=int, help="distinct senders (accept 2,000, flood 5,000)")
-    parser.add_argument("--connections", type=int, default=64, help="keep-alive connections, one per wrk thread")
+    parser.add_argument("--connections", type=int, help="keep-alive connections, one per wrk thread (64, flood 256)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of sends before measuring (default 2)")
     parser.add_argument("--slow-mode-ms", type=int, default=2000, help="both rooms' per-user interval")
     parser.add_argument("--rate", type=float, default=500.0, help="flood: sends/s in all (default 500)")
@@ -182,12 +204,14 @@ def _arguments() -> argparse.Namespace:
     args = parser.parse_args()
     if args.seconds is not None and args.seconds < 1:
         parser.error("--seconds must be at least 1 (wrk counts whole seconds)")
-    if min(args.connections, args.workers, args.celery_concurrency, args.cap) < 1 or args.rate <= 0:
+    connections = 1 if args.connections is None else args.connections
+    if min(connections, args.workers, args.celery_concurrency, args.cap) < 1 or args.rate <= 0:
         parser.error("--connections, --workers, --celery-concurrency, --cap and --rate must be positive")
     if args.warmup < 1:
         parser.error("--warmup must be at least 1")
-    if args.users is not None and args.users < args.connections:
-        parser.error("--users must be at least --connections (each wrk thread sends as its own users)")
+    for scenario in ("accept", "flood") if args.scenario == "all" else (args.scenario,):
+        if _setting(args, scenario, "users") < _setting(args, scenario, "connections"):
+            parser.error("--users must be at least --connections (each wrk thread sends as its own users)")
     if args.server_threads is None:
         args.server_threads = servers.shipped_threads("gunicorn")
     return args
@@ -275,6 +299,8 @@ def _print_header(dep: Deployment) -> None:
         f"{args.server_threads} threads), PostgreSQL + Redis, {celery}"
     )
     print(f"code: {_code_version()}")
+    load_1, load_5, _ = os.getloadavg()
+    print(f"machine: {os.cpu_count()} CPUs, load average {load_1:.2f} (1 min) {load_5:.2f} (5 min) at the start")
 
 
 def _code_version() -> str:
@@ -295,18 +321,20 @@ def _code_version() -> str:
 def accept(dep: Deployment) -> SendRun:
     args = dep.args
     seconds, users = _setting(args, "accept", "seconds"), _setting(args, "accept", "users")
+    connections = _setting(args, "accept", "connections")
     print(
-        f"accept: {users:,} users over {args.connections} connections, {seconds:g} s, "
+        f"accept: {users:,} users over {connections} connections, {seconds:g} s, "
         f"slow mode {args.slow_mode_ms} ms, room cap {CAP_OUT_OF_THE_WAY:,}/s"
     )
-    ceiling, ceiling_cpu = _ceiling(dep, users=users, seconds=seconds)
+    ceiling, ceiling_cpu = _ceiling(dep, users=users, connections=connections, seconds=seconds)
     # The warm-up's tasks worked off, its users out of slow mode.
-    deployment.wait_drained(dep.broker, timeout=DRAIN_TIMEOUT_SECONDS)
+    backlog_before = dep.broker.backlog() if dep.broker is not None else 0
+    drained_before = deployment.wait_drained(dep.broker, timeout=DRAIN_TIMEOUT_SECONDS)
     time.sleep(args.slow_mode_ms / 1000)
     processes = dep.processes()
     counters_before = deployment.snapshot(dep.database_url, dep.store_url, dep.broker)
     cpu_before = processes.sample()
-    run = dep.send(dep.project, ACCEPT_ROOM, users=users, seconds=seconds)
+    run = dep.send(dep.project, ACCEPT_ROOM, users=users, connections=connections, seconds=seconds)
     cpu_run = deployment.cpu_delta(processes.sample(), cpu_before)
     backlog = dep.broker.backlog() if dep.broker is not None else 0
     drained = deployment.wait_drained(dep.broker, timeout=DRAIN_TIMEOUT_SECONDS)
@@ -330,8 +358,11 @@ def accept(dep: Deployment) -> SendRun:
     _print_latency(ceiling, ("201", "ceiling"))
     print(f"ratio: accepted sends/s ÷ ceiling sends/s = {rate:,.0f} ÷ {ceiling_rate:,.0f} = {ratio:.2f}")
     print(f"CPU per accepted send: {_cpu_line(cpu_run, run.accepted, run.wrk_cpu_seconds)}")
-    drain = "not drained" if drained is None else f"drained {drained:.1f} s after the run"
-    print(f"  celery: {backlog:,} tasks waiting at the end of the run, {drain}; its CPU includes the drain")
+    if dep.broker is not None:
+        print(
+            f"  celery: {backlog_before:,} tasks waiting before the run ({_drain(drained_before)}), "
+            f"{backlog:,} at its end ({_drain(drained)}, its CPU includes the drain)"
+        )
     print(f"CPU per ceiling send: {_cpu_line(ceiling_cpu, ceiling.accepted, ceiling.wrk_cpu_seconds)}")
     _print_counters(counters_before, counters_after, run)
     p99 = run.latency_ms("201", "p99")
@@ -342,7 +373,7 @@ def accept(dep: Deployment) -> SendRun:
     return run
 
 
-def _ceiling(dep: Deployment, *, users: int, seconds: float) -> tuple[SendRun, dict[str, float]]:
+def _ceiling(dep: Deployment, *, users: int, connections: int, seconds: float) -> tuple[SendRun, dict[str, float]]:
     """The bare app's run, the project and the worker stopped meanwhile."""
     args = dep.args
     settings = servers.ServerSettings(kind="gunicorn", workers=args.workers, threads=args.server_threads)
@@ -354,10 +385,10 @@ def _ceiling(dep: Deployment, *, users: int, seconds: float) -> tuple[SendRun, d
         servers.serve(settings, app=BARE_APP, var_dir=var_dir, probe_path="/", extra_env=env) as bare,
         servers.paused(*stopped),
     ):
-        dep.send(bare, ACCEPT_ROOM, users=users, seconds=CEILING_WARMUP_SECONDS)
+        dep.send(bare, ACCEPT_ROOM, users=users, connections=connections, seconds=CEILING_WARMUP_SECONDS)
         processes = dep.processes(web_pgid=bare.pgid)
         before = processes.sample()
-        run = dep.send(bare, ACCEPT_ROOM, users=users, seconds=seconds)
+        run = dep.send(bare, ACCEPT_ROOM, users=users, connections=connections, seconds=seconds)
         cpu_run = deployment.cpu_delta(processes.sample(), before)
     # Stopped: neither took CPU.
     cpu_run.pop("celery", None)
@@ -371,16 +402,18 @@ def _ceiling(dep: Deployment, *, users: int, seconds: float) -> tuple[SendRun, d
 def flood(dep: Deployment) -> SendRun:
     args = dep.args
     seconds, users = _setting(args, "flood", "seconds"), _setting(args, "flood", "users")
+    connections = _setting(args, "flood", "connections")
     print(
-        f"flood: {users:,} users sending {args.rate:,.0f}/s in all over {args.connections} connections for "
+        f"flood: {users:,} users sending {args.rate:,.0f}/s in all over {connections} connections for "
         f"{seconds:g} s to a room capped at {args.cap}/s, slow mode {args.slow_mode_ms} ms"
     )
     processes = dep.processes()
     counters_before = deployment.snapshot(dep.database_url, dep.store_url, dep.broker)
     cpu_before = processes.sample()
-    run = dep.send(dep.project, FLOOD_ROOM, users=users, seconds=seconds, rate=args.rate)
+    run = dep.send(dep.project, FLOOD_ROOM, users=users, connections=connections, seconds=seconds, rate=args.rate)
     cpu_run = deployment.cpu_delta(processes.sample(), cpu_before)
-    deployment.wait_drained(dep.broker, timeout=DRAIN_TIMEOUT_SECONDS)
+    backlog = dep.broker.backlog() if dep.broker is not None else 0
+    drained = deployment.wait_drained(dep.broker, timeout=DRAIN_TIMEOUT_SECONDS)
     time.sleep(PG_STATS_FLUSH_SECONDS)
     counters_after = deployment.snapshot(dep.database_url, dep.store_url, dep.broker)
     per_second = deployment.rows_per_second(dep.database_url, FLOOD_ROOM)
@@ -403,6 +436,11 @@ def flood(dep: Deployment) -> SendRun:
         f"cap: {stored:,} comments stored over {len(per_second)} seconds of their timestamp; "
         f"at most {top} in a second (cap {args.cap}), {full} seconds at exactly {args.cap}"
     )
+    over = {second: count for second, count in sorted(per_second.items()) if count > args.cap}
+    if over:
+        first = min(per_second)
+        listed = ", ".join(f"second {second - first}: {count}" for second, count in over.items())
+        print(f"  over the cap: {listed} (seconds counted from the first comment's)")
     server_cpu = sum(cpu_run.get(name, 0.0) for name in ("web", "postgres", "redis"))
     answered = max(run.answered, 1)
     per_rejected = 1e6 * server_cpu / max(rejected, 1)
@@ -411,7 +449,13 @@ def flood(dep: Deployment) -> SendRun:
         f"answered request; per rejected send at most {per_rejected:,.0f} µs (all of it charged to the rejections)"
     )
     print(f"CPU per request: {_cpu_line(cpu_run, run.answered, run.wrk_cpu_seconds)}")
+    if dep.broker is not None:
+        print(f"  celery: {backlog:,} tasks waiting at the end of the run ({_drain(drained)})")
     _print_counters(counters_before, counters_after, run)
+    offered = run.per_second(run.sent)
+    _check(
+        offered >= OFFERED_MIN_SHARE * args.rate, f"the pace held: {offered:,.0f} of {args.rate:,.0f} sends/s offered"
+    )
     _check(not run.socket_error_count, f"every request answered: socket errors {_errors(run)}")
     _check(not run.server_errors, f"0 5xx: {run.server_errors}")
     _check(top <= args.cap, f"the cap held to the comment: at most {top} in a second")
@@ -430,6 +474,10 @@ def _errors(run: SendRun) -> str:
     if not run.socket_error_count:
         return "0"
     return ", ".join(f"{name} {count}" for name, count in run.socket_errors.items() if count)
+
+
+def _drain(seconds: float | None) -> str:
+    return f"not drained within {DRAIN_TIMEOUT_SECONDS:.0f} s" if seconds is None else f"drained in {seconds:.1f} s"
 
 
 def _ms(value: float | None) -> str:
