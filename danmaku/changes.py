@@ -64,13 +64,15 @@ def record(kind: str, key: object = "") -> None:
 def read_changes(position):
     """The feed's reader: changes since ``position`` = (last id, when read, ids of the lookback)."""
     now = timezone.now()
-    if position is None:
+    changes = []
+    if position is None or now - position[1] > KEEP / 2:
+        # A first read (or one after a long silence: rows may be pruned):
+        # from the newest row on, and whatever the lookback holds.
+        if position is not None:
+            changes.append(("*", EVERYTHING))
         last = CacheChange.objects.aggregate(last=Max("id"))["last"] or 0
-        return [], (last, now, {})
+        position = (last, now, {})
     last, read_at, recent = position
-    if now - read_at > KEEP / 2:
-        last = CacheChange.objects.aggregate(last=Max("id"))["last"] or 0
-        return [("*", EVERYTHING)], (last, now, {})
     rows = list(
         CacheChange.objects.filter(Q(id__gt=last) | Q(created_at__gte=read_at - LOOKBACK))
         .order_by("id")
@@ -78,7 +80,6 @@ def read_changes(position):
     )
     if len(rows) > READ_LIMIT:
         return [("*", EVERYTHING)], (max(row[0] for row in rows), now, {})
-    changes = []
     since = now - LOOKBACK
     kept = {row_id: stamped for row_id, stamped in recent.items() if stamped >= since}
     for row_id, kind, key, stamped in rows:

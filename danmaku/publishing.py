@@ -112,6 +112,11 @@ class StreamMarks:
             raise
         return len(items)
 
+    def discard(self) -> None:
+        """Forget every pending mark, as a process that dies does (tests)."""
+        with self._lock:
+            self._pending = {}
+
     def __len__(self) -> int:
         return len(self._pending)
 

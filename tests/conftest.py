@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from danmaku import changes, runtime, sweeps
+from danmaku import changes, publishing, runtime, sweeps
 from danmaku.models import ApiToken, Room
 
 
@@ -20,6 +20,7 @@ def _fresh_runtime(settings):
     matcher_cache.invalidate()
     # Each test's rows roll back: what a process cached of them must go too.
     changes.feed.reset()
+    publishing.stream_marks.discard()
     yield
     runtime.reset()
     changes.feed.reset()

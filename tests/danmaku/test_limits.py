@@ -303,3 +303,43 @@ def test_a_copy_of_the_send_holding_the_slot_gets_its_allowance_uncharged(backen
     waiting = [0 < verdict.retry_after_ms <= 5000 for verdict in verdicts]
     assert waiting == [False, False, True, True, False, False, False, True], verdicts
     assert [verdict.room_busy for verdict in verdicts] == [False] * 5 + [True, True, False], verdicts
+
+
+# -- Fair share in a capped room ------------------------------------------------------------
+
+
+def _room_full_in_the_previous_second(client, room_id: int, cap: int) -> None:
+    second = int(client.time()[0]) - 1
+    client.hset(f"{limits.settings.DANMAKU_REDIS_PREFIX}:cap:{{{room_id}}}", mapping={"second": second, "count": cap})
+
+
+def test_in_a_room_full_the_second_before_a_fast_sender_takes_one_place_a_second(shared_redis):
+    def run(room):
+        _room_full_in_the_previous_second(shared_redis, room, cap=3)
+        fast = [send(room, 9, cap=3).room_busy for _ in range(3)]
+        others = [send(room, user, cap=3).room_busy for user in (4, 5)]
+        late = send(room, 6, cap=3).room_busy
+        return fast, others, late
+
+    fast, others, late = in_one_redis_second(shared_redis, run)
+
+    assert fast == [False, True, True]
+    assert others == [False, False]
+    assert late is True  # the cap itself still holds
+
+
+def test_in_a_room_that_was_not_full_a_sender_may_take_several_places(shared_redis):
+    def run(room):
+        return [send(room, 9, cap=3).room_busy for _ in range(4)]
+
+    assert in_one_redis_second(shared_redis, run) == [False, False, False, True]
+
+
+def test_fair_share_leaves_slow_modes_of_a_second_or_more_alone(shared_redis):
+    # One send a second per user already: the rule adds no key and no refusal.
+    def run(room):
+        _room_full_in_the_previous_second(shared_redis, room, cap=3)
+        return [send(room, user, interval_ms=1000, cap=3).room_busy for user in (1, 2, 3, 4)]
+
+    assert in_one_redis_second(shared_redis, run) == [False, False, False, True]
+    assert not list(shared_redis.scan_iter(match=f"{limits.settings.DANMAKU_REDIS_PREFIX}:fair:*"))
