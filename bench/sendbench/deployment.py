@@ -144,16 +144,26 @@ def _processes() -> Iterator[tuple[str, int]]:
                 yield (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"), int(entry.name)
 
 
-def wait_drained(broker: Broker | None, *, timeout: float) -> float | None:
-    """Wait until the broker holds no task; the seconds it took (None: not within ``timeout``)."""
-    if broker is None:
-        return 0.0
+@dataclass
+class Drain:
+    seconds: float
+    # Tasks still waiting when the wait gave up (0: drained).
+    left: int
+
+    def __str__(self) -> str:
+        if self.left:
+            return f"{self.left:,} still waiting after {self.seconds:.0f} s"
+        return f"drained in {self.seconds:.1f} s"
+
+
+def wait_drained(broker: Broker | None, *, timeout: float) -> Drain:
+    """Wait until the broker holds no task, or ``timeout``."""
     start = time.monotonic()
-    while broker.backlog():
-        if time.monotonic() - start > timeout:
-            return None
+    left = broker.backlog() if broker is not None else 0
+    while left and time.monotonic() - start < timeout:
         time.sleep(0.25)
-    return time.monotonic() - start
+        left = broker.backlog()
+    return Drain(time.monotonic() - start, left)
 
 
 # -- CPU --------------------------------------------------------------------
