@@ -20,7 +20,6 @@ import logging
 import threading
 
 from django.db import DatabaseError, transaction
-from django.db.models import BigIntegerField, Case, Value, When
 
 from danmaku.identity import display_identity
 from danmaku.models import Danmaku
@@ -34,9 +33,9 @@ fallback_log = RateLimitedLog(logger, every_seconds=10)
 
 # How often a process records its sends' publishes in the database.
 STREAM_MARKS_SECONDS = 1.0
-# Rows one UPDATE marks (a CASE per row: keep the statement modest).
-STREAM_MARKS_BATCH = 500
-# Publishes one process holds unmarked, at most: ~100 bytes each. Beyond it
+# Rows one UPDATE marks.
+STREAM_MARKS_BATCH = 1000
+# Publishes one process holds unmarked, at most: ~60 bytes each. Beyond it
 # (the database down for a long time) the republish sweep marks them.
 STREAM_MARKS_MAX = 100_000
 
@@ -64,19 +63,22 @@ def publish_sent(stream: RedisStore, danmaku: Danmaku, *, nick: str, avatar: str
     """Put a comment the send path just stored on its room's stream, in one
     round trip with its ``answer`` (key, value) for copies of the send.
 
-    The row says ``in_stream=False`` until ``stream_marks`` records the
-    publish (within a second, one UPDATE for all of this process's sends);
-    a process killed in between leaves it to the republish sweep, which
-    finds it published already (the store remembers ids) and only marks it.
+    The entry carries the row's timestamp, the Redis time the room's cap
+    counted it in, so the second a comment shows in is the one it was
+    counted against (a late entry shows in the first open second). The row
+    says ``in_stream=False`` until ``stream_marks`` records the publish
+    (within a second, one UPDATE for all of this process's sends); a
+    process killed in between leaves it to the republish sweep, which finds
+    it published already (the store remembers ids) and only marks it.
     """
     try:
-        ts_ms = stream.publish(danmaku, nick=nick, avatar=avatar, answer=answer)
+        stream.publish(danmaku, nick=nick, avatar=avatar, original_ts=True, answer=answer)
     except StoreUnavailable as exc:
         FALLBACKS.labels(dependency="redis", where="send").inc()
         fallback_log.warning("comment kept for republishing, store unavailable: %s", exc)
         return
-    stream_marks.add(danmaku.pk, ts_ms)
-    danmaku.in_stream, danmaku.ts_ms = True, ts_ms
+    stream_marks.add(danmaku.pk)
+    danmaku.in_stream = True
 
 
 class StreamMarks:
@@ -88,46 +90,41 @@ class StreamMarks:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: dict[int, int] = {}
+        self._pending: set[int] = set()
 
-    def add(self, danmaku_id: int, ts_ms: int) -> None:
+    def add(self, danmaku_id: int) -> None:
         with self._lock:
             if len(self._pending) < STREAM_MARKS_MAX:
-                self._pending[danmaku_id] = ts_ms
+                self._pending.add(danmaku_id)
             # Past the bound the sweep marks the rest: nothing is lost.
 
     def flush(self) -> int:
         """Mark every pending publish; returns how many. Kept for the next
         run when the database fails."""
         with self._lock:
-            pending, self._pending = self._pending, {}
-        items = list(pending.items())
+            pending, self._pending = sorted(self._pending), set()
         try:
-            for start in range(0, len(items), STREAM_MARKS_BATCH):
-                mark_published(items[start : start + STREAM_MARKS_BATCH])
+            for start in range(0, len(pending), STREAM_MARKS_BATCH):
+                mark_published(pending[start : start + STREAM_MARKS_BATCH])
         except DatabaseError:
             with self._lock:
-                for danmaku_id, ts_ms in items[start:]:
-                    self._pending.setdefault(danmaku_id, ts_ms)
+                self._pending.update(pending[start:])
             raise
-        return len(items)
+        return len(pending)
 
     def discard(self) -> None:
         """Forget every pending mark, as a process that dies does (tests)."""
         with self._lock:
-            self._pending = {}
+            self._pending = set()
 
     def __len__(self) -> int:
         return len(self._pending)
 
 
-def mark_published(items: list[tuple[int, int]]) -> None:
-    """Record in one UPDATE that these comments are on their streams, each at its Redis time."""
-    if not items:
-        return
-    whens = [When(pk=danmaku_id, then=Value(ts_ms)) for danmaku_id, ts_ms in items]
-    when = Case(*whens, output_field=BigIntegerField())
-    Danmaku.objects.filter(pk__in=[danmaku_id for danmaku_id, _ in items]).update(in_stream=True, ts_ms=when)
+def mark_published(danmaku_ids: list[int]) -> None:
+    """Record in one UPDATE that these comments are on their streams."""
+    if danmaku_ids:
+        Danmaku.objects.filter(pk__in=danmaku_ids).update(in_stream=True)
 
 
 stream_marks = StreamMarks()

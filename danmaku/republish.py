@@ -70,7 +70,7 @@ def comments(store: RedisStore, *, now_ms: int) -> int:
     A send publishes its comment and marks the row a moment later
     (``publishing.stream_marks``); a row found here already on its stream
     was published by a send that did not get to mark it (a killed process),
-    and is only marked, at the time it was published.
+    and is only marked.
     """
     rows = list(
         Danmaku.objects.filter(
@@ -84,15 +84,15 @@ def comments(store: RedisStore, *, now_ms: int) -> int:
     )
     if not rows:
         return 0
-    on_stream = store.published_times([(danmaku.room_id, danmaku.id) for danmaku in rows])
-    marks = [(danmaku_id, ts_ms) for danmaku_id, ts_ms in on_stream.items()]
+    on_stream = store.published_ids([(danmaku.room_id, danmaku.id) for danmaku in rows])
+    marks = list(on_stream)
     published = 0
     for danmaku in rows:
         if danmaku.id in on_stream:
             continue
         nick, avatar = display_identity(danmaku.user)
         store.publish(danmaku, nick=nick, avatar=avatar, original_ts=True)
-        marks.append((danmaku.id, danmaku.ts_ms))
+        marks.append(danmaku.id)
         published += 1
     mark_published(marks)
     if published:

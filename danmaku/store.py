@@ -490,22 +490,19 @@ class RedisStore:
             fields["ts"] = danmaku.ts_ms
         return abs(self._run_publish(danmaku.room_id, danmaku.id, fields, answer=answer))
 
-    def published_times(self, comments: list[tuple[int, int]]) -> dict[int, int]:
-        """Of these (room id, comment id), those already on their streams,
-        with the Redis time each was published at: one round trip."""
+    def published_ids(self, comments: list[tuple[int, int]]) -> set[int]:
+        """Of these (room id, comment id), those already on their streams: one round trip."""
         by_room: dict[int, list[int]] = {}
         for room_id, danmaku_id in comments:
             by_room.setdefault(room_id, []).append(danmaku_id)
-        with _unavailable_on_error("published_times"):
+        with _unavailable_on_error("published_ids"):
             pipe = self.client.pipeline(transaction=False)
             for room_id, ids in by_room.items():
                 pipe.zmscore(self.published_key(room_id), ids)
             replies = pipe.execute()
-        found = {}
+        found = set()
         for ids, scores in zip(by_room.values(), replies, strict=True):
-            found.update(
-                {danmaku_id: int(score) for danmaku_id, score in zip(ids, scores, strict=True) if score is not None}
-            )
+            found.update(danmaku_id for danmaku_id, score in zip(ids, scores, strict=True) if score is not None)
         return found
 
     def publish_retraction(self, *, room_id: int, danmaku_id: int) -> None:

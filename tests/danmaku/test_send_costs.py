@@ -10,9 +10,12 @@ a buffer flushed to a worker, so here it is only recorded.
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections import Counter
 
 import pytest
 import redis
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -176,3 +179,25 @@ def test_without_a_recent_read_every_lookup_goes_to_the_database(redis_mode, cli
         assert send(client, auth_headers, "untrusted caches").status_code == 201
 
     assert len(queries.captured_queries) > 1
+
+
+def test_the_room_cap_holds_for_the_seconds_comments_are_stored_and_shown_in(redis_mode, client, room, reviewed):
+    room.room_send_cap_per_second = 3
+    room.save()
+    changes.feed.poll()
+    headers = []
+    for n in range(8):
+        user = get_user_model().objects.create_user(f"capped-{n}")
+        headers.append({"HTTP_AUTHORIZATION": f"Bearer {ApiToken.issue(user)[1]}"})
+
+    accepted = []
+    for round_ in range(6):  # about 1.5 s: the cap's seconds turn over in it
+        for n, header in enumerate(headers):
+            response = send(client, header, f"round {round_} from {n}")
+            if response.status_code == 201:
+                accepted.append(response.json()["id"])
+        time.sleep(0.2)
+
+    per_second = Counter(ts // 1000 for ts in Danmaku.objects.filter(pk__in=accepted).values_list("ts_ms", flat=True))
+    assert accepted
+    assert max(per_second.values()) <= 3, per_second

@@ -47,7 +47,6 @@ def test_killed_after_the_publish_the_sweep_marks_without_publishing_again(
     danmaku_id = response.json()["id"]
     # The process dies with its marks unwritten.
     publishing.stream_marks.discard()
-    stream_time = Danmaku.objects.get(pk=danmaku_id).ts_ms
     Danmaku.objects.filter(pk=danmaku_id).update(ts_ms=F("ts_ms") - PAST_THE_GRACE_MS)
 
     # A retry meanwhile: the first answer, nothing new.
@@ -57,11 +56,7 @@ def test_killed_after_the_publish_the_sweep_marks_without_publishing_again(
 
     assert _sweep() == 0  # found on its stream: only marked
 
-    marked = Danmaku.objects.get(pk=danmaku_id)
-    assert marked.in_stream is True
-    entry = redis_mode.xrange(f"{settings.DANMAKU_REDIS_PREFIX}:s:{room.id}")[0][0]
-    # Marked at the time the stream gave it, which the limits' Redis time preceded.
-    assert marked.ts_ms == int(entry.split(b"-")[0]) >= stream_time
+    assert Danmaku.objects.get(pk=danmaku_id).in_stream is True
     assert stream_ids(redis_mode, settings.DANMAKU_REDIS_PREFIX, room.id) == [danmaku_id]
     assert Danmaku.objects.filter(client_id="k-2").count() == 1
 
