@@ -1,19 +1,31 @@
-"""The moderation task and its inline fallback. Thin: load by id, call a service."""
+"""The moderation tasks and their inline fallback. Thin: load by id, call a service.
+
+- ``moderate_batch_task`` ("moderation.moderate_batch"): the full check of
+  many comments, the review buffer's flush (``moderation.hooks``) or the
+  sweep's (``moderation.reviewsweep``); marks the ids it decided checked.
+- ``moderate_task`` ("moderation.moderate"): one comment; kept for messages
+  queued by processes from before the batch task.
+- ``moderate_fallback`` / ``moderate_fallback_each``: the send-time filter
+  again, inline, when a task could not be queued (broker down).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, OperationalError
 
-from moderation import services
+from moderation import reviews, services
 
 logger = logging.getLogger(__name__)
 
 # The full check takes milliseconds; the soft limit leaves room for a slow
-# database, and past it the fast filter still gets applied.
+# database, and past it the fast filter still gets applied. A batch has the
+# same limits: its at most 200 comments (moderation.hooks.REVIEW_BATCH_SIZE)
+# take a few milliseconds each, well under a second together.
 MODERATE_SOFT_LIMIT_SECONDS = 10
 MODERATE_HARD_LIMIT_SECONDS = 15
 
@@ -40,6 +52,66 @@ def moderate_task(danmaku_id: int) -> None:
     except SoftTimeLimitExceeded:
         logger.warning("moderation of danmaku %s ran out of time; applying the fast filter only", danmaku_id)
         services.moderate_fast(danmaku_id=danmaku_id)
+        return
+    reviews.mark_checked(danmaku_ids=[danmaku_id])
+
+
+@shared_task(
+    name="moderation.moderate_batch",
+    acks_late=True,
+    # As for one comment: a worker killed mid-batch puts the message back,
+    # and deciding a comment twice is harmless (every effect is a
+    # conditional update, its audit row written only when it changed).
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=MODERATE_SOFT_LIMIT_SECONDS,
+    time_limit=MODERATE_HARD_LIMIT_SECONDS,
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=5,
+)
+def moderate_batch_task(danmaku_ids: list[int]) -> None:
+    """The full check of each comment not checked yet, then one UPDATE marking them checked.
+
+    Comments already checked are skipped, so a batch handed over twice (by
+    the sweep, by a redelivery) costs one query the second time. The
+    database going away fails the whole batch, retried with backoff; any
+    other error on one comment is logged and the others go on.
+    """
+    pending = reviews.unchecked(danmaku_ids=danmaku_ids)
+    decided, left = _decide(pending)
+    reviews.mark_checked(danmaku_ids=decided)
+    if left:
+        # Out of time: the fast filter for the rest, as for one comment.
+        # They stay unchecked, so the sweep brings them back for the full check.
+        logger.warning("moderation batch ran out of time; %d comments get the fast filter only", len(left))
+        for danmaku_id in left:
+            services.moderate_fast(danmaku_id=danmaku_id)
+
+
+def _decide(pending: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The full check of each id; returns (ids decided, ids left when time ran out)."""
+    decided: list[int] = []
+    for position, danmaku_id in enumerate(pending):
+        try:
+            services.moderate_full(danmaku_id=danmaku_id)
+        except SoftTimeLimitExceeded:
+            return decided, list(pending[position:])
+        except OperationalError:
+            raise
+        except DatabaseError as exc:
+            # Its effect and audit row rolled back together: left unchecked
+            # for the sweep to bring back.
+            logger.warning("moderation of danmaku %s not applied, database error: %s", danmaku_id, exc)
+            continue
+        except Exception:
+            # A fault in the check itself would fail the same way again:
+            # marked checked like the rest, so no sweep repeats it.
+            logger.exception("moderation of danmaku %s failed; the send-time filter's verdict stands", danmaku_id)
+        decided.append(danmaku_id)
+    return decided, []
 
 
 def moderate_fallback(danmaku_id: int) -> None:
@@ -52,3 +124,9 @@ def moderate_fallback(danmaku_id: int) -> None:
         services.moderate_fast(danmaku_id=danmaku_id)
     except DatabaseError as exc:
         logger.warning("fallback moderation of danmaku %s skipped, database unavailable: %s", danmaku_id, exc)
+
+
+def moderate_fallback_each(danmaku_ids: Sequence[int]) -> None:
+    """``moderate_fallback`` for each of a batch the broker did not take."""
+    for danmaku_id in danmaku_ids:
+        moderate_fallback(danmaku_id)

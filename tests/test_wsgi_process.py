@@ -59,7 +59,15 @@ print(json.dumps({"after_import": imported, "after_serve": jobs_thread(), "same_
 @pytest.mark.parametrize(
     ("role", "expected"),
     [
-        ("send", ["danmaku.republish_held_back", "danmaku.republish_room_settings", "moderation.pre_deadlines"]),
+        (
+            "send",
+            [
+                "danmaku.republish_held_back",
+                "danmaku.republish_room_settings",
+                "moderation.pre_deadlines",
+                "moderation.review_sweep",
+            ],
+        ),
         ("pull", ["danmaku.republish_room_settings"]),
     ],
 )

@@ -91,6 +91,7 @@ def test_each_role_runs_the_jobs_registered_for_it():
 
     assert names["all"] == {
         "moderation.pre_deadlines",
+        "moderation.review_sweep",
         "danmaku.republish_held_back",
         "danmaku.republish_room_settings",
     }
