@@ -46,10 +46,10 @@ GRACE_MS = 60_000
 # scrolled past (the ring holds 60 s), and an outage's backlog must not be
 # replayed forever. It stays unchecked, for an operator to see.
 HORIZON_MS = 3_600_000
-# Comments one run hands over (as batches of REVIEW_BATCH_SIZE): about one
-# full review buffer (moderation.hooks.REVIEW_MAX_PENDING is 2,000), so a
-# killed process's comments are all handed over within two runs, while an
-# overdue backlog adds at most 100 comments a second per process.
+# Comments one run hands over (as batches of SWEEP_BATCH_SIZE): half a full
+# review buffer (moderation.hooks.REVIEW_MAX_PENDING is 2,000), so a killed
+# process's comments are all handed over within two runs, while a late queue
+# gets at most 100 repeats a second per process (each a cheap skip).
 SWEEP_LIMIT = 1_000
 SWEEP_BATCH_SIZE = 200
 
