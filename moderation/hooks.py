@@ -31,7 +31,7 @@ from infra.taskqueue import enqueue
 from moderation.reviewbuffer import PerProcess, ReviewBuffer
 from moderation.selectors import sender_block_reason, user_is_moderator
 from moderation.services import filter_fast
-from moderation.tasks import moderate_batch_task, moderate_fallback_each
+from moderation.tasks import MODERATE_BATCH_SIZE, moderate_batch_task, moderate_fallback_each
 
 logger = logging.getLogger(__name__)
 overflow_log = RateLimitedLog(logger, every_seconds=10)
@@ -40,12 +40,10 @@ overflow_log = RateLimitedLog(logger, every_seconds=10)
 # comes ~0.1 s later than with a task per comment, against deadlines of
 # seconds (Room.pre_deadline_ms, 5 s by default).
 REVIEW_INTERVAL_S = 0.1
-# Comments per task: one message instead of 200, and a batch a worker
-# decides in well under a second (a few queries per comment), so a busy
-# process's batches still spread over every worker.
-REVIEW_BATCH_SIZE = 200
-# Comments one process keeps waiting, at most (ten batches, ~1 s of a busy
-# process's sends). More only pile up when flushes fail slowly (a frozen
+# Comments per task, at most (why 50: moderation.tasks.MODERATE_BATCH_SIZE).
+REVIEW_BATCH_SIZE = MODERATE_BATCH_SIZE
+# Comments one process keeps waiting, at most (~1 s of a busy process's
+# sends; 40 batches). More only pile up when flushes fail slowly (a frozen
 # broker costs each flush DANMAKU_PUBLISH_DEADLINE_MS plus the fallback for
 # each comment); the rest get the sweep instead.
 REVIEW_MAX_PENDING = 2_000

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.db.models import Case, Value, When
+
 from danmaku.models import Danmaku
 from moderation.models import AuditEntry
 
@@ -28,11 +30,14 @@ DECIDABLE = (Danmaku.Status.PUBLISHED, Danmaku.Status.SENDER_ONLY)
 
 
 def unchecked(*, danmaku_ids: Iterable[int]) -> list[int]:
-    """Those of ``danmaku_ids`` whose full check has not run, in id order (one query)."""
+    """Those of ``danmaku_ids`` whose full check has not run (one query):
+    comments waiting for their verdict (``pre``) first, then by id."""
     ids = set(danmaku_ids)
     if not ids:
         return []
-    return list(Danmaku.objects.filter(pk__in=ids, checked=False).order_by("pk").values_list("pk", flat=True))
+    waiting_first = Case(When(status=Danmaku.Status.SENDER_ONLY, then=Value(0)), default=Value(1))
+    rows = Danmaku.objects.filter(pk__in=ids, checked=False).order_by(waiting_first, "pk")
+    return list(rows.values_list("pk", flat=True))
 
 
 def mark_checked(*, danmaku_ids: Iterable[int]) -> int:

@@ -26,7 +26,7 @@ from infra import clock, jobs
 from infra.ratelimitlog import RateLimitedLog
 from infra.taskqueue import enqueue
 from moderation import reviews
-from moderation.tasks import moderate_batch_task
+from moderation.tasks import MODERATE_BATCH_SIZE, moderate_batch_task
 
 logger = logging.getLogger(__name__)
 postponed_log = RateLimitedLog(logger, every_seconds=60)
@@ -51,7 +51,7 @@ HORIZON_MS = 3_600_000
 # process's comments are all handed over within two runs, while a late queue
 # gets at most 100 repeats a second per process (each a cheap skip).
 SWEEP_LIMIT = 1_000
-SWEEP_BATCH_SIZE = 200
+SWEEP_BATCH_SIZE = MODERATE_BATCH_SIZE
 
 
 def review_sweep(*, now_ms: int | None = None) -> int:

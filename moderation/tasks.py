@@ -24,10 +24,18 @@ logger = logging.getLogger(__name__)
 
 # The full check takes milliseconds; the soft limit leaves room for a slow
 # database, and past it the fast filter still gets applied. A batch has the
-# same limits: its at most 200 comments (moderation.hooks.REVIEW_BATCH_SIZE)
-# take a few milliseconds each, well under a second together.
+# same limits, so it holds few enough comments to fit them many times over.
 MODERATE_SOFT_LIMIT_SECONDS = 10
 MODERATE_HARD_LIMIT_SECONDS = 15
+# The most comments one batch task is given. A batch is decided one comment
+# after another on one worker, and a check costs 4-7 ms in a quiet room but
+# 15-22 ms in one with 2,000 comments in its last 10 s (the flood rule reads
+# up to 500 of them; PostgreSQL, a shared 2-core machine under load). 50
+# take 0.2-1.1 s, the last one's extra wait for its verdict: far inside the
+# soft limit and a `pre` room's deadline (200 took 1.3-3 s as a room
+# filled). A process sending 500 comments a second still publishes 10
+# messages instead of 500. Waiting (`pre`) comments go first in a batch.
+MODERATE_BATCH_SIZE = 50
 
 
 @shared_task(

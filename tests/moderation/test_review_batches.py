@@ -192,6 +192,17 @@ def test_the_batch_decides_each_comment_and_marks_them_in_one_update(room, user)
     assert len(marks) == 1
 
 
+def test_comments_waiting_for_their_verdict_are_decided_first(room, user):
+    pre = Room.objects.create(slug="pre", title="Pre", moderation_policy="pre")
+    published = comment(room, user, "see www.spam-shop.com now")
+    waiting = comment(pre, user, "visit www.spam-shop.com", status="sender_only")
+
+    moderate_batch_task.apply(([published.pk, waiting.pk],))
+
+    decided = AuditEntry.objects.order_by("pk").values_list("target_id", "action")
+    assert list(decided) == [(str(waiting.pk), "moderate.hold"), (str(published.pk), "moderate.retract")]
+
+
 def test_a_batch_of_checked_comments_costs_one_query(room, user, django_assert_num_queries):
     done = [comment(room, user, f"already checked {n}", checked=True).pk for n in range(5)]
 

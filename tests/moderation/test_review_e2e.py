@@ -75,6 +75,10 @@ def site(tmp_path):
             DANMAKU_BIND=f"127.0.0.1:{local.free_port()}",
             GUNICORN_WORKERS="1",
             CELERY_BROKER_URL=broker.url,
+            # Fallbacks are not under test here: a loaded machine must not
+            # turn a slow publish into one.
+            DANMAKU_BROKER_TIMEOUT_MS="2000",
+            DANMAKU_PUBLISH_DEADLINE_MS="5000",
         )
         tokens = local.prepare_room(env, "live", ("sender",), user_send_interval_ms=0, pre_deadline_ms=600_000)
         local.manage(env, "shell", "-c", ROOM_SETUP)
