@@ -55,17 +55,26 @@ if settings.DANMAKU_ROLE in ("send", "all"):
     api.add_router("/moderation/", moderation_router)
 
 
-@api.exception_handler(DanmakuError)
-def domain_error(request: HttpRequest, exc: DanmakuError) -> HttpResponse:
+def error_answer(exc: DanmakuError) -> tuple[int, dict, list[tuple[str, str]]]:
+    """(status, body, extra headers) of a domain error: the one mapping, also
+    used by the send fast path (danmaku_site.sendfastpath)."""
     body: dict = {"detail": exc.detail}
     if exc.field:
         body["errors"] = [{"field": exc.field, "reason": exc.detail.split(": ", 1)[-1]}]
     retry_after_ms = exc.retry_after_ms if isinstance(exc, (RateLimited, Unavailable)) else None
+    headers = []
     if retry_after_ms is not None:
         body["retry_after_ms"] = retry_after_ms
-    response = api.create_response(request, body, status=exc.status)
-    if retry_after_ms is not None:
-        response["Retry-After"] = str(max(1, math.ceil(retry_after_ms / 1000)))
+        headers.append(("Retry-After", str(max(1, math.ceil(retry_after_ms / 1000)))))
+    return exc.status, body, headers
+
+
+@api.exception_handler(DanmakuError)
+def domain_error(request: HttpRequest, exc: DanmakuError) -> HttpResponse:
+    status, body, headers = error_answer(exc)
+    response = api.create_response(request, body, status=status)
+    for name, value in headers:
+        response[name] = value
     return response
 
 

@@ -365,6 +365,9 @@ DANMAKU_DEFAULT_AVATAR_URL = env_str("DANMAKU_DEFAULT_AVATAR_URL", "/static/danm
 # would send; anything unusual still goes to Django. Off: every pull goes
 # through Django and ninja (same answers, several times the CPU).
 DANMAKU_PULL_FAST_PATH = env_bool("DANMAKU_PULL_FAST_PATH", True)
+# Send and all nodes answer bearer-token sends in a WSGI layer before Django
+# (danmaku_site.sendfastpath): half the web CPU of a send.
+DANMAKU_SEND_FAST_PATH = env_bool("DANMAKU_SEND_FAST_PATH", True)
 # Adds X-Served-By (host:pid) to API answers; used by the multi-worker test.
 DANMAKU_SERVED_BY_HEADER = env_bool("DANMAKU_SERVED_BY_HEADER", False)
 # `make run` also starts the demo sender (manage.py demo_sender), which

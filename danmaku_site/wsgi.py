@@ -19,13 +19,18 @@ django_application = get_wsgi_application()
 from django.conf import settings  # noqa: E402
 
 from danmaku import runtime  # noqa: E402
-from infra import dbwatchdog, jobs  # noqa: E402
+from infra import dbwatchdog, jobs, servedby  # noqa: E402
 
 # Web processes bound every database query (see infra.dbwatchdog).
 dbwatchdog.install()
 
-# Pull nodes answer most pulls before Django (DANMAKU_PULL_FAST_PATH).
+# Pull nodes answer most pulls before Django (DANMAKU_PULL_FAST_PATH), send
+# nodes bearer-token sends (DANMAKU_SEND_FAST_PATH).
 application = runtime.wrap_fast_path(django_application)
+if settings.DANMAKU_SEND_FAST_PATH and settings.DANMAKU_ROLE in ("all", "send"):
+    from danmaku_site.sendfastpath import SendFastPath
+
+    application = SendFastPath(application, served_by=servedby.enabled())
 
 # Load the URL configuration (the API modules and their schemas) now rather
 # than on the first request, then move everything loaded so far out of the

@@ -62,6 +62,9 @@ print(json.dumps({"after_import": imported, "after_serve": jobs_thread(), "same_
         (
             "send",
             [
+                "danmaku.cache_changes",
+                "danmaku.mark_stream_publishes",
+                "danmaku.prune_cache_changes",
                 "danmaku.republish_held_back",
                 "danmaku.republish_room_settings",
                 "moderation.pre_deadlines",

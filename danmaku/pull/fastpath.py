@@ -124,17 +124,7 @@ class PullFastPath:
         return None
 
     def _host_allowed(self, environ: dict) -> bool:
-        # Django refuses a Host outside ALLOWED_HOSTS with a 400
-        # (CommonMiddleware asks for it); such a request goes to Django.
-        host = environ.get("HTTP_HOST")
-        if host is None or (self._forwarded_host and "HTTP_X_FORWARDED_HOST" in environ):
-            return False
-        allowed = self._hosts.get(host)
-        if allowed is None:
-            allowed = _host_valid(host)
-            if len(self._hosts) < HOSTS_REMEMBERED:
-                self._hosts[host] = allowed
-        return allowed
+        return host_allowed(environ, forwarded_host=self._forwarded_host, remembered=self._hosts)
 
     def _answer(self, slug: str, query: str, on_event_loop: bool):
         if not query:
@@ -165,6 +155,30 @@ class PullFastPath:
         if after is not None and not AFTER_RE.fullmatch(after):
             return None
         return cache.pull_active(slug, after)
+
+
+def host_allowed(environ: dict, *, forwarded_host: bool | None = None, remembered: dict | None = None) -> bool:
+    """Whether Django would accept the request's Host. Django refuses a Host
+    outside ALLOWED_HOSTS with a 400 (CommonMiddleware asks for it): a layer
+    in front of Django sends such a request on to Django."""
+    if forwarded_host is None:
+        from django.conf import settings
+
+        forwarded_host = settings.USE_X_FORWARDED_HOST
+    remembered = _hosts if remembered is None else remembered
+    host = environ.get("HTTP_HOST")
+    if host is None or (forwarded_host and "HTTP_X_FORWARDED_HOST" in environ):
+        return False
+    allowed = remembered.get(host)
+    if allowed is None:
+        allowed = _host_valid(host)
+        if len(remembered) < HOSTS_REMEMBERED:
+            remembered[host] = allowed
+    return allowed
+
+
+# Host -> verdict, for callers without their own (the send fast path).
+_hosts: dict[str, bool] = {}
 
 
 def _host_valid(host: str) -> bool:

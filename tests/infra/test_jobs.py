@@ -92,6 +92,9 @@ def test_each_role_runs_the_jobs_registered_for_it():
     assert names["all"] == {
         "moderation.pre_deadlines",
         "moderation.review_sweep",
+        "danmaku.cache_changes",
+        "danmaku.mark_stream_publishes",
+        "danmaku.prune_cache_changes",
         "danmaku.republish_held_back",
         "danmaku.republish_room_settings",
     }
