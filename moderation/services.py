@@ -60,6 +60,7 @@ from moderation.matcher import (
 )
 from moderation.models import BlockedTerm
 from moderation.normalize import fold_mapped, match_form, normalize
+from moderation.recent import RecentComments
 
 logger = logging.getLogger(__name__)
 # One slow pattern on a flood of comments: say so every few seconds, not per comment.
@@ -281,10 +282,11 @@ def _filter(text: str, room_id: int | None, *, count_hits: bool) -> Verdict:
     return _decide(text, result.matches)
 
 
-def moderate_decision(*, danmaku: Danmaku) -> Verdict:
+def moderate_decision(*, danmaku: Danmaku, recent: RecentComments | None = None) -> Verdict:
     """The full verdict on a stored comment: every term kind, links and
     repeated-message spam. Reads only; the same comment always gets the same
-    verdict (later comments do not count towards its repeats)."""
+    verdict (later comments do not count towards its repeats). ``recent``:
+    the earlier comments a batch read once (``recent_comments``)."""
     text = danmaku.text
     result = matcher_cache.get().match_full(text, room_id=danmaku.room_id, now=matcher_cache.wall_clock())
     # Exact and wildcard hits were counted when the comment was sent.
@@ -303,10 +305,15 @@ def moderate_decision(*, danmaku: Danmaku) -> Verdict:
             overrun.seconds * 1000,
             REGEX_BUDGET_SECONDS * 1000,
         )
-    repeats = _repeat_count(danmaku)
+    if recent is None:
+        repeats, senders = _repeat_count(danmaku), _flood_senders(danmaku)
+    else:
+        repeats = recent.repeat_count(danmaku, window_ms=REPEAT_WINDOW_MS, scan_limit=REPEAT_SCAN_LIMIT)
+        senders = 1
+        if len(recent.key_of(danmaku.id, danmaku.text)) >= FLOOD_MIN_CHARS:
+            senders = recent.flood_senders(danmaku, window_ms=FLOOD_WINDOW_MS, scan_limit=FLOOD_SCAN_LIMIT)
     if repeats >= REPEAT_LIMIT:
         flags.append(("block", f"repeated message ({repeats} times in {REPEAT_WINDOW_MS // 1000} s)"))
-    senders = _flood_senders(danmaku)
     if senders >= FLOOD_USERS:
         flags.append(("block", f"flood of the same text ({senders} users in {FLOOD_WINDOW_MS // 1000} s)"))
     return _decide(text, matches, flags)
@@ -322,12 +329,27 @@ def _overrun_flag(overrun: Overrun) -> tuple[str, str]:
     )
 
 
-def moderate_full(*, danmaku_id: int) -> Verdict:
-    """Decide on a stored comment and retract it if it is published and not allowed."""
-    danmaku = Danmaku.objects.filter(pk=danmaku_id).first()
+def recent_comments(batch: Sequence[Danmaku]) -> RecentComments:
+    """The earlier comments the full checks of ``batch`` read, read once for all of them."""
+    return RecentComments(
+        batch,
+        key=_repeat_key,
+        flood_window_ms=FLOOD_WINDOW_MS,
+        flood_min_chars=FLOOD_MIN_CHARS,
+        repeat_window_ms=REPEAT_WINDOW_MS,
+    )
+
+
+def moderate_full(*, danmaku_id: int, danmaku: Danmaku | None = None, recent: RecentComments | None = None) -> Verdict:
+    """Decide on a stored comment and retract it if it is published and not allowed.
+
+    A batch passes the comment it loaded (``danmaku``) and what it read of
+    the comments before (``recent``)."""
+    if danmaku is None:
+        danmaku = Danmaku.objects.filter(pk=danmaku_id).first()
     if danmaku is None:
         return Verdict(ALLOW, "")
-    verdict = moderate_decision(danmaku=danmaku)
+    verdict = moderate_decision(danmaku=danmaku, recent=recent)
     _retract_if_needed(danmaku, verdict)
     return verdict
 

@@ -18,6 +18,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, OperationalError
 
+from danmaku.models import Danmaku
 from moderation import reviews, services
 
 logger = logging.getLogger(__name__)
@@ -100,11 +101,23 @@ def moderate_batch_task(danmaku_ids: list[int]) -> None:
 
 
 def _decide(pending: Sequence[int]) -> tuple[list[int], list[int]]:
-    """The full check of each id; returns (ids decided, ids left when time ran out)."""
+    """The full check of each id; returns (ids decided, ids left when time ran out).
+
+    The comments, and the earlier ones their repeat and flood rules count,
+    are read once for the batch (``services.recent_comments``)."""
     decided: list[int] = []
+    try:
+        loaded = Danmaku.objects.in_bulk(list(pending))
+        recent = services.recent_comments(list(loaded.values()))
+    except SoftTimeLimitExceeded:
+        return decided, list(pending)
     for position, danmaku_id in enumerate(pending):
+        danmaku = loaded.get(danmaku_id)
+        if danmaku is None:
+            decided.append(danmaku_id)  # deleted since: nothing to decide
+            continue
         try:
-            services.moderate_full(danmaku_id=danmaku_id)
+            services.moderate_full(danmaku_id=danmaku_id, danmaku=danmaku, recent=recent)
         except SoftTimeLimitExceeded:
             return decided, list(pending[position:])
         except OperationalError:

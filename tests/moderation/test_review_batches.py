@@ -247,10 +247,10 @@ def test_a_batch_out_of_time_gives_the_rest_the_fast_filter_and_leaves_them_unch
     services.blocked_term_create(term="three")
     full_check = services.moderate_full
 
-    def running_out(*, danmaku_id):
+    def running_out(*, danmaku_id, **batch):
         if danmaku_id == second.pk:
             raise SoftTimeLimitExceeded()
-        return full_check(danmaku_id=danmaku_id)
+        return full_check(danmaku_id=danmaku_id, **batch)
 
     monkeypatch.setattr(services, "moderate_full", running_out)
 
