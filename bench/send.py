@@ -192,7 +192,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="measured load time (accept 20, flood 30)")
     parser.add_argument("--users", type=int, help="distinct senders (accept 2,000, flood 5,000)")
     parser.add_argument("--connections", type=int, help="keep-alive connections, one per wrk thread (64, flood 256)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of sends before measuring (default 2)")
+    # Each sender's first send in each worker fills that process's caches
+    # (danmaku.sendcache), as a process that has been up a while holds them:
+    # 10 s at ~500 sends/s is 2-3 sends per user of the default 2,000.
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds of sends before measuring (default 10)")
     parser.add_argument("--slow-mode-ms", type=int, default=2000, help="both rooms' per-user interval")
     parser.add_argument("--rate", type=float, default=500.0, help="flood: sends/s in all (default 500)")
     parser.add_argument("--cap", type=int, default=50, help="flood: the room's cap, comments/s (default 50)")

@@ -41,21 +41,30 @@ def _load_room(slug: str) -> Room | None:
     return Room.objects.filter(slug=slug).first()
 
 
+SENDER_FIELDS = ("username", "is_active", "viewer_profile__nickname", "viewer_profile__avatar_thumb")
+
+
+def _sender(user_id: int, username: str, is_active: bool, nickname: str | None, thumb: str | None) -> Sender:
+    return Sender(user_id, username, is_active, display_nick(nickname, username), avatar_url(thumb or None))
+
+
 def _load_token_user(key_hash: str) -> int | None:
-    return ApiToken.objects.filter(key_hash=key_hash, revoked=False).values_list("user_id", flat=True).first()
-
-
-def _load_sender(user_id: int) -> Sender | None:
+    # The sender comes in the same query: a new sender costs one read, not two.
+    generation = feed.generation
     row = (
-        get_user_model()
-        .objects.filter(pk=user_id)
-        .values_list("username", "is_active", "viewer_profile__nickname", "viewer_profile__avatar_thumb")
+        ApiToken.objects.filter(key_hash=key_hash, revoked=False)
+        .values_list("user_id", *(f"user__{name}" for name in SENDER_FIELDS))
         .first()
     )
     if row is None:
         return None
-    username, is_active, nickname, thumb = row
-    return Sender(user_id, username, is_active, display_nick(nickname, username), avatar_url(thumb or None))
+    senders.offer(row[0], _sender(*row), generation=generation)
+    return row[0]
+
+
+def _load_sender(user_id: int) -> Sender | None:
+    row = get_user_model().objects.filter(pk=user_id).values_list(*SENDER_FIELDS).first()
+    return None if row is None else _sender(user_id, *row)
 
 
 rooms: LookupCache[str, Room | None] = LookupCache(feed, "room", _load_room)

@@ -155,6 +155,13 @@ class LookupCache(Generic[K, V]):
             self._entries[key] = (value, now + self._ttl)
         return value
 
+    def offer(self, key: K, value: V, *, generation: int) -> None:
+        """Cache ``value``, loaded along with another lookup's when the feed
+        was at ``generation``, unless anything was dropped since or ``key``
+        is cached already."""
+        if self._feed.generation == generation and key not in self._entries and len(self._entries) < self._max:
+            self._entries[key] = (value, self._clock() + self._ttl)
+
     def drop(self, key: object) -> None:
         if key is EVERYTHING:
             self._entries.clear()

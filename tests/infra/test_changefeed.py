@@ -156,3 +156,17 @@ def test_the_cache_keeps_at_most_its_bound_dropping_the_oldest():
         cache.get(key)
     assert len(cache) == 3
     assert set(cache._entries) == {2, 3, 4}
+
+
+def test_a_value_offered_by_another_lookup_is_kept_unless_a_drop_came_between(setup):
+    _clock, _channel, feed, cache, _source, loads = setup
+    feed.poll()
+    generation = feed.generation
+    cache.offer("c", 3, generation=generation)
+    assert cache.get("c") == 3
+    assert loads == []
+
+    stale = feed.generation
+    feed.changed("thing", "d")
+    cache.offer("d", 4, generation=stale)
+    assert "d" not in cache._entries
