@@ -148,9 +148,11 @@ class Deployment:
 
     def warm_up(self) -> None:
         """The project's threads take their first sends (connections, caches),
-        then slow mode lets the same users send again."""
+        then slow mode lets the same users send again. Every user of the
+        scenarios to run sends, in the uncapped room: a flood's senders are
+        viewers a process has seen before, as the accept run's are."""
         connections = _setting(self.args, "accept", "connections")
-        users = max(connections, min(len(self.tokens), DEFAULTS["accept"]["users"]))
+        users = max(connections, len(self.tokens))
         self.send(self.project, ACCEPT_ROOM, users=users, connections=connections, seconds=self.args.warmup)
         time.sleep(self.args.slow_mode_ms / 1000)
 
