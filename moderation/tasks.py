@@ -39,11 +39,12 @@ MODERATE_HARD_LIMIT_SECONDS = 15
 MODERATE_BATCH_SIZE = 50
 
 
-@shared_task(
-    name="moderation.moderate",
+# Both moderation tasks' options.
+TASK_OPTIONS = dict(
     acks_late=True,
     # A worker killed mid-task puts the message back for another worker.
-    # Safe: deciding twice is harmless and retracting is idempotent.
+    # Safe: deciding twice is harmless (every effect is a conditional
+    # update, its audit row written only when it changed).
     reject_on_worker_lost=True,
     ignore_result=True,
     soft_time_limit=MODERATE_SOFT_LIMIT_SECONDS,
@@ -55,6 +56,9 @@ MODERATE_BATCH_SIZE = 50
     retry_jitter=True,
     max_retries=5,
 )
+
+
+@shared_task(name="moderation.moderate", **TASK_OPTIONS)
 def moderate_task(danmaku_id: int) -> None:
     try:
         services.moderate_full(danmaku_id=danmaku_id)
@@ -65,22 +69,7 @@ def moderate_task(danmaku_id: int) -> None:
     reviews.mark_checked(danmaku_ids=[danmaku_id])
 
 
-@shared_task(
-    name="moderation.moderate_batch",
-    acks_late=True,
-    # As for one comment: a worker killed mid-batch puts the message back,
-    # and deciding a comment twice is harmless (every effect is a
-    # conditional update, its audit row written only when it changed).
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    soft_time_limit=MODERATE_SOFT_LIMIT_SECONDS,
-    time_limit=MODERATE_HARD_LIMIT_SECONDS,
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=5,
-)
+@shared_task(name="moderation.moderate_batch", **TASK_OPTIONS)
 def moderate_batch_task(danmaku_ids: list[int]) -> None:
     """The full check of each comment not checked yet, then one UPDATE marking them checked.
 
