@@ -47,6 +47,9 @@ def danmaku_send(
 ) -> SendOutcome:
     """Validate, limit, store and publish one comment.
 
+    ``user``: a user, or anything with its ``id`` and ``pk`` (the send fast
+    path passes the cached ``sendcache.Sender``).
+
     Order matters: a retry with a known ``client_id`` gets its first answer
     before any limit is charged, and the room cap discards the excess before
     anything is written.
@@ -104,14 +107,14 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
 
     stream = redis_store()
     danmaku = Danmaku(
-        room=room,
-        user=user,
+        room_id=room.id,
+        user_id=user.id,
         text=screened.text,
         status=status,
         color=int(color[1:], 16),
         mode=MODE_CODES[mode],
-        # Redis time when the limits came from Redis (every node agrees on
-        # it); the publish moves it to the stream entry's own millisecond.
+        # Redis time when the limits came from Redis: every node agrees on
+        # it, and it is the second the room's cap counted the comment in.
         ts_ms=allowed.now_ms or clock.now_ms(),
         client_id=client_id or "",
         # Without Redis the table is the store: the row is published.

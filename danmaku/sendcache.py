@@ -28,6 +28,10 @@ class Sender:
     nick: str
     avatar: str
 
+    @property
+    def pk(self) -> int:
+        return self.id
+
     def as_user(self):
         """A user instance for this request (its own: requests never share one)."""
         user = get_user_model()(pk=self.id, username=self.username, is_active=self.is_active)

@@ -130,7 +130,8 @@ class SendFastPath:
         try:
             outcome = danmaku_send(
                 room_slug=slug,
-                user=sender.as_user(),
+                # What sending reads of a user (id, pk), without building one.
+                user=sender,
                 text=payload.text,
                 color=payload.color,
                 mode=payload.mode,
