@@ -73,6 +73,9 @@ from harness import local
 from harness.services import postgres_database, private_redis, require_postgres
 
 ACCEPT_ROOM = "send-bench"
+# deploy/granian-send.sh's blocking threads per worker: a send waits on the
+# database and Redis, so a worker needs a few to keep its core busy.
+GRANIAN_SEND_THREADS = 4
 FLOOD_ROOM = "send-flood"
 SECRET_KEY = "bench-only-secret-key-" + "x" * 40
 BARE_APP = "bench.sendbench.bare_app:application"
@@ -201,7 +204,13 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--slow-mode-ms", type=int, default=2000, help="both rooms' per-user interval")
     parser.add_argument("--rate", type=float, default=500.0, help="flood: sends/s in all (default 500)")
     parser.add_argument("--cap", type=int, default=50, help="flood: the room's cap, comments/s (default 50)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument(
+        "--server",
+        choices=("gunicorn", "granian"),
+        default="gunicorn",
+        help="the send role's server: gunicorn (default) or granian (deploy/granian-send.sh); the ceiling too",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="server workers (default 2)")
     parser.add_argument("--server-threads", type=int, help="threads per worker (default: as shipped)")
     parser.add_argument("--broker", choices=("rabbitmq", "redis"), default="rabbitmq", help="default rabbitmq")
     parser.add_argument("--celery", choices=("worker", "inline"), default="worker", help="default worker")
@@ -218,7 +227,7 @@ def _arguments() -> argparse.Namespace:
         if _setting(args, scenario, "users") < _setting(args, scenario, "connections"):
             parser.error("--users must be at least --connections (each wrk thread sends as its own users)")
     if args.server_threads is None:
-        args.server_threads = servers.shipped_threads("gunicorn")
+        args.server_threads = GRANIAN_SEND_THREADS if args.server == "granian" else servers.shipped_threads("gunicorn")
     return args
 
 
@@ -246,7 +255,7 @@ def _deploy(stack: contextlib.ExitStack, args: argparse.Namespace, *, users: int
     flood_fields = {"room_send_cap_per_second": args.cap, "user_send_interval_ms": args.slow_mode_ms}
     tokens = _rooms_and_tokens(env, FLOOD_ROOM, flood_fields, users)
     bare_app.create_table(database_url)
-    settings = servers.ServerSettings(kind="gunicorn", workers=args.workers, threads=args.server_threads)
+    settings = servers.ServerSettings(kind=args.server, workers=args.workers, threads=args.server_threads)
     project = stack.enter_context(
         servers.serve(
             settings,
@@ -299,10 +308,8 @@ def _print_header(dep: Deployment) -> None:
         if dep.broker is not None
         else "Celery inline (moderation inside the request)"
     )
-    print(
-        f"send-role gunicorn ({servers.shipped_worker_class()}, {args.workers} workers x "
-        f"{args.server_threads} threads), PostgreSQL + Redis, {celery}"
-    )
+    server = f"gunicorn ({servers.shipped_worker_class()}" if args.server == "gunicorn" else "granian (wsgi"
+    print(f"send-role {server}, {args.workers} workers x {args.server_threads} threads), PostgreSQL + Redis, {celery}")
     print(f"code: {_code_version()}")
     load_1, load_5, _ = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs, load average {load_1:.2f} (1 min) {load_5:.2f} (5 min) at the start")
@@ -381,7 +388,7 @@ def accept(dep: Deployment) -> SendRun:
 def _ceiling(dep: Deployment, *, users: int, connections: int, seconds: float) -> tuple[SendRun, dict[str, float]]:
     """The bare app's run, the project and the worker stopped meanwhile."""
     args = dep.args
-    settings = servers.ServerSettings(kind="gunicorn", workers=args.workers, threads=args.server_threads)
+    settings = servers.ServerSettings(kind=args.server, workers=args.workers, threads=args.server_threads)
     var_dir = dep.work_dir / "bare"
     var_dir.mkdir()
     env = {"BENCH_SEND_DATABASE_URL": dep.database_url, "BENCH_SEND_REDIS_URL": dep.store_url}

@@ -188,14 +188,14 @@ def stop(process: subprocess.Popen) -> None:
 
 
 GRANIAN_SCRIPT = BASE_DIR / "deploy" / "granian-pull.sh"
+GRANIAN_SCRIPTS = {"pull": GRANIAN_SCRIPT, "send": BASE_DIR / "deploy" / "granian-send.sh"}
 
 
 @contextlib.contextmanager
-def granian(env: dict[str, str], log_path: Path, *, workers: int | None = 1) -> Iterator[str]:
-    """Run deploy/granian-pull.sh (the pull role, one worker; ``None``: as
-    many as the script ships with) over ``env`` (its database already
-    prepared) on a free 127.0.0.1 port until the block exits; yields its
-    base URL."""
+def granian(env: dict[str, str], log_path: Path, *, workers: int | None = 1, role: str = "pull") -> Iterator[str]:
+    """Run deploy/granian-<role>.sh (one worker; ``None``: as many as the
+    script ships with) over ``env`` (its database already prepared) on a
+    free 127.0.0.1 port until the block exits; yields its base URL."""
     port = free_port()
     sized = {} if workers is None else {"GRANIAN_WORKERS": str(workers)}
     env = (
@@ -205,13 +205,13 @@ def granian(env: dict[str, str], log_path: Path, *, workers: int | None = 1) -> 
             "GRANIAN": str(BIN_DIR / "granian"),
             "GRANIAN_PORT": str(port),
             "GRANIAN_LOG_LEVEL": "warning",
-            "DANMAKU_ROLE": "pull",
+            "DANMAKU_ROLE": role,
             "PROMETHEUS_MULTIPROC_DIR": str(log_path.parent / "prometheus-granian"),
         }
     )
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            ["sh", str(GRANIAN_SCRIPT)],
+            ["sh", str(GRANIAN_SCRIPTS[role])],
             cwd=BASE_DIR,
             env=env,
             stdout=log,

@@ -154,3 +154,26 @@ def _poll(viewer: http.client.HTTPConnection, path: str) -> int:
     response.read()
     assert not response.will_close
     return response.status
+
+
+def test_granian_serves_the_send_role_through_the_send_fast_path(tmp_path):
+    # deploy/granian-send.sh: sends answered as gunicorn answers them
+    # (tests/test_send_fast_path.py compares the bodies), pulls refused.
+    env = local.environment(tmp_path, DANMAKU_SERVED_BY_HEADER="0")
+    (token,) = local.prepare_room(env, ROOM, ("sender",), user_send_interval_ms=60_000)
+    with local.granian(env, tmp_path / "granian.log", role="send", workers=None) as base_url:
+        url = f"{base_url}/api/v1/rooms/{ROOM}/danmaku"
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def send(client_id: str) -> requests.Response:
+            body = {"text": "from granian", "client_id": client_id}
+            return requests.post(url, json=body, headers=headers, timeout=REQUEST_TIMEOUT_SECONDS)
+
+        first, copy, next_one = send("g-1"), send("g-1"), send("g-2")
+        pulled = requests.get(url, timeout=REQUEST_TIMEOUT_SECONDS)
+
+    assert first.status_code == 201
+    assert copy.json() == first.json()
+    assert next_one.status_code == 429
+    assert next_one.headers["Retry-After"] == "60"
+    assert pulled.status_code == 405
