@@ -22,8 +22,8 @@ backends serve one process or an outage).
 Backends, chosen by configuration:
 
 - REDIS_URL set: the answer look-up and both checks run in one Lua script,
-  so one atomic round trip decides them, and returns Redis time, the
-  comment's timestamp, and the limits are exact across every process and node. Slow
+  so one atomic round trip decides them (and returns Redis time, the
+  comment's timestamp); the limits are exact across every process and node. Slow
   mode is a key with a PX of the interval (its PTTL is the wait);
   the room cap counts per second of Redis server time (``TIME`` inside the
   script), so nodes with skewed clocks still agree on "this second". Every key

@@ -128,7 +128,8 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
         _remember(stream, previous)
         return _replay(previous, room)
     if status == Danmaku.Status.PUBLISHED and stream is not None:
-        sender = sendcache.sender_by_id(user.id)
+        # The fast path's sender carries its face; a session's user is looked up.
+        sender = user if isinstance(user, sendcache.Sender) else sendcache.sender_by_id(user.id)
         nick, avatar = (sender.nick, sender.avatar) if sender is not None else display_identity(user)
         publish_sent(stream, danmaku, nick=nick, avatar=avatar, answer=_answer(danmaku))
     else:

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.conf import settings
 from django.core import signals
 from django.db import DatabaseError
 from pydantic import ValidationError
@@ -71,6 +72,8 @@ class SendFastPath:
     def __init__(self, app: WSGIApp, *, served_by: bool) -> None:
         self.app = app
         self._served_by = served_by
+        self._forwarded_host = settings.USE_X_FORWARDED_HOST
+        self._hosts: dict[str, bool] = {}
         # The pull worker asks the application for the pull fast path's answer.
         inner_answer = getattr(app, "answer", None)
         if inner_answer is not None:
@@ -84,7 +87,7 @@ class SendFastPath:
             or not path.endswith(SUFFIX)
             or environ.get("QUERY_STRING")
             or not environ.get("HTTP_AUTHORIZATION", "").startswith(BEARER)
-            or not host_allowed(environ)
+            or not host_allowed(environ, forwarded_host=self._forwarded_host, remembered=self._hosts)
         ):
             return self.app(environ, start_response)
         slug = path[len(PREFIX) : -len(SUFFIX)]

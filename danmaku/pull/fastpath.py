@@ -157,15 +157,12 @@ class PullFastPath:
         return cache.pull_active(slug, after)
 
 
-def host_allowed(environ: dict, *, forwarded_host: bool | None = None, remembered: dict | None = None) -> bool:
+def host_allowed(environ: dict, *, forwarded_host: bool, remembered: dict[str, bool]) -> bool:
     """Whether Django would accept the request's Host. Django refuses a Host
     outside ALLOWED_HOSTS with a 400 (CommonMiddleware asks for it): a layer
-    in front of Django sends such a request on to Django."""
-    if forwarded_host is None:
-        from django.conf import settings
-
-        forwarded_host = settings.USE_X_FORWARDED_HOST
-    remembered = _hosts if remembered is None else remembered
+    in front of Django sends such a request on to Django. ``forwarded_host``:
+    USE_X_FORWARDED_HOST (Django then reads X-Forwarded-Host: let it);
+    ``remembered``: the caller's verdicts by Host, filled up to a bound."""
     host = environ.get("HTTP_HOST")
     if host is None or (forwarded_host and "HTTP_X_FORWARDED_HOST" in environ):
         return False
@@ -175,10 +172,6 @@ def host_allowed(environ: dict, *, forwarded_host: bool | None = None, remembere
         if len(remembered) < HOSTS_REMEMBERED:
             remembered[host] = allowed
     return allowed
-
-
-# Host -> verdict, for callers without their own (the send fast path).
-_hosts: dict[str, bool] = {}
 
 
 def _host_valid(host: str) -> bool:
