@@ -60,7 +60,7 @@ from danmaku.models import SendWindow
 from danmaku.store import ANSWER_TTL_MS
 from infra.metrics import FALLBACKS
 from infra.ratelimitlog import RateLimitedLog
-from infra.redis import breaker, get_redis
+from infra.redis import breaker, evalsha, get_redis, thread_redis
 
 logger = logging.getLogger(__name__)
 
@@ -222,10 +222,12 @@ def answer_value(*, danmaku_id: int, status: str) -> str:
 
 
 def _take_redis(*, room_id: int, user_id: int, interval_ms: int, cap_per_second: int, client_id: str) -> Allowance:
-    client = get_redis()
+    # Every send's one command: this thread's own connection (no pool checkout).
+    client = thread_redis()
     fair = "1" if interval_ms < FAIR_SHARE_BELOW_MS else "0"
     args = (interval_ms, cap_per_second, CAP_KEY_TTL_MS, client_id, ANSWER_TTL_MS, fair)
-    retry_after_ms, busy, now_ms, answer = _script(client)(keys=_keys(room_id, user_id, client_id), args=args)
+    script = _script(get_redis())  # registered once per process, run on this thread's connection
+    retry_after_ms, busy, now_ms, answer = evalsha(client, script, _keys(room_id, user_id, client_id), args)
     answer = answer.decode() if isinstance(answer, bytes) else answer
     return Allowance(
         retry_after_ms=int(retry_after_ms),

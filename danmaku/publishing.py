@@ -121,10 +121,13 @@ class StreamMarks:
         return len(self._pending)
 
 
-def mark_published(danmaku_ids: list[int]) -> None:
-    """Record in one UPDATE that these comments are on their streams."""
-    if danmaku_ids:
-        Danmaku.objects.filter(pk__in=danmaku_ids).update(in_stream=True)
+def mark_published(danmaku_ids: list[int]) -> int:
+    """Record in one UPDATE that these comments are on their streams;
+    returns how many rows changed (those the moderation batch marked
+    already are not written again)."""
+    if not danmaku_ids:
+        return 0
+    return Danmaku.objects.filter(pk__in=danmaku_ids, in_stream=False).update(in_stream=True)
 
 
 stream_marks = StreamMarks()

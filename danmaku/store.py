@@ -31,7 +31,7 @@ from danmaku.identity import avatar_url, display_nick
 from danmaku.models import Danmaku, Room
 from danmaku.pull.ringbuffer import Item
 from infra.clock import now_ms as host_now_ms
-from infra.redis import breaker, get_redis
+from infra.redis import breaker, evalsha, get_redis, thread_redis
 
 logger = logging.getLogger(__name__)
 
@@ -227,21 +227,26 @@ def _room_id_in(room_ids: list[int]) -> str:
 
 
 # Publishes one comment unless this id was published recently (KEYS: the
-# stream, the room's published-ids set, the streams-changed index; ARGV: id,
-# keep-ms, trim-ms, room id, changed-keep-ms, then the entry's field/value
-# pairs). Returns the entry's Redis time in ms (its stream id's), or the
-# negative of the time it was first published if it already was. The index
-# entry is written in the same script as the stream entry, so a reader that
-# sees one sees the other.
+# stream, the room's published-ids set, the streams-changed index, and a
+# send's answer key or any other key when there is none; ARGV: id, keep-ms,
+# trim-ms, room id, changed-keep-ms, the answer ("" for none), its keep-ms,
+# then the entry's field/value pairs). Returns the entry's Redis time in ms
+# (its stream id's), or the negative of the time it was first published if
+# it already was. The index entry is written in the same script as the
+# stream entry, so a reader that sees one sees the other; the answer is
+# kept either way, what copies of the send are told.
 PUBLISH_LUA = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[7])
+end
 local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if seen then
   return -tonumber(seen)
 end
 local minid = tostring(now_ms - tonumber(ARGV[3])) .. '-0'
-local id = redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', unpack(ARGV, 6))
+local id = redis.call('XADD', KEYS[1], 'MINID', '~', minid, '*', unpack(ARGV, 8))
 -- The entry's own id decides its second: XADD reads the clock again (a
 -- millisecond may have passed since TIME) and never goes below the
 -- stream's last id, so the comment's time is taken from the id.
@@ -281,8 +286,12 @@ class RedisStore:
     changed since its previous read instead of reading every active room.
     """
 
-    def __init__(self, client_factory, *, prefix: str, window_seconds: int, clock=time.monotonic) -> None:
+    def __init__(
+        self, client_factory, *, prefix: str, window_seconds: int, clock=time.monotonic, hot_client_factory=None
+    ) -> None:
         self._client_factory = client_factory
+        # Publishes (one a send): the calling thread's own connection, if given.
+        self._hot_client = hot_client_factory or client_factory
         self.prefix = prefix
         self.window_ms = window_seconds * 1000
         self._clock = clock
@@ -565,28 +574,18 @@ class RedisStore:
         return host_now_ms()
 
     def _run_publish(self, room_id: int, member, fields: dict, answer=None) -> int:
-        if self._publish is None:
-            self._publish = self.client.register_script(PUBLISH_LUA)
+        stream_key = self.stream_key(room_id)
+        answer_key, answer_value = answer if answer is not None else (stream_key, "")
         args = [member, PUBLISHED_MEMORY_MS, self.window_ms * STREAM_KEEP_WINDOWS, room_id, CHANGED_MEMORY_MS]
+        args += [answer_value, ANSWER_TTL_MS]
         for name, value in fields.items():
             args.extend((name, _plain(value)))
-        keys = [self.stream_key(room_id), self.published_key(room_id), self.streams_changed_key]
+        keys = [stream_key, self.published_key(room_id), self.streams_changed_key, answer_key]
         with _unavailable_on_error("publish"):
-            if answer is None:
-                return int(self._publish(keys=keys, args=args, client=self.client))
-            # EVALSHA by hand: a pipeline running a Script object first asks
-            # SCRIPT EXISTS, a round trip of its own on every send.
-            for attempt in range(2):
-                pipe = self.client.pipeline(transaction=False)
-                pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
-                pipe.set(answer[0], answer[1], px=ANSWER_TTL_MS)
-                try:
-                    return int(pipe.execute()[0])
-                except redis.exceptions.NoScriptError:
-                    if attempt:
-                        raise
-                    # A new or restarted server: load it, then once more.
-                    self.client.script_load(PUBLISH_LUA)
+            client = self._hot_client()  # connects, for a new thread
+            if self._publish is None:
+                self._publish = client.register_script(PUBLISH_LUA)
+            return int(evalsha(client, self._publish, keys, args))
 
 
 class _unavailable_on_error:
@@ -656,7 +655,10 @@ def redis_store() -> RedisStore | None:
         return None
     if _redis_store is None:
         _redis_store = RedisStore(
-            get_redis, prefix=settings.DANMAKU_REDIS_PREFIX, window_seconds=settings.DANMAKU_WINDOW_SECONDS
+            get_redis,
+            prefix=settings.DANMAKU_REDIS_PREFIX,
+            window_seconds=settings.DANMAKU_WINDOW_SECONDS,
+            hot_client_factory=thread_redis,
         )
     return _redis_store
 

@@ -90,10 +90,12 @@ def test_sent_comment_goes_through_the_stream_to_a_pull(redis_mode, client, room
     assert body["reason"] in ("normal", "quiet")
     assert stream_ids(redis_mode, settings.DANMAKU_REDIS_PREFIX, room.id) == [danmaku.id]
     # The entry carries the record's time, the Redis time the limits counted
-    # it in; the row is marked once this process's marks are written (a
-    # background job, every second).
-    assert danmaku.in_stream is False
+    # it in. The row is marked by the full check's UPDATE (a worker's; here,
+    # eager, the request's), which finds it on the stream; this process's
+    # own marks (a background job, every second) then write nothing.
+    assert danmaku.in_stream is True
     assert publishing.stream_marks.flush() == 1
+    assert publishing.mark_published([danmaku.id]) == 0
     danmaku.refresh_from_db()
     entry_id, fields = redis_mode.xrange(f"{settings.DANMAKU_REDIS_PREFIX}:s:{room.id}")[0]
     assert danmaku.in_stream is True

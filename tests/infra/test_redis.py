@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -13,7 +14,7 @@ import redis
 
 from harness.local import BASE_DIR
 from harness.services import private_redis
-from infra.redis import Breaker, get_redis, make_redis, reset_clients
+from infra.redis import Breaker, evalsha, get_redis, make_redis, reset_clients, thread_redis
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +64,78 @@ def test_a_stopped_redis_fails_at_once(settings):
             get_redis(url).ping()
 
     assert time.monotonic() - started < 0.3
+
+
+def test_each_thread_keeps_its_own_connection_and_gets_a_new_one_after_a_failure(settings):
+    settings.REDIS_TIMEOUT_MS = 250
+    with private_redis() as server:
+        mine = thread_redis(server.url)
+        mine.set("k", "v")
+        others = []
+        worker = threading.Thread(target=lambda: others.append(thread_redis(server.url)))
+        worker.start()
+        worker.join(5)
+
+        # The same client (one connection, no pool checkout) on every call of
+        # this thread; another thread's is its own, from the same pool.
+        assert thread_redis(server.url) is mine
+        assert others[0] is not mine
+        assert others[0].connection_pool is mine.connection_pool is get_redis(server.url).connection_pool
+        assert others[0].get("k") == b"v"
+
+        # A restart breaks the kept connection: one command fails at once,
+        # the next connects again.
+        server.stop()
+        started = time.monotonic()
+        with pytest.raises(redis.ConnectionError):
+            mine.get("k")
+        assert time.monotonic() - started < 0.3
+        server.start()
+        assert mine.ping()
+
+        # Clients made before reset_clients are not handed out after it.
+        reset_clients()
+        assert thread_redis(server.url) is not mine
+
+
+ECHO_LUA = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}"
+
+
+def test_evalsha_runs_a_script_on_the_threads_connection_through_restarts_and_freezes(settings):
+    settings.REDIS_TIMEOUT_MS = 250
+    with private_redis() as server:
+        mine = thread_redis(server.url)
+        script = get_redis(server.url).register_script(ECHO_LUA)
+        # A new server knows no script: loaded on NOSCRIPT, then run.
+        assert evalsha(mine, script, ["n"], ["a"]) == [b"n", b"a", 1]
+        assert evalsha(mine, script, ["n"], [2]) == [b"n", b"2", 2]
+        # Redis's own error reply leaves the connection usable.
+        with pytest.raises(redis.ResponseError):
+            evalsha(mine, get_redis(server.url).register_script("return redis.call('NOPE')"), [], [])
+        assert evalsha(mine, script, ["n"], ["b"]) == [b"n", b"b", 3]
+
+        # A frozen server: one timeout; the connection is dropped, not left
+        # holding the late reply for the next command to read.
+        server.freeze()
+        try:
+            started = time.monotonic()
+            with pytest.raises(redis.TimeoutError):
+                evalsha(mine, script, ["n"], ["c"])
+            assert time.monotonic() - started < 0.6
+        finally:
+            server.thaw()
+        assert evalsha(mine, script, ["n"], ["d"]) == [b"n", b"d", 5]
+
+        # A restart (it keeps nothing: no key, no script): one failure, then
+        # a new connection, the script loaded again.
+        server.stop()
+        with pytest.raises(redis.ConnectionError):
+            evalsha(mine, script, ["n"], ["e"])
+        server.start()
+        assert evalsha(mine, script, ["n"], ["f"]) == [b"n", b"f", 1]
+
+        # A pooled client runs it through redis-py.
+        assert evalsha(get_redis(server.url), script, ["n"], ["g"]) == [b"n", b"g", 2]
 
 
 def test_breaker_opens_after_a_failure_and_closes_after_its_interval():
