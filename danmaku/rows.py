@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import DateField
 
 from danmaku.models import Danmaku
@@ -37,18 +37,51 @@ def _shape(vendor: str) -> tuple[tuple, str]:
 def insert_once(danmaku: Danmaku) -> bool:
     """Insert ``danmaku`` and set its id; False (nothing written) if its
     ``client_id`` is already used by the same user."""
-    shape, sql = _shape(connection.vendor)
+    # This thread's connection, looked up once: each use of the
+    # ``connection`` proxy is a lookup through asgiref's thread-local (the
+    # proxy and the lookup were 7 % of a send node's time with the GIL).
+    db = connections[DEFAULT_DB_ALIAS]
+    shape, sql = _shape(db.vendor)
     values = danmaku.__dict__
     params = [
-        values[attname] if field is None else field.get_db_prep_save(field.pre_save(danmaku, True), connection)
+        values[attname] if field is None else field.get_db_prep_save(field.pre_save(danmaku, True), db)
         for attname, field in shape
     ]
-    with connection.cursor() as cursor:
+    with _cursor(db) as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return False
     danmaku.pk = row[0]
     danmaku._state.adding = False
-    danmaku._state.db = connection.alias
+    danmaku._state.db = db.alias
     return True
+
+
+def _cursor(db):
+    """Django's cursor; on PostgreSQL, one whose statement is prepared once
+    per connection and then sent only its values (bound server-side).
+    Django's own merges the values into the text on every send, which
+    PostgreSQL then parses and plans again: a tenth of an accepted send's
+    web CPU, measured in process. It is wrapped as Django wraps its own, so
+    query logging, ``CaptureQueriesContext`` and the query watchdog (an
+    execute wrapper) see it, and errors are Django's."""
+    if db.vendor != "postgresql":
+        return db.cursor()
+    db.validate_thread_sharing()
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    raw = _prepared_cursor_class()(db.connection)
+    return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
+
+
+@functools.cache
+def _prepared_cursor_class():
+    # Imported here: the module loads psycopg, which SQLite setups need not have.
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparedCursor(ServerBindingCursor):
+        def execute(self, query, params=None, **kwargs):
+            return super().execute(query, params, prepare=True, **kwargs)
+
+    return PreparedCursor

@@ -297,4 +297,14 @@ def count_api_outcomes(get_response: Callable[[HttpRequest], HttpResponse]):
 
 def count_send(status: int) -> None:
     """Count one send's answer by outcome (the middleware, and the send fast path)."""
-    SENDS.labels(outcome=SEND_OUTCOMES.get(status, "error" if status >= 500 else "refused")).inc()
+    counter = _send_counters.get(status)
+    if counter is None:
+        # ``labels`` takes a lock and sorts out its arguments on every call:
+        # 2 % of a send node's time with the GIL, so each status's child is kept.
+        counter = _send_counters[status] = SENDS.labels(
+            outcome=SEND_OUTCOMES.get(status, "error" if status >= 500 else "refused")
+        )
+    counter.inc()
+
+
+_send_counters: dict = {}

@@ -71,44 +71,62 @@ def parse(data: bytes, limits: Limits) -> dict[str, str] | None:
     """The environ of the one plain GET ``data`` holds exactly, or ``None``."""
     if not data.endswith(b"\r\n\r\n"):
         return None
-    lines = data[:-4].split(b"\r\n")
-    # gunicorn refuses a request whose header count reaches its limit.
-    if len(lines[0]) > limits.line or len(lines) - 1 >= limits.fields:
+    split = split_head(data[:-4], _REQUEST_LINE, limits)
+    if split is None:
         return None
-    request_line = _REQUEST_LINE.fullmatch(lines[0])
-    if request_line is None:
-        return None
+    request_line, fields = split
     path, query = request_line.groups()
     environ = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path.decode("ascii"),
         "QUERY_STRING": query.decode("ascii") if query is not None else "",
     }
+    return environ if read_fields(fields, limits, environ, read=READ_HEADERS, refused=_NOT_A_POLL) else None
+
+
+def split_head(head: bytes, request_line: re.Pattern, limits: Limits) -> tuple[re.Match, list[bytes]] | None:
+    """``head`` (without its blank line) as its request line's match and its
+    header lines; ``None`` past gunicorn's limits or when the request line
+    is not ``request_line`` exactly."""
+    lines = head.split(b"\r\n")
+    # gunicorn refuses a request whose header count reaches its limit.
+    if len(lines[0]) > limits.line or len(lines) - 1 >= limits.fields:
+        return None
+    match = request_line.fullmatch(lines[0])
+    return None if match is None else (match, lines[1:])
+
+
+def read_fields(
+    lines: list[bytes], limits: Limits, environ: dict[str, str], *, read: dict[bytes, str], refused: frozenset[bytes]
+) -> bool:
+    """Put the ``read`` headers of ``lines`` into ``environ``; False when a
+    line is not one gunicorn reads plainly, a header is ``refused``, a read
+    one repeats, or the connection is not kept alive."""
     scheme_headers = 0
-    for line in lines[1:]:
+    for line in lines:
         if len(line) + 2 > limits.field_size:
-            return None
+            return False
         header = _HEADER_LINE.fullmatch(line)
         if header is None:
-            return None
+            return False
         name = header[1].lower()
-        if name in _NOT_A_POLL:
-            return None
+        if name in refused:
+            return False
         value = header[2]
         if name == b"connection":
             # Keep-alive is HTTP/1.1's default; "close" or "upgrade" changes
             # what the answer must say.
             if value.lower() != b"keep-alive":
-                return None
+                return False
             continue
         if name in limits.scheme_headers:
             scheme_headers += 1
             if scheme_headers > 1:
-                return None
+                return False
             continue
-        key = READ_HEADERS.get(name)
+        key = read.get(name)
         if key is not None:
             if key in environ:
-                return None
+                return False
             environ[key] = value.decode("ascii")
-    return environ
+    return True

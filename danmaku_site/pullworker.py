@@ -30,9 +30,16 @@ blocked for it.
 plain ``GET`` (danmaku_site.pullrequest) that the pull fast path answers
 without blocking, the loop writes the answer itself: a dozen system calls
 and several GIL hand-offs fewer than the trip to a pool thread and back,
-which was most of a poll's cost. Everything else (a send, a page, a pull for
-a room this process has not activated, any request when the app has no fast
-path, as on a send node) goes to the pool as in gthread.
+which was most of a poll's cost. On a send node, whose application offers
+it (``SendFastPath.loop_answers_sends``), a whole request that is exactly
+one plain bearer send (danmaku_site.sendrequest) is answered on the loop
+too, the loop waiting for its Redis round trips and its INSERT: a send
+costs the worker less than the hand-off to a thread and back did. When
+more sends arrive than the loop can answer, those a turn reaches after
+``SHED_SENDS_AFTER_SECONDS`` are told at once to come back later.
+Everything else (a page, a login, a send the fast path leaves to Django, a
+pull for a room this process has not activated, any request when the app
+has no fast path) goes to the pool as in gthread.
 
 **A crowd connects in storms, and a stopping worker hands its viewers on.**
 A new connection wakes one idle worker, not every worker (EPOLLEXCLUSIVE),
@@ -83,7 +90,7 @@ from gunicorn.http.errors import LimitRequestHeaders
 from gunicorn.util import http_date
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
-from danmaku_site import pullrequest, requestframe
+from danmaku_site import pullrequest, requestframe, sendrequest
 from danmaku_site.clientsocket import ClientSocket, Listening
 from danmaku_site.deadlines import Deadlines
 
@@ -125,6 +132,13 @@ ROTATE_EVERY_SECONDS = 0.01
 # which in a connect storm turns thousands of times a second; the master
 # kills a worker silent for its timeout (30 s), far above this.
 NOTIFY_EVERY_SECONDS = 1.0
+# A send node's loop answers sends one after another. Once one turn of it
+# (the events one wait returned) has been answering this long, the sends
+# still to come in that turn have waited at least as long: each is told at
+# once to come back (503, Retry-After; the app's ``busy_answer``) instead
+# of being answered seconds late, or after its client gave up, when more
+# sends arrive than the node can take.
+SHED_SENDS_AFTER_SECONDS = 0.5
 # Longest a poll waits parked behind another of its room that a pool thread
 # is answering (the room's first in the process) before a thread takes it.
 PARK_SECONDS = 1.0
@@ -203,6 +217,10 @@ class PullWorker(ThreadWorker):
         # parked while a pool thread answers one of that room (_to_pool).
         self._warming: dict[str, tuple[float, list]] = {}
         self._answer = None
+        self._answer_send = None
+        self._busy_answer = None
+        # When the current turn's events were returned (SHED_SENDS_AFTER_SECONDS).
+        self._turn_began = 0.0
         self._reads_on_loop = False
         self._date_second = -1
         self._head_prefixes = (b"", b"")  # keep-alive, close
@@ -275,19 +293,45 @@ class PullWorker(ThreadWorker):
         if not self._reads_on_loop:
             self.log.warning("SSL, PROXY protocol, HTTP/2 or uwsgi: requests are read as in gthread, without deadlines")
         self._answer = self._loop_answerer()
+        self._answer_send = self._loop_send_answerer()
+        self._busy_answer = getattr(self.wsgi, "busy_answer", None) if self._answer_send is not None else None
         self._limits = pullrequest.Limits.from_config(self.cfg, READ_BYTES)
         self._framing = requestframe.Framing.from_config(self.cfg, max_body=LOOP_BODY_BYTES)
 
     def _loop_answerer(self):
         """The app's non-blocking pull answer, where the loop may use it."""
         answer = getattr(self.wsgi, "answer", None)
-        if answer is None or not self._reads_on_loop or not self.cfg.keepalive:
-            return None
-        if self.log.access_log_enabled or os.environ.get("SCRIPT_NAME") or _hooked(self.cfg):
-            # The regular path logs each request, strips SCRIPT_NAME and runs
-            # the hooks; the loop does none of that.
+        if answer is None or not self._loop_may_answer():
             return None
         return partial(answer, on_event_loop=True)
+
+    def _loop_send_answerer(self):
+        """The app's send answer, where the app offers it to the loop (a send node's)."""
+        if not getattr(self.wsgi, "loop_answers_sends", False) or not self._loop_may_answer():
+            return None
+        return self.wsgi.answer_send
+
+    def _loop_may_answer(self) -> bool:
+        # The regular path logs each request, strips SCRIPT_NAME and runs
+        # the hooks; the loop does none of that.
+        return (
+            self._reads_on_loop
+            and bool(self.cfg.keepalive)
+            and not self.log.access_log_enabled
+            and not os.environ.get("SCRIPT_NAME")
+            and not _hooked(self.cfg)
+        )
+
+    def wait_for_and_dispatch_events(self, timeout) -> None:
+        """gthread's, noting when the turn's events were returned."""
+        try:
+            events = self.poller.select(timeout)
+            self._turn_began = time.monotonic()
+            for key, _ in events:
+                key.data(key.fileobj)
+        except OSError as exc:
+            if exc.errno != errno.EINTR:
+                raise
 
     # -- a new connection ---------------------------------------------------------
 
@@ -368,7 +412,7 @@ class PullWorker(ThreadWorker):
     def _answered_at_once(self, conn, data: bytes) -> bool:
         """Whether a new connection's first request, read before its socket
         is on the poller, was a poll answered (or the connection dropped) here."""
-        if len(data) >= READ_BYTES or self._answer is None or self._closes_after_answer(in_keepalive_queue=False):
+        if not self._loop_answers(data) or self._closes_after_answer(in_keepalive_queue=False):
             return False
         _, http = self._loop_answer(data)
         if http is None:
@@ -422,7 +466,7 @@ class PullWorker(ThreadWorker):
             self._close_kept_alive(conn, client)
             return
         poll = None
-        if len(data) < READ_BYTES and self._answer is not None:
+        if self._loop_answers(data):
             poll, http = self._loop_answer(data)
             if http is not None:
                 if self._closes_after_answer(in_keepalive_queue=True):
@@ -478,7 +522,7 @@ class PullWorker(ThreadWorker):
         it is a poll the loop answers, else handed to a pool thread (or, a
         poll, parked behind the one a thread is answering, with ``park``)."""
         poll = None
-        if len(data) < READ_BYTES and self._answer is not None:
+        if self._loop_answers(data):
             poll, http = self._loop_answer(data)
             if http is not None:
                 if self._closes_after_answer(in_keepalive_queue=False):
@@ -561,10 +605,17 @@ class PullWorker(ThreadWorker):
     def _handing_over(self) -> bool:
         return not self.alive and time.monotonic() >= self._hand_over_at
 
+    def _loop_answers(self, data: bytes) -> bool:
+        """Whether the loop may answer ``data`` itself (a poll, or a send where it takes them)."""
+        return len(data) < READ_BYTES and (self._answer is not None or self._answer_send is not None)
+
     def _loop_answer(self, data: bytes):
         """(the path, the fast path's answer or ``None``) when ``data`` is
-        exactly one plain poll; else (``None``, ``None``)."""
-        environ = pullrequest.parse(data, self._limits)
+        exactly one plain poll; (``None``, the answer or ``None``) when it is
+        one plain send and the loop takes sends; else (``None``, ``None``)."""
+        if data.startswith(b"POST "):
+            return None, self._loop_send(data)
+        environ = pullrequest.parse(data, self._limits) if self._answer is not None else None
         if environ is None:
             return None, None
         try:
@@ -574,6 +625,21 @@ class PullWorker(ThreadWorker):
             # connection on it) down: Django answers this one.
             self.log.exception("pull answer failed on the event loop; handing the request over")
             return None, None
+
+    def _loop_send(self, data: bytes):
+        """A send node's answer to one plain send, or ``None`` (a pool thread's)."""
+        parsed = sendrequest.parse(data, self._limits) if self._answer_send is not None else None
+        if parsed is None:
+            return None
+        if self._busy_answer is not None and time.monotonic() - self._turn_began > SHED_SENDS_AFTER_SECONDS:
+            return self._busy_answer()
+        try:
+            return self._answer_send(*parsed)
+        except Exception:
+            # As for a poll. The send may have taken its slot already: with
+            # a client_id its copy (this request, again) is not charged twice.
+            self.log.exception("send answer failed on the event loop; handing the request over")
+            return None
 
     def _release(self, poll: str) -> None:
         """The polls parked behind ``poll``'s pool thread, answered on the

@@ -13,9 +13,24 @@ and its logging stay Django's), a body the schema refuses (400 with
 ninja's field list), a query string, a Host Django would refuse, a body
 over ``MAX_BODY_BYTES``. ``DANMAKU_SEND_FAST_PATH=0`` turns the layer off.
 
-Database connections are handled as Django handles a request's
-(``request_started`` / ``request_finished``: old or broken connections
-closed), and sends are counted as ``danmaku_site.ops`` counts them.
+Database connections are kept as Django keeps a request's: one past
+CONN_MAX_AGE or left unusable by an error is closed before the send uses
+it (``close_old_connections``, what Django's ``request_started`` runs; its
+other receivers, and ``request_finished``'s, concern views, URLconfs and
+caches a send does not touch, and dispatching them was a fifth of a
+refused send's CPU). Sends are counted as ``danmaku_site.ops`` counts them.
+
+On a send node (``loop_answers_sends``) the pull worker asks ``answer_send``
+on its event loop for a send it has read whole (danmaku_site.sendrequest),
+instead of handing it to a pool thread: the thread hand-off and its
+wake-ups cost a gunicorn worker more than the send itself (the flood's
+refusals and the accepted sends both about halved in web CPU). The loop
+then waits for the send's Redis round trips and its INSERT (a millisecond
+or two), one send at a time per worker, which is what a send node's loop
+is for. Every such wait is bounded (REDIS_TIMEOUT_MS and its breaker,
+DATABASE_QUERY_TIMEOUT_MS); after a database error sends go to pool
+threads for ``LOOP_PAUSE_AFTER_DATABASE_ERROR_SECONDS``, so a database
+that hangs holds one thread per send, not the loop.
 """
 
 from __future__ import annotations
@@ -23,17 +38,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
-from django.core import signals
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from pydantic import ValidationError
 
 from danmaku.errors import DB_DOWN_RETRY_MS, DanmakuError, Unavailable
 from danmaku.models import ApiToken
 from danmaku.pull.fastpath import host_allowed
+from danmaku.pull.response import HttpAnswer
 from danmaku.schemas import DanmakuIn
 from danmaku.send import danmaku_send
 from danmaku.sendcache import sender_by_token
@@ -59,6 +75,14 @@ HEADERS = [
     ("Referrer-Policy", "same-origin"),
     ("Cross-Origin-Opener-Policy", "same-origin"),
 ]
+# After a database error, a send node's loop leaves sends to pool threads
+# for this long: a database that hangs (rather than refuses) would hold the
+# loop, and every connection on it, for a query timeout per send; a pool
+# thread holds only itself.
+LOOP_PAUSE_AFTER_DATABASE_ERROR_SECONDS = 5.0
+# When a busy send node tells a send to come back (``busy_answer``).
+BUSY_RETRY_MS = 1000
+_clock = time.monotonic
 REASONS = {201: "Created", 202: "Accepted", 400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
 REASONS.update({429: "Too Many Requests", 503: "Service Unavailable"})
 
@@ -66,12 +90,22 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 
+def close_old_connections() -> None:
+    """Django's ``close_old_connections`` for the one database a send uses
+    (walking every alias through ``connections.all()`` was a twentieth of a
+    refused send's CPU on the loop)."""
+    connection.close_if_unusable_or_obsolete()
+
+
 class SendFastPath:
     """WSGI callable: bearer-token sends here, everything else to ``app``."""
 
-    def __init__(self, app: WSGIApp, *, served_by: bool) -> None:
+    def __init__(self, app: WSGIApp, *, served_by: bool, loop_answers_sends: bool = False) -> None:
         self.app = app
         self._served_by = served_by
+        # Read by the pull worker: answer sends on its event loop.
+        self.loop_answers_sends = loop_answers_sends
+        self._loop_paused_until = 0.0
         self._forwarded_host = settings.USE_X_FORWARDED_HOST
         self._hosts: dict[str, bool] = {}
         # The pull worker asks the application for the pull fast path's answer.
@@ -80,6 +114,36 @@ class SendFastPath:
             self.answer = inner_answer
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        length = self._length(environ)
+        if length is None:
+            return self.app(environ, start_response)
+        body = environ["wsgi.input"].read(length)
+        answer = self._answer(environ, body)
+        if answer is None:
+            # Django reads the body again, as the client sent it.
+            environ["wsgi.input"] = io.BytesIO(body)
+            return self.app(environ, start_response)
+        start_response(answer.status_line, answer.headers)
+        return answer.chunks
+
+    def answer_send(self, environ: dict, body: bytes) -> HttpAnswer | None:
+        """The answer to a send whose head is ``environ`` (its body apart), or
+        ``None`` where ``__call__`` would hand it to Django. For a server
+        that has read the request itself (the pull worker's loop, on a send node)."""
+        if _clock() < self._loop_paused_until or self._length(environ) != len(body):
+            return None
+        return self._answer(environ, body)
+
+    def busy_answer(self) -> HttpAnswer:
+        """A send node too busy to take this send now: 503 with Retry-After,
+        nothing charged or written (the client sends it again, its
+        ``client_id`` the same)."""
+        count_send(503)
+        busy = Unavailable("too many sends right now; retry shortly", retry_after_ms=BUSY_RETRY_MS)
+        return self._http(*error_answer(busy))
+
+    def _length(self, environ: dict) -> int | None:
+        """The body's length, when the request is a bearer send this layer takes."""
         path = environ.get("PATH_INFO", "")
         if (
             environ["REQUEST_METHOD"] != "POST"
@@ -89,35 +153,32 @@ class SendFastPath:
             or not environ.get("HTTP_AUTHORIZATION", "").startswith(BEARER)
             or not host_allowed(environ, forwarded_host=self._forwarded_host, remembered=self._hosts)
         ):
-            return self.app(environ, start_response)
-        slug = path[len(PREFIX) : -len(SUFFIX)]
+            return None
         try:
             length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
-            length = -1
+            return None
         if not 0 < length <= MAX_BODY_BYTES or not environ.get("CONTENT_TYPE", "").startswith("application/json"):
-            return self.app(environ, start_response)
-        body = environ["wsgi.input"].read(length)
-        answered = self._answer(environ, slug, body)
+            return None
+        return length
+
+    def _answer(self, environ: dict, body: bytes) -> HttpAnswer | None:
+        path = environ["PATH_INFO"]
+        close_old_connections()
+        answered = self._send(environ, path[len(PREFIX) : -len(SUFFIX)], body)
         if answered is None:
-            # Django reads the body again, as the client sent it.
-            environ["wsgi.input"] = io.BytesIO(body)
-            return self.app(environ, start_response)
-        status, payload, extra = answered
-        count_send(status)
+            return None
+        count_send(answered[0])
+        return self._http(*answered)
+
+    def _http(self, status: int, payload: dict, extra: list[tuple[str, str]]) -> HttpAnswer:
         data = json.dumps(payload).encode()
         headers = [*HEADERS, ("Content-Length", str(len(data))), *extra]
         if self._served_by:
             headers.append(servedby.header())
-        start_response(f"{status} {REASONS[status]}", headers)
-        return [data]
-
-    def _answer(self, environ: dict, slug: str, body: bytes):
-        signals.request_started.send(sender=self.__class__, environ=environ)
-        try:
-            return self._send(environ, slug, body)
-        finally:
-            signals.request_finished.send(sender=self.__class__)
+        return HttpAnswer(
+            status=status, status_line=f"{status} {REASONS[status]}", headers=headers, body=data, chunks=[data]
+        )
 
     def _send(self, environ: dict, slug: str, body: bytes):
         token = environ["HTTP_AUTHORIZATION"][len("Bearer ") :]
@@ -150,5 +211,6 @@ class SendFastPath:
 
     def _unavailable(self, exc: DatabaseError):
         database_log.warning("answered 503, database unavailable: %s", exc)
+        self._loop_paused_until = _clock() + LOOP_PAUSE_AFTER_DATABASE_ERROR_SECONDS
         unavailable = Unavailable("the comment store is unavailable; retry shortly", retry_after_ms=DB_DOWN_RETRY_MS)
         return error_answer(unavailable)

@@ -30,7 +30,10 @@ application = runtime.wrap_fast_path(django_application)
 if settings.DANMAKU_SEND_FAST_PATH and settings.DANMAKU_ROLE in ("all", "send"):
     from danmaku_site.sendfastpath import SendFastPath
 
-    application = SendFastPath(application, served_by=servedby.enabled())
+    # A send node's pull worker answers sends on its loop (SendFastPath.loop_answers_sends).
+    application = SendFastPath(
+        application, served_by=servedby.enabled(), loop_answers_sends=settings.DANMAKU_ROLE == "send"
+    )
 
 # Load the URL configuration (the API modules and their schemas) now rather
 # than on the first request, then move everything loaded so far out of the

@@ -25,9 +25,9 @@ ENVIRON_KEYS = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", *READ_HEADERS.val
 POLL = "/api/v1/rooms/lobby/danmaku"
 
 
-def gunicorn_environ(data: bytes, cfg: Config = CFG) -> dict | None:
+def gunicorn_read(data: bytes, cfg: Config = CFG) -> tuple[dict, bytes] | None:
     """What gunicorn makes of ``data`` if it is one whole kept-alive request
-    without a body and nothing after it; ``None`` if it is anything else."""
+    and nothing after it: its environ and body; ``None`` if anything else."""
     parser = RequestParser(cfg, iter([data]), ("127.0.0.1", 40000))
     try:
         request = next(parser)
@@ -36,9 +36,15 @@ def gunicorn_environ(data: bytes, cfg: Config = CFG) -> dict | None:
         leftover = parser.unreader.read()
     except Exception:
         return None
-    if body or leftover or request.should_close():
+    if leftover or request.should_close():
         return None
-    return environ
+    return environ, body
+
+
+def gunicorn_environ(data: bytes, cfg: Config = CFG) -> dict | None:
+    """``gunicorn_read``'s environ for a request without a body, else ``None``."""
+    read = gunicorn_read(data, cfg)
+    return read[0] if read is not None and not read[1] else None
 
 
 def request(target: str = POLL, *headers: str, method: str = "GET", version: str = "HTTP/1.1") -> bytes:

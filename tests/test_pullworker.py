@@ -17,6 +17,7 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -98,10 +99,11 @@ def long_comments(room, user):
     ]
 
 
-@pytest.fixture
-def worker(django_app, room):
+@contextlib.contextmanager
+def running(wsgi) -> Iterator[PullWorker]:
+    """A worker serving ``wsgi``, built as gunicorn builds it, its pool recording."""
     cfg = Config()
-    worker = PullWorker(0, 1, [], App(PullFastPath(django_app, runtime.PROCESS)), 30, cfg, Logger(cfg))
+    worker = PullWorker(0, 1, [], App(wsgi), 30, cfg, Logger(cfg))
     worker.load_wsgi()
     worker.poller = selectors.DefaultSelector()
     worker.method_queue.init()
@@ -112,6 +114,12 @@ def worker(django_app, room):
         worker.poller.close()
         worker.method_queue.close()
         worker.tmp.close()
+
+
+@pytest.fixture
+def worker(django_app, room):
+    with running(PullFastPath(django_app, runtime.PROCESS)) as worker:
+        yield worker
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from django.db import close_old_connections
 
 from danmaku import changes
 from danmaku.models import ApiToken, Danmaku
+from danmaku_site import sendfastpath
 from danmaku_site.sendfastpath import SendFastPath
 from danmaku_site.wsgi import django_application
 from moderation.models import Sanction
@@ -26,9 +27,11 @@ URL = "/api/v1/rooms/live/danmaku"
 
 
 @pytest.fixture(autouse=True)
-def _keep_the_test_transaction():
+def _keep_the_test_transaction(monkeypatch):
     # As Django's test client does: a request's signals must not close the
-    # connection holding the test's transaction.
+    # connection holding the test's transaction (nor the fast path, which
+    # closes old connections itself).
+    monkeypatch.setattr(sendfastpath, "close_old_connections", lambda: None)
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
     yield
