@@ -37,9 +37,13 @@ logger = logging.getLogger(__name__)
 overflow_log = RateLimitedLog(logger, every_seconds=10)
 
 # A comment waits at most this long for its batch: a `pre` room's verdict
-# comes ~0.1 s later than with a task per comment, against deadlines of
-# seconds (Room.pre_deadline_ms, 5 s by default).
-REVIEW_INTERVAL_S = 0.1
+# comes up to 0.25 s later than with a task per comment, against deadlines
+# of seconds (Room.pre_deadline_ms, 5 s by default). Most of a batch's cost
+# is per batch (its queries read the room's last 1,000 rows whatever its
+# size): at 0.1 s a send process at 250 sends/s published batches of ~25,
+# and the worker spent 0.73-0.83 ms per comment; at 0.25 s, batches of ~50
+# and 0.52-0.54 ms (bench/send.py, docs/measurements.md).
+REVIEW_INTERVAL_S = 0.25
 # Comments per task, at most (why 50: moderation.tasks.MODERATE_BATCH_SIZE).
 REVIEW_BATCH_SIZE = MODERATE_BATCH_SIZE
 # Comments one process keeps waiting, at most (~1 s of a busy process's

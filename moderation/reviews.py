@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import Case, Value, When
+from django.db.models import Case, F, Value, When
 
 from danmaku.models import Danmaku
 from moderation.models import AuditEntry
@@ -29,23 +29,29 @@ from moderation.models import AuditEntry
 DECIDABLE = (Danmaku.Status.PUBLISHED, Danmaku.Status.SENDER_ONLY)
 
 
-def unchecked(*, danmaku_ids: Iterable[int]) -> list[int]:
-    """Those of ``danmaku_ids`` whose full check has not run (one query):
+def unchecked(*, danmaku_ids: Iterable[int]) -> list[Danmaku]:
+    """The comments of ``danmaku_ids`` whose full check has not run, read
+    whole in one query (the check needs them: reading the ids first and the
+    rows after was a second query per batch, 8 % of the worker's CPU):
     comments waiting for their verdict (``pre``) first, then by id."""
     ids = set(danmaku_ids)
     if not ids:
         return []
     waiting_first = Case(When(status=Danmaku.Status.SENDER_ONLY, then=Value(0)), default=Value(1))
-    rows = Danmaku.objects.filter(pk__in=ids, checked=False).order_by(waiting_first, "pk")
-    return list(rows.values_list("pk", flat=True))
+    return list(Danmaku.objects.filter(pk__in=ids, checked=False).order_by(waiting_first, "pk"))
 
 
-def mark_checked(*, danmaku_ids: Iterable[int]) -> int:
-    """Record in one UPDATE that the full check decided these comments; returns how many changed."""
+def mark_checked(*, danmaku_ids: Iterable[int], on_stream: Iterable[int] = ()) -> int:
+    """Record in one UPDATE that the full check decided these comments, and
+    that those ``on_stream`` are on their room's stream; returns how many changed."""
     ids = set(danmaku_ids)
     if not ids:
         return 0
-    return Danmaku.objects.filter(pk__in=ids, checked=False).update(checked=True)
+    changes: dict = {"checked": True}
+    published = set(on_stream) & ids
+    if published:
+        changes["in_stream"] = Case(When(pk__in=published, then=Value(True)), default=F("in_stream"))
+    return Danmaku.objects.filter(pk__in=ids, checked=False).update(**changes)
 
 
 def unchecked_due(*, now_ms: int, grace_ms: int, horizon_ms: int, limit: int) -> list[int]:

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -334,6 +335,7 @@ def recent_comments(batch: Sequence[Danmaku]) -> RecentComments:
     return RecentComments(
         batch,
         key=_repeat_key,
+        query_flood=_flood_senders,
         flood_window_ms=FLOOD_WINDOW_MS,
         flood_min_chars=FLOOD_MIN_CHARS,
         repeat_window_ms=REPEAT_WINDOW_MS,
@@ -378,42 +380,39 @@ def find_links(text: str, *, action: str = DEFAULT_LINK_ACTION) -> list[Match]:
 
 
 def _retract_if_needed(danmaku: Danmaku, verdict: Verdict) -> None:
-    # One transaction with its audit row, as the moderators' actions: if the
-    # row cannot be written nothing changed, and no screen was told.
-    with transaction.atomic():
-        _apply_verdict(danmaku, verdict)
-
-
-def _apply_verdict(danmaku: Danmaku, verdict: Verdict) -> None:
     # A published comment cannot be edited in place, so any finding (mask
     # and hold included) takes it down; one waiting for its verdict (room
     # policy "pre") is released, put in the held queue for a moderator
     # (hold), or denied; held or hidden ones stay as they are.
+    pk = danmaku.pk
     if danmaku.status == Danmaku.Status.SENDER_ONLY:
         if verdict.allowed:
-            done, action, reason = danmaku_release(danmaku_id=danmaku.pk, reason="allowed"), "moderate.release", ""
+            apply, action, reason = partial(danmaku_release, danmaku_id=pk, reason="allowed"), "moderate.release", ""
         elif verdict.action == "hold":
-            done = danmaku_hold(danmaku_id=danmaku.pk, reason=verdict.reason)
+            apply = partial(danmaku_hold, danmaku_id=pk, reason=verdict.reason)
             action, reason = "moderate.hold", verdict.reason
         else:
-            done = danmaku_deny(danmaku_id=danmaku.pk, reason=verdict.reason)
+            apply = partial(danmaku_deny, danmaku_id=pk, reason=verdict.reason)
             action, reason = "moderate.deny", verdict.reason
     elif not verdict.allowed and danmaku.status == Danmaku.Status.PUBLISHED:
-        done = danmaku_retract(danmaku_id=danmaku.pk, reason=f"moderation: {verdict.reason}")
+        apply = partial(danmaku_retract, danmaku_id=pk, reason=f"moderation: {verdict.reason}")
         action, reason = "moderate.retract", verdict.reason
     else:
-        return
-    if done:
-        # The task acted on its own: one audit row, with no actor.
-        audit_record(
-            actor=None,
-            action=action,
-            target_type="danmaku",
-            target_id=danmaku.pk,
-            room_id=danmaku.room_id,
-            reason=reason,
-            detail={"user_id": danmaku.user_id},
-        )
+        return  # most comments: published and allowed, nothing to change, no transaction
+    # One transaction with its audit row, as the moderators' actions: if the
+    # row cannot be written nothing changed, and no screen was told.
+    with transaction.atomic():
+        if apply():
+            # The task acted on its own: one audit row, with no actor.
+            audit_record(
+                actor=None,
+                action=action,
+                target_type="danmaku",
+                target_id=pk,
+                room_id=danmaku.room_id,
+                reason=reason,
+                detail={"user_id": danmaku.user_id},
+            )
 
 
 def _decide(text: str, matches: Sequence[Match], flags: Sequence[tuple[str, str]] = ()) -> Verdict:

@@ -19,6 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, OperationalError
 
 from danmaku.models import Danmaku
+from danmaku.store import StoreUnavailable, redis_store
 from moderation import reviews, services
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def moderate_batch_task(danmaku_ids: list[int]) -> None:
     """
     pending = reviews.unchecked(danmaku_ids=danmaku_ids)
     decided, left = _decide(pending)
-    reviews.mark_checked(danmaku_ids=decided)
+    reviews.mark_checked(danmaku_ids=decided, on_stream=_on_stream(decided, {d.pk: d for d in pending}))
     if left:
         # Out of time: the fast filter for the rest, as for one comment.
         # They stay unchecked, so the sweep brings them back for the full check.
@@ -89,38 +90,50 @@ def moderate_batch_task(danmaku_ids: list[int]) -> None:
             services.moderate_fast(danmaku_id=danmaku_id)
 
 
-def _decide(pending: Sequence[int]) -> tuple[list[int], list[int]]:
-    """The full check of each id; returns (ids decided, ids left when time ran out).
+def _on_stream(danmaku_ids: list[int], loaded: dict[int, Danmaku]) -> set[int]:
+    """Of these, the comments whose row does not say yet that they are on
+    their room's stream, though they are (one round trip): their mark goes
+    in the batch's one UPDATE, and the send process's own mark a moment
+    later (``danmaku.publishing.stream_marks``) then finds nothing to
+    change. Each UPDATE of a row writes it again with every index entry."""
+    store = redis_store()
+    unmarked = [(loaded[pk].room_id, pk) for pk in danmaku_ids if pk in loaded and not loaded[pk].in_stream]
+    if store is None or not unmarked:
+        return set()
+    try:
+        return store.published_ids(unmarked)
+    except StoreUnavailable:
+        return set()  # the send process, or the sweep, marks them
 
-    The comments, and the earlier ones their repeat and flood rules count,
-    are read once for the batch (``services.recent_comments``)."""
+
+def _decide(pending: Sequence[Danmaku]) -> tuple[list[int], list[int]]:
+    """The full check of each comment; returns (ids decided, ids left when
+    time ran out).
+
+    The earlier comments their repeat and flood rules count are read once
+    for the batch (``services.recent_comments``)."""
     decided: list[int] = []
     try:
-        loaded = Danmaku.objects.in_bulk(list(pending))
-        recent = services.recent_comments(list(loaded.values()))
+        recent = services.recent_comments(pending)
     except SoftTimeLimitExceeded:
-        return decided, list(pending)
-    for position, danmaku_id in enumerate(pending):
-        danmaku = loaded.get(danmaku_id)
-        if danmaku is None:
-            decided.append(danmaku_id)  # deleted since: nothing to decide
-            continue
+        return decided, [danmaku.pk for danmaku in pending]
+    for position, danmaku in enumerate(pending):
         try:
-            services.moderate_full(danmaku_id=danmaku_id, danmaku=danmaku, recent=recent)
+            services.moderate_full(danmaku_id=danmaku.pk, danmaku=danmaku, recent=recent)
         except SoftTimeLimitExceeded:
-            return decided, list(pending[position:])
+            return decided, [left.pk for left in pending[position:]]
         except OperationalError:
             raise
         except DatabaseError as exc:
             # Its effect and audit row rolled back together: left unchecked
             # for the sweep to bring back.
-            logger.warning("moderation of danmaku %s not applied, database error: %s", danmaku_id, exc)
+            logger.warning("moderation of danmaku %s not applied, database error: %s", danmaku.pk, exc)
             continue
         except Exception:
             # A fault in the check itself would fail the same way again:
             # marked checked like the rest, so no sweep repeats it.
-            logger.exception("moderation of danmaku %s failed; the send-time filter's verdict stands", danmaku_id)
-        decided.append(danmaku_id)
+            logger.exception("moderation of danmaku %s failed; the send-time filter's verdict stands", danmaku.pk)
+        decided.append(danmaku.pk)
     return decided, []
 
 

@@ -18,6 +18,8 @@ from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY
 
 from danmaku.models import Danmaku, Room
+from danmaku.publishing import mark_published
+from danmaku.store import redis_store
 from harness.services import private_redis
 from moderation import hooks, services
 from moderation.models import AuditEntry
@@ -190,6 +192,25 @@ def test_the_batch_decides_each_comment_and_marks_them_in_one_update(room, user)
     assert not Danmaku.objects.filter(checked=False).exists()
     marks = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE") and '"checked"' in q["sql"]]
     assert len(marks) == 1
+
+
+def test_the_batch_marks_the_comments_on_their_stream_in_the_same_update(room, user, redis_mode):
+    on_stream = [comment(room, user, f"published {n}", ts_ms=int(time.time() * 1000)) for n in range(2)]
+    not_yet = comment(room, user, "its publish failed", ts_ms=int(time.time() * 1000))
+    for danmaku in on_stream:
+        redis_store().publish(danmaku, nick="viewer", avatar="", original_ts=True)
+
+    with CaptureQueriesContext(connection) as queries:
+        moderate_batch_task.apply(([d.pk for d in [*on_stream, not_yet]],))
+
+    rows = dict(Danmaku.objects.values_list("pk", "in_stream"))
+    assert rows == {on_stream[0].pk: True, on_stream[1].pk: True, not_yet.pk: False}
+    assert not Danmaku.objects.filter(checked=False).exists()
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 1
+    # The send process's own mark, a moment later, writes only the row
+    # still unmarked (here: as the republish sweep would find it published).
+    assert mark_published([d.pk for d in [*on_stream, not_yet]]) == 1
 
 
 def test_comments_waiting_for_their_verdict_are_decided_first(room, user):
