@@ -3,7 +3,8 @@ against a bare ceiling, and a flood against a capped room.
 
     flock /tmp/bench.lock .venv/bin/python bench/send.py                   # accept: 2,000 users, 64 connections, 20 s
     flock /tmp/bench.lock .venv/bin/python bench/send.py --scenario flood  # 500 sends/s at a room capped at 50/s, 30 s
-    flock /tmp/bench.lock .venv/bin/python bench/send.py --scenario all    # both, on the same servers
+    flock /tmp/bench.lock .venv/bin/python bench/send.py --scenario crowd  # 3,000 users on their own connections, 500/s
+    flock /tmp/bench.lock .venv/bin/python bench/send.py --scenario all    # all three, on the same servers
     flock /tmp/bench.lock .venv/bin/python bench/send.py --accept-rate 400 # accept, the connections paced at 400/s
     flock /tmp/bench.lock .venv/bin/python bench/send.py --server granian  # the send role (and ceiling) on granian
     .venv/bin/python bench/send.py --seconds 5 --users 500                 # shorter, fewer users
@@ -23,16 +24,30 @@ at ``--cap`` comments/s.
 The load is wrk (``bench/sendbench/lua/send.lua``), one connection per wrk
 thread: every request POSTs a fresh comment (unique ``client_id``) with a
 user's Bearer token, each thread sending as its own slice of the users,
-round robin. Latency is timed by the script from request to answer, per
+round robin. Each user keeps the room's slow mode as the viewer page does
+(its next send waits until ``--slow-mode-ms`` after its previous answer);
+the bare app's users do not (it has no slow mode). Latency is timed by the script from request to answer, per
 answer status (2 % buckets).
 
-``accept`` (the default): a warm-up, then the ceiling, then ``--seconds``
+Every run is warmed up on its own connections: wrk sends alike for
+``--warmup`` seconds (at least long enough for each user to send once)
+before counting starts, and every counter is read at that moment. A user
+always sends on the same connection, and a connection stays on one server
+process, so each process has met the users it serves (its caches of tokens,
+senders and sanctions), as a process that has been up a while has; a
+warm-up on other connections would leave about half of them new to the
+process that now serves them.
+
+``accept`` (the default): the ceiling, then ``--seconds``
 (20) of sends as fast as answered to ``send-bench`` by ``--users`` (2,000)
-users over ``--connections`` (64). The ceiling is ``bench/sendbench/bare_app.py``
-on the same gunicorn settings and worker class, one prepared INSERT and one
-XADD per request over per-thread connections to the same database and Redis,
-driven by the same script and connections while the project and the worker
-are stopped (SIGSTOP). Reported: accepted sends/s and their latency, the
+users over ``--connections`` (64), then the ceiling again: the ratio is
+to the mean of the two, so the machine's drift over the run (this shared
+one's ceiling moved 1,237-1,870/s between runs) falls on both sides. The
+ceiling is ``bench/sendbench/bare_app.py`` on the same gunicorn settings
+and worker class, one prepared INSERT and one XADD per request over
+per-thread connections to the same database and Redis, driven by the same
+script and connections while the project and the worker are stopped
+(SIGSTOP). Reported: accepted sends/s and their latency, the
 ratio to the ceiling, CPU per accepted send by process (web: gunicorn's
 process group; postgres: the private database's backends; redis: the store
 server's INFO cpu; celery: the worker's group, over the run and the drain of
@@ -48,7 +63,19 @@ and answered (wrk stops without waiting for the last ones: at most one per
 connection is cut off), socket errors, statuses, the stored comments per
 second of their timestamp (the cap must hold to the comment), and the
 server CPU (web + postgres + redis) per request, and per rejected send as
-an upper bound (all of it charged to the rejections).
+an upper bound (all of it charged to the rejections). Then the same room,
+users and connections at the cap's own pace (``--cap``/s) for as long: the
+cost of a rejected send, checked against the issue's 300 µs, is the flood's
+server CPU beyond that run's over the rejections beyond its (the accepted
+sends and the idle cost fall on both sides).
+
+``crowd``: ``--users`` (3,000) users, each on its own kept-alive
+connection as each viewer's page holds one (``bench/sendbench/crowd.py``,
+asyncio in this process, not wrk), all connecting within a second, each
+sending about every ``--crowd-interval`` (6 s) to ``send-bench``, for
+``--seconds`` (30) counted after everyone has sent once. Reported: who
+connected and how fast, sends and their statuses, errors, latency, and CPU
+per answered send by process.
 
 Exit status 1 when a scenario had a 5xx, a socket error or no accepted send.
 """
@@ -59,6 +86,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -70,6 +98,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.pullbench import servers, wrk
 from bench.sendbench import bare_app, deployment, load
+from bench.sendbench import crowd as sendcrowd
 from bench.sendbench.load import SendRun
 from harness import local
 from harness.services import postgres_database, private_redis, require_postgres
@@ -81,18 +110,24 @@ GRANIAN_SEND_THREADS = 4
 FLOOD_ROOM = "send-flood"
 SECRET_KEY = "bench-only-secret-key-" + "x" * 40
 BARE_APP = "bench.sendbench.bare_app:application"
-SCENARIOS = ("accept", "flood", "all")
+SCENARIOS = ("accept", "flood", "crowd", "all")
 # The flood's connections: each is paced at rate / connections sends/s and
 # waits for its answer, so the offered rate holds while answers take less
 # than connections / rate seconds (512 ms at 500/s).
 DEFAULTS = {
     "accept": {"seconds": 20.0, "users": 2000, "connections": 64},
     "flood": {"seconds": 30.0, "users": 5000, "connections": 256},
+    # One connection per user.
+    "crowd": {"seconds": 30.0, "users": 3000, "connections": 3000},
 }
+# The crowd's users all connect within this long.
+CROWD_STORM_SECONDS = 1.0
 # The room cap "out of the way" for the accept scenario.
 CAP_OUT_OF_THE_WAY = 1_000_000
 # The ceiling's own warm-up (its threads open their connections).
-CEILING_WARMUP_SECONDS = 1.0
+CEILING_WARMUP_SECONDS = 2.0
+# A paced warm-up lasts long enough for every user to send this many times.
+WARMUP_SENDS_PER_USER = 1.2
 # Longest wait for the worker to work off the moderation tasks of a run.
 DRAIN_TIMEOUT_SECONDS = 60.0
 # Idle PostgreSQL backends flush their statistics at most a second after a transaction.
@@ -131,7 +166,7 @@ class Deployment:
             broker=self.broker,
         )
 
-    def send(
+    def measure(
         self,
         server: servers.RunningServer,
         room: str,
@@ -139,9 +174,15 @@ class Deployment:
         users: int,
         connections: int,
         seconds: float,
-        rate: float = 0.0,
-    ) -> SendRun:
-        return load.run(
+        rate: float,
+        warmup: float,
+        web_pgid: int | None = None,
+        slow_mode_ms: int = 0,
+    ) -> Measured:
+        """A run warmed up on its own connections, its counters read when counting starts and its CPU after."""
+        processes = self.processes(web_pgid)
+        marks = Marks(self, processes)
+        run = load.run(
             base_url=server.base_url,
             path=f"/api/v1/rooms/{room}/danmaku",
             tokens=self.tokens[:users],
@@ -149,17 +190,52 @@ class Deployment:
             connections=connections,
             rate=rate,
             work_dir=self.work_dir,
+            warmup=warmup,
+            at_measure_start=marks,
+            slow_mode_ms=slow_mode_ms,
         )
+        cpu_before, counters_before = marks.taken()
+        cpu_run = deployment.cpu_delta(processes.sample(), cpu_before)
+        return Measured(run, processes, cpu_before, counters_before, cpu_run)
 
-    def warm_up(self) -> None:
-        """The project's threads take their first sends (connections, caches),
-        then slow mode lets the same users send again. Every user of the
-        scenarios to run sends, in the uncapped room: a flood's senders are
-        viewers a process has seen before, as the accept run's are."""
-        connections = _setting(self.args, "accept", "connections")
-        users = max(connections, len(self.tokens))
-        self.send(self.project, ACCEPT_ROOM, users=users, connections=connections, seconds=self.args.warmup)
-        time.sleep(self.args.slow_mode_ms / 1000)
+    def warmup_seconds(self, *, users: int, rate: float) -> float:
+        """``--warmup``, or longer where a paced run would not reach every user."""
+        reach = WARMUP_SENDS_PER_USER * users / rate if rate else 0.0
+        return float(max(self.args.warmup, round(reach + 0.5)))
+
+
+@dataclass
+class Measured:
+    run: SendRun
+    processes: deployment.Processes
+    cpu_before: dict[str, float]
+    counters_before: dict
+    # CPU seconds per process over the counted part of the run.
+    cpu_run: dict[str, float]
+
+
+class Marks:
+    """Counters read when a run's counting starts (``load.run``'s ``at_measure_start``)."""
+
+    def __init__(self, dep: Deployment, processes: deployment.Processes) -> None:
+        self._dep = dep
+        self._processes = processes
+        self.cpu: dict[str, float] | None = None
+        self.counters: dict | None = None
+
+    def __call__(self) -> None:
+        # The planner's statistics of the comments table, as a database that
+        # has been up a while has them (autovacuum's ANALYZE): a table filled
+        # within the warm-up has none, and the planner then reads the room's
+        # whole minute by time for one sender's comments.
+        deployment.analyze(self._dep.database_url, "danmaku_danmaku")
+        self.cpu = self._processes.sample()
+        self.counters = deployment.snapshot(self._dep.database_url, self._dep.store_url, self._dep.broker)
+
+    def taken(self) -> tuple[dict[str, float], dict]:
+        if self.cpu is None or self.counters is None:
+            raise RuntimeError("the counters were not read when counting started")
+        return self.cpu, self.counters
 
 
 def main() -> int:
@@ -167,14 +243,17 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     require_postgres()
     wrk.wrk_binary()
-    scenarios = ("accept", "flood") if args.scenario == "all" else (args.scenario,)
+    scenarios = ("accept", "flood", "crowd") if args.scenario == "all" else (args.scenario,)
     failed = False
     with contextlib.ExitStack() as stack:
         dep = _deploy(stack, args, users=max(_setting(args, name, "users") for name in scenarios))
         _print_header(dep)
-        dep.warm_up()
         for name in scenarios:
             print()
+            if name == "crowd":
+                crowded = crowd(dep)
+                failed |= bool(crowded.server_errors or crowded.errors or not crowded.count(201))
+                continue
             run = accept(dep) if name == "accept" else flood(dep)
             failed |= bool(run.server_errors or run.socket_error_count or not run.accepted)
         print()
@@ -200,9 +279,14 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--users", type=int, help="distinct senders (accept 2,000, flood 5,000)")
     parser.add_argument("--connections", type=int, help="keep-alive connections, one per wrk thread (64, flood 256)")
     # Each sender's first send in each worker fills that process's caches
-    # (danmaku.sendcache), as a process that has been up a while holds them:
-    # 10 s at ~500 sends/s is 2-3 sends per user of the default 2,000.
-    parser.add_argument("--warmup", type=float, default=10.0, help="seconds of sends before measuring (default 10)")
+    # (danmaku.sendcache), as a process that has been up a while holds them.
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=10.0,
+        help="seconds of sends on the run's own connections before counting (default 10; a paced run's "
+        "at least long enough for every user to send once)",
+    )
     parser.add_argument("--slow-mode-ms", type=int, default=2000, help="both rooms' per-user interval")
     parser.add_argument("--rate", type=float, default=500.0, help="flood: sends/s in all (default 500)")
     parser.add_argument(
@@ -212,6 +296,9 @@ def _arguments() -> argparse.Namespace:
         "connection sending again as soon as it is answered, where p50 is connections ÷ throughput)",
     )
     parser.add_argument("--cap", type=int, default=50, help="flood: the room's cap, comments/s (default 50)")
+    parser.add_argument(
+        "--crowd-interval", type=float, default=6.0, help="crowd: each user's mean time between sends, s (default 6)"
+    )
     parser.add_argument(
         "--server",
         choices=("gunicorn", "granian"),
@@ -345,22 +432,29 @@ def accept(dep: Deployment) -> SendRun:
     seconds, users = _setting(args, "accept", "seconds"), _setting(args, "accept", "users")
     connections = _setting(args, "accept", "connections")
     pace = f"paced at {args.accept_rate:,.0f} sends/s" if args.accept_rate else "closed loop"
+    # Each user waits out its slow mode, so the users can offer only so much.
+    most = f"{1000 * users / args.slow_mode_ms:,.0f} sends/s" if args.slow_mode_ms > 0 else "no limit"
     print(
         f"accept: {users:,} users over {connections} connections ({pace}), {seconds:g} s, "
-        f"slow mode {args.slow_mode_ms} ms, room cap {CAP_OUT_OF_THE_WAY:,}/s"
+        f"slow mode {args.slow_mode_ms} ms (the users offer at most {most}), room cap {CAP_OUT_OF_THE_WAY:,}/s"
     )
     ceiling, ceiling_cpu = _ceiling(dep, users=users, connections=connections, seconds=seconds)
-    # The warm-up's tasks worked off, its users out of slow mode.
-    backlog_before = dep.broker.backlog() if dep.broker is not None else 0
-    drained_before = deployment.wait_drained(dep.broker, timeout=DRAIN_TIMEOUT_SECONDS)
+    # The ceiling's users out of slow mode (the same users and room).
     time.sleep(args.slow_mode_ms / 1000)
-    processes = dep.processes()
-    counters_before = deployment.snapshot(dep.database_url, dep.store_url, dep.broker)
-    cpu_before = processes.sample()
-    run = dep.send(
-        dep.project, ACCEPT_ROOM, users=users, connections=connections, seconds=seconds, rate=args.accept_rate or 0.0
+    rate = args.accept_rate or 0.0
+    warmup = dep.warmup_seconds(users=users, rate=rate)
+    measured = dep.measure(
+        dep.project,
+        ACCEPT_ROOM,
+        users=users,
+        connections=connections,
+        seconds=seconds,
+        rate=rate,
+        warmup=warmup,
+        slow_mode_ms=args.slow_mode_ms,
     )
-    cpu_run = deployment.cpu_delta(processes.sample(), cpu_before)
+    run, processes, cpu_run = measured.run, measured.processes, measured.cpu_run
+    cpu_before, counters_before = measured.cpu_before, measured.counters_before
     backlog = dep.broker.backlog() if dep.broker is not None else 0
     drained = deployment.wait_drained(dep.broker, timeout=DRAIN_TIMEOUT_SECONDS)
     if "celery" in cpu_run:
@@ -368,26 +462,26 @@ def accept(dep: Deployment) -> SendRun:
         cpu_run["celery"] = processes.sample()["celery"] - cpu_before["celery"]
     time.sleep(PG_STATS_FLUSH_SECONDS)
     counters_after = deployment.snapshot(dep.database_url, dep.store_url, dep.broker)
+    ceiling_after, _ = _ceiling(dep, users=users, connections=connections, seconds=seconds)
 
     rate = run.per_second(run.accepted)
-    ceiling_rate = ceiling.per_second(ceiling.accepted)
+    before_rate, after_rate = ceiling.per_second(ceiling.accepted), ceiling_after.per_second(ceiling_after.accepted)
+    ceiling_rate = (before_rate + after_rate) / 2
     ratio = rate / ceiling_rate if ceiling_rate else 0.0
     print(f"accepted: {rate:,.0f} sends/s ({run.accepted:,} in {run.seconds:.1f} s)   statuses: {_statuses(run)}")
     _print_requests(run)
     _print_latency(run, ("all", "answered"), ("201", "accepted"))
     print(
-        f"ceiling: {ceiling_rate:,.0f} sends/s ({ceiling.accepted:,} in {ceiling.seconds:.1f} s), "
-        f"statuses: {_statuses(ceiling)}; bare WSGI app, same gunicorn settings and connections, "
+        f"ceiling: {ceiling_rate:,.0f} sends/s, the mean of {before_rate:,.0f} before the run and "
+        f"{after_rate:,.0f} after it ({ceiling.accepted:,} in {ceiling.seconds:.1f} s, statuses: "
+        f"{_statuses(ceiling)}, before); bare WSGI app, same gunicorn settings and connections, "
         f"one INSERT + one XADD per send"
     )
     _print_latency(ceiling, ("201", "ceiling"))
     print(f"ratio: accepted sends/s ÷ ceiling sends/s = {rate:,.0f} ÷ {ceiling_rate:,.0f} = {ratio:.2f}")
     print(f"CPU per accepted send: {_cpu_line(cpu_run, run.accepted, run.wrk_cpu_seconds)}")
     if dep.broker is not None:
-        print(
-            f"  celery: {backlog_before:,} tasks waiting before the run ({drained_before}), "
-            f"{backlog:,} at its end ({drained}; its CPU includes the wait)"
-        )
+        print(f"  celery: {backlog:,} tasks waiting at the end of the run ({drained}; its CPU includes the wait)")
     print(f"CPU per ceiling send: {_cpu_line(ceiling_cpu, ceiling.accepted, ceiling.wrk_cpu_seconds)}")
     _print_counters(counters_before, counters_after, run)
     p99 = run.latency_ms("201", "p99")
@@ -406,23 +500,34 @@ def accept(dep: Deployment) -> SendRun:
     return run
 
 
-def _ceiling(dep: Deployment, *, users: int, connections: int, seconds: float) -> tuple[SendRun, dict[str, float]]:
-    """The bare app's run, the project and the worker stopped meanwhile."""
+def _ceiling(
+    dep: Deployment, *, users: int, connections: int, seconds: float, rate: float = 0.0, answer_only: bool = False
+) -> tuple[SendRun, dict[str, float]]:
+    """The bare app's run (as fast as answered, or paced at ``rate``), the
+    project and the worker stopped meanwhile; ``answer_only``: it answers
+    202 without touching PostgreSQL or Redis."""
     args = dep.args
     settings = servers.ServerSettings(kind=args.server, workers=args.workers, threads=args.server_threads)
-    var_dir = dep.work_dir / "bare"
-    var_dir.mkdir()
+    var_dir = Path(tempfile.mkdtemp(prefix="bare-", dir=dep.work_dir))
     env = {"BENCH_SEND_DATABASE_URL": dep.database_url, "BENCH_SEND_REDIS_URL": dep.store_url}
+    if answer_only:
+        env["BENCH_SEND_ANSWER_ONLY"] = "1"
     stopped = [dep.project.pgid] + ([dep.worker.process.pid] if dep.worker is not None else [])
     with (
         servers.serve(settings, app=BARE_APP, var_dir=var_dir, probe_path="/", extra_env=env) as bare,
         servers.paused(*stopped),
     ):
-        dep.send(bare, ACCEPT_ROOM, users=users, connections=connections, seconds=CEILING_WARMUP_SECONDS)
-        processes = dep.processes(web_pgid=bare.pgid)
-        before = processes.sample()
-        run = dep.send(bare, ACCEPT_ROOM, users=users, connections=connections, seconds=seconds)
-        cpu_run = deployment.cpu_delta(processes.sample(), before)
+        measured = dep.measure(
+            bare,
+            ACCEPT_ROOM,
+            users=users,
+            connections=connections,
+            seconds=seconds,
+            rate=rate,
+            warmup=CEILING_WARMUP_SECONDS,
+            web_pgid=bare.pgid,
+        )
+        run, cpu_run = measured.run, measured.cpu_run
     # Stopped: neither took CPU.
     cpu_run.pop("celery", None)
     cpu_run.pop("broker", None)
@@ -440,11 +545,18 @@ def flood(dep: Deployment) -> SendRun:
         f"flood: {users:,} users sending {args.rate:,.0f}/s in all over {connections} connections for "
         f"{seconds:g} s to a room capped at {args.cap}/s, slow mode {args.slow_mode_ms} ms"
     )
-    processes = dep.processes()
-    counters_before = deployment.snapshot(dep.database_url, dep.store_url, dep.broker)
-    cpu_before = processes.sample()
-    run = dep.send(dep.project, FLOOD_ROOM, users=users, connections=connections, seconds=seconds, rate=args.rate)
-    cpu_run = deployment.cpu_delta(processes.sample(), cpu_before)
+    warmup = dep.warmup_seconds(users=users, rate=args.rate)
+    measured = dep.measure(
+        dep.project,
+        FLOOD_ROOM,
+        users=users,
+        connections=connections,
+        seconds=seconds,
+        rate=args.rate,
+        warmup=warmup,
+        slow_mode_ms=args.slow_mode_ms,
+    )
+    run, cpu_run, counters_before = measured.run, measured.cpu_run, measured.counters_before
     backlog = dep.broker.backlog() if dep.broker is not None else 0
     drained = deployment.wait_drained(dep.broker, timeout=DRAIN_TIMEOUT_SECONDS)
     time.sleep(PG_STATS_FLUSH_SECONDS)
@@ -474,18 +586,33 @@ def flood(dep: Deployment) -> SendRun:
         first = min(per_second)
         listed = ", ".join(f"second {second - first}: {count}" for second, count in over.items())
         print(f"  over the cap: {listed} (seconds counted from the first comment's)")
-    server_cpu = sum(cpu_run.get(name, 0.0) for name in ("web", "postgres", "redis"))
+    server_cpu = _server_cpu(cpu_run)
     answered = max(run.answered, 1)
-    per_rejected = 1e6 * server_cpu / rejected if rejected else None
-    at_most = f"at most {per_rejected:,.0f} µs (all of it charged to the rejections)" if rejected else "none refused"
+    at_most = 1e6 * server_cpu / rejected if rejected else None
     print(
         f"server CPU (web + postgres + redis): {server_cpu:.2f} s = {1e6 * server_cpu / answered:,.0f} µs per "
-        f"answered request; per rejected send {at_most}"
+        f"answered request; per rejected send at most "
+        + (f"{at_most:,.0f} µs (all of it charged to the rejections)" if rejected else "(none refused)")
     )
     print(f"CPU per request: {_cpu_line(cpu_run, run.answered, run.wrk_cpu_seconds)}")
     if dep.broker is not None:
         print(f"  celery: {backlog:,} tasks waiting at the end of the run ({drained})")
     _print_counters(counters_before, counters_after, run)
+    per_rejected = _marginal_rejection_cost(dep, run, server_cpu, seconds=seconds, users=users, connections=connections)
+    for answer_only, what in (
+        (False, "the bare app (one INSERT + one XADD a request, no checks)"),
+        (True, "the bare app answering 202 at once (no database, no Redis: the server's own cost)"),
+    ):
+        floor, floor_cpu = _ceiling(
+            dep, users=users, connections=connections, seconds=seconds, rate=args.rate, answer_only=answer_only
+        )
+        floor_server = sum(floor_cpu.get(name, 0.0) for name in ("web", "postgres", "redis"))
+        print(
+            f"floor: {what} at the same pace and connections: "
+            f"{floor.per_second(floor.answered):,.0f} requests/s, server CPU "
+            f"{1e6 * floor_server / max(floor.answered, 1):,.0f} µs per request "
+            f"({_cpu_line(floor_cpu, floor.answered, floor.wrk_cpu_seconds)})"
+        )
     offered = run.per_second(run.sent)
     _check(
         offered >= OFFERED_MIN_SHARE * args.rate, f"the pace held: {offered:,.0f} of {args.rate:,.0f} sends/s offered"
@@ -493,9 +620,124 @@ def flood(dep: Deployment) -> SendRun:
     _check(not run.socket_error_count, f"every request answered: socket errors {_errors(run)}")
     _check(not run.server_errors, f"0 5xx: {run.server_errors}")
     _check(top <= args.cap, f"the cap held to the comment: at most {top} in a second")
-    if per_rejected is not None:
-        limit = REJECTED_MAX_CPU_US
-        _check(per_rejected <= limit, f"a rejected send ≤ {limit} µs: ≤ {per_rejected:,.0f}")
+    limit = REJECTED_MAX_CPU_US
+    if per_rejected is None:
+        _check(False, f"a rejected send ≤ {limit} µs: not measured in this run")
+    else:
+        _check(per_rejected <= limit, f"a rejected send ≤ {limit} µs: {per_rejected:,.0f}")
+    return run
+
+
+def _server_cpu(cpu_run: dict[str, float]) -> float:
+    return sum(cpu_run.get(name, 0.0) for name in ("web", "postgres", "redis"))
+
+
+def _marginal_rejection_cost(
+    dep: Deployment, flood_run: SendRun, flood_cpu: float, *, seconds: float, users: int, connections: int
+) -> float | None:
+    """µs of server CPU per rejected send: what the flood cost beyond the same
+    room, users and connections sent to at the cap's own pace, over the
+    rejections beyond that run's.
+
+    The cap's pace accepts about as many sends as the flood, and both runs
+    carry the same idle cost (background jobs, PostgreSQL's and Redis's own
+    timers), so the difference is the refusals'. Whatever the slower run
+    accepted fewer is charged to the refusals too: an overestimate, never an
+    underestimate. The users are warm from the flood, so a short warm-up does.
+    """
+    args = dep.args
+    measured = dep.measure(
+        dep.project,
+        FLOOD_ROOM,
+        users=users,
+        connections=connections,
+        seconds=seconds,
+        rate=float(args.cap),
+        warmup=float(args.warmup),
+        slow_mode_ms=args.slow_mode_ms,
+    )
+    paced, paced_cpu = measured.run, _server_cpu(measured.cpu_run)
+    flood_rejected, paced_rejected = flood_run.count(202, 429), paced.count(202, 429)
+    print(
+        f"at the cap's own pace ({args.cap}/s, same room, users and connections, {seconds:g} s): "
+        f"{paced.per_second(paced.sent):,.0f} sends/s, accepted {paced.per_second(paced.accepted):,.1f}/s, "
+        f"rejected {paced_rejected:,}, server CPU {paced_cpu:.2f} s "
+        f"({_cpu_line(measured.cpu_run, paced.answered, paced.wrk_cpu_seconds)})"
+    )
+    extra = flood_rejected - paced_rejected
+    if extra <= 0:
+        print("per rejected send: not measured (the flood refused no more than the cap's pace)")
+        return None
+    # Each run's CPU scaled to the flood's length, for a --seconds that wrk overran.
+    cost = 1e6 * (flood_cpu - paced_cpu * flood_run.seconds / max(paced.seconds, 1e-9)) / extra
+    if cost <= 0:
+        # The two runs' noise outweighed the refusals: no figure, and no pass.
+        print(
+            f"per rejected send: not measured (the run at the cap's pace cost {paced_cpu:.2f} s, "
+            f"the flood {flood_cpu:.2f} s: the noise is larger than {extra:,} refusals)"
+        )
+        return None
+    print(
+        f"per rejected send: {cost:,.0f} µs of server CPU "
+        f"(({flood_cpu:.2f} s - {paced_cpu:.2f} s) / {extra:,} more rejections than at the cap's pace)"
+    )
+    return cost
+
+
+# -- crowd --------------------------------------------------------------------
+
+
+def crowd(dep: Deployment) -> sendcrowd.CrowdRun:
+    """Many users, each on its own kept-alive connection, sending now and then."""
+    args = dep.args
+    seconds, users = _setting(args, "crowd", "seconds"), _setting(args, "crowd", "users")
+    interval = args.crowd_interval
+    print(
+        f"crowd: {users:,} users, each on its own kept-alive connection, all connecting within "
+        f"{CROWD_STORM_SECONDS:g} s, each sending about every {interval:g} s ({users / interval:,.0f} sends/s "
+        f"offered) to {ACCEPT_ROOM} (slow mode {args.slow_mode_ms} ms, room cap out of the way), {seconds:g} s counted"
+    )
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 2 * users + 1000)), hard))
+    processes = dep.processes()
+    marks = Marks(dep, processes)
+    run = sendcrowd.run(
+        dep.project.base_url,
+        f"/api/v1/rooms/{ACCEPT_ROOM}/danmaku",
+        dep.tokens[:users],
+        storm_seconds=CROWD_STORM_SECONDS,
+        seconds=seconds,
+        interval_s=interval,
+        slow_mode_ms=args.slow_mode_ms,
+        at_measure_start=marks,
+    )
+    cpu_before, _ = marks.taken()
+    cpu_run = deployment.cpu_delta(processes.sample(), cpu_before)
+    drained = deployment.wait_drained(dep.broker, timeout=DRAIN_TIMEOUT_SECONDS)
+    if "celery" in cpu_run:
+        cpu_run["celery"] = processes.sample()["celery"] - cpu_before["celery"]
+    accepted = run.count(201)
+    statuses = " ".join(f"{status}: {count:,}" for status, count in sorted(run.statuses.items())) or "none"
+    errors = ", ".join(f"{kind} {count}" for kind, count in run.errors.items()) or "0"
+    connects = [_ms(sendcrowd.percentile(run.connect_ms, share)) for share in (0.5, 0.99)]
+    print(
+        f"connected: {run.connected:,} of {users:,}, first connect p50 {connects[0]} p99 {connects[1]} "
+        f"max {_ms(max(run.connect_ms, default=None))}"
+    )
+    print(
+        f"counted: sent {run.sent:,} ({run.per_second(run.sent):,.0f}/s), accepted {accepted:,} "
+        f"({run.per_second(accepted):,.0f}/s)   statuses: {statuses}   errors: {errors}"
+    )
+    latency = [_ms(sendcrowd.percentile(run.latencies_ms, share)) for share in (0.5, 0.9, 0.99)]
+    print(f"latency: p50 {latency[0]} p90 {latency[1]} p99 {latency[2]} max {_ms(max(run.latencies_ms, default=None))}")
+    print(f"CPU per answered send: {_cpu_line(cpu_run, run.answered, run.client_cpu_seconds)}")
+    if dep.broker is not None:
+        print(f"  celery: {drained} (its CPU includes the drain)")
+    p99 = sendcrowd.percentile(run.latencies_ms, 0.99)
+    _check(run.connected == users, f"every user connected: {run.connected:,} of {users:,}")
+    _check(not run.errors and not run.server_errors, f"0 errors, 0 5xx: errors {errors}, 5xx {run.server_errors}")
+    _check(accepted == run.sent, f"every counted send accepted: {accepted:,} of {run.sent:,}")
+    _check(p99 is not None and p99 <= ACCEPT_MAX_P99_MS, f"p99 ≤ {ACCEPT_MAX_P99_MS} ms: {_ms(p99)}")
     return run
 
 
@@ -519,7 +761,8 @@ def _ms(value: float | None) -> str:
 def _print_requests(run: SendRun) -> None:
     print(
         f"requests: sent {run.sent:,}, answered {run.answered:,} ({run.per_second(run.answered):,.0f}/s), "
-        f"cut off by the end of the run {run.cut_off}, socket errors {_errors(run)}"
+        f"cut off by the end of the run {run.cut_off}, socket errors {_errors(run)}, "
+        f"waits for a user's slow mode {run.held:,} (warm-up included)"
     )
 
 

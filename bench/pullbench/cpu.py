@@ -16,7 +16,7 @@ from pathlib import Path
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -31,7 +31,7 @@ def group_cpu_seconds(pgid: int) -> float:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        fields = _stat_fields(int(entry.name))
+        fields = stat_fields(int(entry.name))
         # fields[0] is the state (field 3 of stat): pgrp is field 5, utime 14.
         if fields is None or int(fields[2]) != pgid:
             continue
@@ -42,7 +42,7 @@ def group_cpu_seconds(pgid: int) -> float:
 
 def process_cpu_seconds(pid: int) -> float:
     """utime + stime of one process (0 once it is gone)."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     if fields is None:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND

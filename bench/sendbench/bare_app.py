@@ -10,7 +10,10 @@ authentication, limits, filter or task: whatever the project costs beyond
 this is the cost of being the project. A GET answers 200 (the readiness
 probe).
 
-BENCH_SEND_DATABASE_URL and BENCH_SEND_REDIS_URL name the servers.
+BENCH_SEND_DATABASE_URL and BENCH_SEND_REDIS_URL name the servers. With
+BENCH_SEND_ANSWER_ONLY=1 a POST only reads and parses its body and answers
+a refusal's 202, touching neither: the server's own cost of a request, the
+floor under any refused send it serves.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ INSERT = (
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
 )
 WHITE = 0xFFFFFF
+ANSWER_ONLY = os.environ.get("BENCH_SEND_ANSWER_ONLY") == "1"
 OK_HEADERS = [("Content-Type", "text/plain"), ("Content-Length", "2")]
 
 
@@ -82,12 +86,19 @@ def _open() -> tuple[psycopg.Connection, redis.Redis]:
     return _connections.database, _connections.redis
 
 
+REFUSED = b'{"broadcast": false, "reason": "room_busy"}'
+REFUSED_HEADERS = [("Content-Type", "application/json"), ("Content-Length", str(len(REFUSED)))]
+
+
 def application(environ: dict, start_response: Callable) -> Iterable[bytes]:
     if environ["REQUEST_METHOD"] != "POST":
         start_response("200 OK", OK_HEADERS)
         return [b"ok"]
     length = int(environ.get("CONTENT_LENGTH") or 0)
     sent = json.loads(environ["wsgi.input"].read(length))
+    if ANSWER_ONLY:
+        start_response("202 Accepted", REFUSED_HEADERS)
+        return [REFUSED]
     database, stream = _open()
     text, client_id = sent["text"], sent.get("client_id") or ""
     row = (1, 1, text, WHITE, 0, int(time.time() * 1000), "published", client_id, True)

@@ -14,10 +14,11 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -169,14 +170,46 @@ def wait_drained(broker: Broker | None, *, timeout: float) -> Drain:
 # -- CPU --------------------------------------------------------------------
 
 
-def postgres_backends_cpu_seconds(database_name: str) -> float:
-    """CPU of the live backends connected to ``database_name`` (its name is in
-    their process titles). A backend that exits takes its time with it."""
-    total = 0.0
-    for cmdline, pid in _processes():
-        if cmdline.startswith("postgres: ") and f" {database_name} " in cmdline:
-            total += cpu.process_cpu_seconds(pid)
-    return total
+# How often the backends' CPU is read between samples: a backend that exits
+# (a connection closed) keeps the time it had at its last reading.
+BACKEND_POLL_SECONDS = 0.25
+
+
+class PostgresBackends:
+    """CPU of the backends connected to one database (its name is in their
+    process titles) since this was made, those that have exited since
+    included, as of their last reading (a thread reads them every
+    ``BACKEND_POLL_SECONDS``). Live-only sums go backwards when a
+    long-lived connection (a worker's, kept between tasks) closes mid-run."""
+
+    def __init__(self, database_name: str) -> None:
+        self._marker = f" {database_name} "
+        self._lock = threading.Lock()
+        # (pid, start time) -> CPU seconds at its last reading.
+        self._seen: dict[tuple[int, int], float] = {}
+        self._read()
+        threading.Thread(target=self._poll, name="pg-backend-cpu", daemon=True).start()
+
+    def cpu_seconds(self) -> float:
+        self._read()
+        with self._lock:
+            return sum(self._seen.values())
+
+    def _poll(self) -> None:
+        while True:
+            time.sleep(BACKEND_POLL_SECONDS)
+            self._read()
+
+    def _read(self) -> None:
+        readings = {}
+        for cmdline, pid in _processes():
+            if cmdline.startswith("postgres: ") and self._marker in cmdline:
+                fields = cpu.stat_fields(pid)
+                if fields is not None:
+                    # Start time (field 22) tells a reused pid from its predecessor.
+                    readings[(pid, int(fields[19]))] = (int(fields[11]) + int(fields[12])) / cpu.TICKS_PER_SECOND
+        with self._lock:
+            self._seen.update(readings)
 
 
 def redis_cpu_seconds(url: str) -> float:
@@ -197,11 +230,15 @@ class Processes:
     store_url: str
     worker_pgid: int | None
     broker: Broker | None
+    postgres: PostgresBackends = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.postgres = PostgresBackends(self.database_name)
 
     def sample(self) -> dict[str, float]:
         figures = {
             "web": cpu.group_cpu_seconds(self.web_pgid),
-            "postgres": postgres_backends_cpu_seconds(self.database_name),
+            "postgres": self.postgres.cpu_seconds(),
             "redis": redis_cpu_seconds(self.store_url),
         }
         if self.worker_pgid is not None:
@@ -239,6 +276,11 @@ def snapshot(database_url: str, store_url: str, broker: Broker | None) -> dict:
         "store": redis_commandstats(store_url),
         "broker": broker.commandstats() if broker is not None else {},
     }
+
+
+def analyze(database_url: str, table: str) -> None:
+    with psycopg.connect(_libpq(database_url), connect_timeout=5, autocommit=True) as conn:
+        conn.execute(f'ANALYZE "{table}"')
 
 
 def redis_commandstats(url: str) -> dict[str, int]:

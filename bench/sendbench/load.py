@@ -11,6 +11,9 @@ import json
 import re
 import secrets
 import tempfile
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,8 @@ class SendRun:
     sent: int
     answered: int
     skipped: int
+    # Times a connection waited for its next user's slow mode.
+    held: int
     statuses: dict[int, int]
     # Per "all" and per status ("201", "202", ...): count, p50, p90, p99, max (µs).
     latency_us: dict[str, dict[str, int]]
@@ -80,25 +85,53 @@ def run(
     connections: int,
     rate: float = 0.0,
     work_dir: Path,
+    warmup: float = 0.0,
+    at_measure_start: Callable[[], None] | None = None,
+    slow_mode_ms: int = 0,
 ) -> SendRun:
     """Send to ``path`` for ``seconds`` over ``connections`` connections, as
-    fast as answered (``rate`` 0) or paced at ``rate`` sends/s in all."""
+    fast as answered (``rate`` 0) or paced at ``rate`` sends/s in all.
+
+    With ``warmup``, the same connections send alike for that many seconds
+    first, uncounted, and ``at_measure_start`` is called (in another thread)
+    when counting starts: the moment to read the counters the run is
+    measured against."""
     if len(tokens) < connections:
         raise ValueError(f"{len(tokens)} users cannot fill {connections} connections: one user per thread at least")
-    data = _data_file(work_dir, path=path, tokens=tokens, threads=connections, rate=rate)
-    result = wrk.run(
-        url=base_url + path,
-        script=str(SCRIPT),
-        args=[str(data)],
-        duration=seconds,
-        connections=connections,
+    measure_from = time.monotonic() + warmup
+    data = _data_file(
+        work_dir,
+        path=path,
+        tokens=tokens,
         threads=connections,
-        server_pgids=[],
+        rate=rate,
+        measure_from=measure_from,
+        slow_mode_ms=slow_mode_ms,
     )
-    return _parse(result, connections=connections)
+    timer = threading.Timer(max(0.0, measure_from - time.monotonic()), at_measure_start or (lambda: None))
+    timer.start()
+    try:
+        result = wrk.run(
+            url=base_url + path,
+            script=str(SCRIPT),
+            args=[str(data)],
+            duration=warmup + seconds,
+            connections=connections,
+            threads=connections,
+            server_pgids=[],
+        )
+    finally:
+        timer.cancel()
+    timer.join()
+    if time.monotonic() < measure_from:
+        raise wrk.WrkError(f"wrk stopped within its {warmup:g} s warm-up")
+    measured = max(result.seconds - warmup, 0.0)
+    return _parse(result, connections=connections, measured_seconds=measured)
 
 
-def _data_file(work_dir: Path, *, path: str, tokens: list[str], threads: int, rate: float) -> Path:
+def _data_file(
+    work_dir: Path, *, path: str, tokens: list[str], threads: int, rate: float, measure_from: float, slow_mode_ms: int
+) -> Path:
     for token in tokens:
         if not TOKEN_RE.fullmatch(token):
             raise ValueError(f"a token with unexpected characters: {token[:8]}...")
@@ -109,6 +142,7 @@ def _data_file(work_dir: Path, *, path: str, tokens: list[str], threads: int, ra
     quoted = ", ".join(f'"{token}"' for token in tokens)
     chunk = (
         f'return {{path = "{path}", nonce = "{nonce}", base = {base}, threads = {threads}, rate = {float(rate)!r},\n'
+        f"measure_from = {measure_from * 1e6:.0f}, slow_mode_ms = {int(slow_mode_ms)},\n"
         f"tokens = {{{quoted}}}}}\n"
     )
     with tempfile.NamedTemporaryFile("w", dir=work_dir, prefix="sends-", suffix=".lua", delete=False) as handle:
@@ -116,7 +150,7 @@ def _data_file(work_dir: Path, *, path: str, tokens: list[str], threads: int, ra
     return Path(handle.name)
 
 
-def _parse(result: wrk.WrkResult, *, connections: int) -> SendRun:
+def _parse(result: wrk.WrkResult, *, connections: int, measured_seconds: float) -> SendRun:
     for line in result.stdout.splitlines():
         if line.startswith(MARKER):
             report = json.loads(line[len(MARKER) :])
@@ -128,13 +162,15 @@ def _parse(result: wrk.WrkResult, *, connections: int) -> SendRun:
     )
     errors = pull["errors"]
     return SendRun(
-        seconds=result.seconds,
+        seconds=measured_seconds,
         connections=connections,
         sent=report["sent"],
         answered=report["answered"],
         skipped=report["skipped"],
+        held=report["held"],
         statuses={int(status): count for status, count in report["statuses"].items()},
         latency_us=report["latency_us"],
         socket_errors={name: errors[name] for name in ("connect", "read", "write", "timeout")},
-        wrk_cpu_seconds=result.wrk_cpu_seconds,
+        # wrk's own CPU, the measured part's share of it.
+        wrk_cpu_seconds=result.wrk_cpu_seconds * measured_seconds / result.seconds if result.seconds else 0.0,
     )
