@@ -37,10 +37,12 @@ from harness.weaknet import NetStats, Weakness, weak_net
 
 # Longest wait for the page to load through the weak network and go live.
 OPEN_TIMEOUT_MS = 20_000
-# After the last comment: its slot sealed (~2 s), a poll interval, a
-# back-off step, the replay spread, with room to spare. The wait ends as
-# soon as every comment has been shown.
-TAIL_SECONDS = 15.0
+# After the last comment: its slot sealed (~2 s), a poll interval and the
+# page's back-off. Where half the answers are cut, four failures in a row
+# (one run in 16) back off up to 15 s in all and five up to 31 s; the
+# window keeps a comment 60 s. The wait ends as soon as every comment has
+# been shown.
+TAIL_SECONDS = 45.0
 # Stutter's "due on screen" (harness.stutter): a comment is due from one
 # poll interval with its jitter + the second its slot takes to be sealed +
 # the page's replay spread (REPLAY_SPREAD_MS in room.js) after its send was

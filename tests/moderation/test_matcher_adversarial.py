@@ -54,15 +54,29 @@ LETTERS = "abszé"
 NOISE = [" ", ".", "!", "<b>", "*", "4", "а", "傻", "😀", "\u200b", "\u0301", "ａ", "ß", "İ", "\x00"]
 
 
+# A match over budget is timed again after this pause, up to MEASURES times.
+# On this shared VM the host's stolen time is charged to whichever thread
+# ran: a 3.4 ms match measured 28 ms three times running in CI. A pattern
+# that is really slow stays slow after a pause.
+PAUSE_SECONDS = 0.5
+MEASURES = 3
+
+
 def best_of_3(matcher: TermMatcher, text: str) -> float:
-    """The least CPU time of three runs; a first run within the budget is the answer already."""
+    """The least CPU time of three runs (measured again after a pause while
+    over budget); a first run within the budget is the answer already. This
+    thread's time, not the process's: threads other tests left behind (a
+    refresher, a server) would be charged to the match."""
     best = float("inf")
-    for _ in range(3):
-        started = time.process_time()
-        matcher.match_full(text)
-        best = min(best, time.process_time() - started)
-        if best <= BUDGET_SECONDS:
-            break
+    for attempt in range(MEASURES):
+        if attempt:
+            time.sleep(PAUSE_SECONDS)
+        for _ in range(3):
+            started = time.thread_time()
+            matcher.match_full(text)
+            best = min(best, time.thread_time() - started)
+            if best <= BUDGET_SECONDS:
+                return best
     return best
 
 

@@ -150,7 +150,7 @@ def test_hiding_in_the_console_takes_the_comment_off_the_viewers_screen(server, 
     on_screen.wait_for(state="detached", timeout=RETRACTION_WAIT_MS)
     # The comment may also have ended its own time on screen: what proves the
     # retraction reached the guest is a pull that told the page to delete it.
-    deleted_after_ms = _wait_for_deleted(pulls, comment_id, since=hidden_at, timeout_ms=RETRACTION_WAIT_MS)
+    deleted_after_ms = _wait_for_deleted(guest, pulls, comment_id, since=hidden_at, timeout_ms=RETRACTION_WAIT_MS)
     assert on_screen.count() == 0
 
     # Someone else hides a comment while this moderator's form is open: the
@@ -238,8 +238,12 @@ def test_console_says_it_is_reconnecting_while_the_api_fails(server, page, js_pr
     assert js_problems.all() == []
 
 
-def _wait_for_deleted(pulls: list, comment_id: int, *, since: float, timeout_ms: float) -> float:
-    """ms from ``since`` to the first pull answered after it whose ``deleted`` has the id."""
+def _wait_for_deleted(page, pulls: list, comment_id: int, *, since: float, timeout_ms: float) -> float:
+    """ms from ``since`` to the first pull answered after it whose ``deleted`` has the id.
+
+    Waits on the page, not with ``time.sleep``: the sync API records a response
+    only while a Playwright call is running, so a sleeping loop sees no new pulls.
+    """
     deadline = since + timeout_ms / 1000
     checked = 0
     while True:
@@ -248,8 +252,11 @@ def _wait_for_deleted(pulls: list, comment_id: int, *, since: float, timeout_ms:
             if at >= since and response.status == 200 and comment_id in response.json()["deleted"]:
                 return (at - since) * 1000
         if time.monotonic() > deadline:
-            raise AssertionError(f"no viewer pull within {timeout_ms} ms deleted {comment_id}")
-        time.sleep(0.2)
+            raise AssertionError(
+                f"no viewer pull within {timeout_ms} ms deleted {comment_id}; "
+                f"its pulls since the hide: {_describe(pulls, since, comment_id)}"
+            )
+        page.wait_for_timeout(200)
 
 
 def _describe(pulls: list, since: float, comment_id: int) -> list[str]:
