@@ -86,6 +86,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -270,6 +271,22 @@ def _print_log_problems(dep: Deployment) -> None:
         print(f"{label} log: {count:,} lines with a warning or error" + (", commonest:" if kinds else ""))
         for times, line in kinds:
             print(f"  {times:6,} x {line[:200]}")
+    if dep.worker is not None:
+        _print_batch_times(dep.worker.log_path)
+
+
+def _print_batch_times(log_path) -> None:
+    """How long the worker took over each moderation batch (its INFO lines),
+    the wait a `pre` comment's verdict adds to its batch's interval."""
+    took = sorted(
+        float(found[1]) * 1000
+        for found in re.finditer(r"moderation\.moderate_batch\[[^]]*\] succeeded in ([\d.]+)s", log_path.read_text())
+    )
+    if took:
+        print(
+            f"moderation batches: {len(took):,}, each decided in p50 {took[len(took) // 2]:.1f} ms, "
+            f"p99 {took[min(len(took) - 1, len(took) * 99 // 100)]:.1f} ms, max {took[-1]:.1f} ms"
+        )
 
 
 def _arguments() -> argparse.Namespace:

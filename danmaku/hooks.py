@@ -35,8 +35,9 @@ class ModerationHooks:
     sender_block_reason: Callable[..., str | None]
     # (text=, room_id=) -> the inline filter's verdict, before the text is stored.
     screen: Callable[..., Screened]
-    # (danmaku_id) -> start the full check of a stored comment; never raises.
-    review: Callable[[int], None]
+    # (danmaku_id, awaiting_verdict=) -> start the full check of a stored
+    # comment (sooner when nobody sees it before its verdict); never raises.
+    review: Callable[..., None]
     # (user) -> whether the user moderates (the viewer page links the console).
     is_moderator: Callable[[object], bool]
 
@@ -44,7 +45,7 @@ class ModerationHooks:
 NO_MODERATION = ModerationHooks(
     sender_block_reason=lambda **_: None,
     screen=lambda *, text, room_id: Passed("allow", text),
-    review=lambda danmaku_id: None,
+    review=lambda danmaku_id, awaiting_verdict=False: None,
     is_moderator=lambda user: False,
 )
 

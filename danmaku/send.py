@@ -138,7 +138,7 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
         return SendOutcome(danmaku=danmaku)
     # The full rule set runs in a worker: it may retract a published comment,
     # and it gives a pre-moderated one its verdict.
-    moderation.review(danmaku.id)
+    moderation.review(danmaku.id, awaiting_verdict=status == Danmaku.Status.SENDER_ONLY)
     return SendOutcome(danmaku=danmaku)
 
 

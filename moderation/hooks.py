@@ -36,15 +36,18 @@ from moderation.tasks import MODERATE_BATCH_SIZE, moderate_batch_task, moderate_
 logger = logging.getLogger(__name__)
 overflow_log = RateLimitedLog(logger, every_seconds=10)
 
-# A comment waits at most this long for its batch: a `pre` room's verdict
-# comes up to 0.25 s later than with a task per comment, against deadlines
-# of seconds (Room.pre_deadline_ms, 5 s by default). Most of a batch's cost
-# is per batch (its queries read the room's last 1,000 rows whatever its
-# size): at 0.1 s a send process at 250 sends/s published batches of ~25,
-# and the worker spent 0.73-0.83 ms per comment; at 0.25 s, batches of ~50
-# and 0.52-0.54 ms (bench/send.py, docs/measurements.md).
-REVIEW_INTERVAL_S = 0.25
-# Comments per task, at most (why 50: moderation.tasks.MODERATE_BATCH_SIZE).
+# A comment waits at most this long for its batch. Most of a batch's cost
+# is per batch, not per comment: the task's own handling in Celery, and the
+# queries that read the room's last 1,000 rows whatever the batch's size.
+# At 0.25 s and 50 a batch, two send processes at 500 sends/s each
+# published 20 batches a second and the worker spent 0.32-0.34 ms a
+# comment; at 0.5 s and 250, 4 batches and 0.18-0.23 ms (bench/send.py,
+# alternated in one sitting; docs/measurements.md).
+REVIEW_INTERVAL_S = 0.5
+# A comment nobody sees before its verdict (a `pre` room's) waits at most
+# this long: its batch goes early, the others in it with it.
+REVIEW_URGENT_INTERVAL_S = 0.1
+# Comments per task, at most (why 250: moderation.tasks.MODERATE_BATCH_SIZE).
 REVIEW_BATCH_SIZE = MODERATE_BATCH_SIZE
 # Comments one process keeps waiting, at most (~1 s of a busy process's
 # sends; 40 batches). More only pile up when flushes fail slowly (a frozen
@@ -53,14 +56,15 @@ REVIEW_BATCH_SIZE = MODERATE_BATCH_SIZE
 REVIEW_MAX_PENDING = 2_000
 
 
-def review(danmaku_id: int) -> None:
-    """Start the full rule set on a stored comment; never raises to the send."""
+def review(danmaku_id: int, *, awaiting_verdict: bool = False) -> None:
+    """Start the full rule set on a stored comment; never raises to the send.
+    ``awaiting_verdict``: nobody sees it before the verdict (a `pre` room's)."""
     if moderate_batch_task.app.conf.task_always_eager or not settings.CELERY_BROKER_URL:
         # Inline without a broker; with one the settings do not name (tests
         # pointing the app at their own), one publish per comment.
         publish_review([danmaku_id])
         return
-    if not review_buffer.get().add(danmaku_id):
+    if not review_buffer.get().add(danmaku_id, urgent=awaiting_verdict):
         # Its row stays unchecked: the sweep hands it over once the broker
         # keeps up again. The send-time filter already ran on it.
         FALLBACKS.labels(dependency="broker", where="moderation.review_buffer").inc()
@@ -85,6 +89,7 @@ review_buffer = PerProcess(
         _flush_batch,
         batch_size=REVIEW_BATCH_SIZE,
         interval_s=REVIEW_INTERVAL_S,
+        urgent_interval_s=REVIEW_URGENT_INTERVAL_S,
         max_pending=REVIEW_MAX_PENDING,
     )
 )

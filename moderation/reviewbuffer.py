@@ -3,7 +3,9 @@
 ``ReviewBuffer.add`` keeps a comment's id; a flusher thread hands what is
 kept to ``publish`` (one call per at most ``batch_size`` ids) once the
 oldest id has waited ``interval_s``, or at once when ``batch_size`` ids are
-waiting, whichever comes first. ``publish`` must not raise (moderation's
+waiting, whichever comes first. An ``urgent`` id (a comment waiting for
+its verdict before anyone sees it) brings the flush forward to at most
+``urgent_interval_s`` after it was added. ``publish`` must not raise (moderation's
 publishes with its fallback). No Django here: ids in, lists of ids out.
 
 - Bounded: at most ``max_pending`` ids wait. ``add`` refuses the next ones
@@ -49,6 +51,7 @@ class ReviewBuffer:
         batch_size: int,
         interval_s: float,
         max_pending: int,
+        urgent_interval_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if batch_size < 1 or max_pending < batch_size:
@@ -56,30 +59,39 @@ class ReviewBuffer:
         self.pid = os.getpid()
         self.batch_size = batch_size
         self.interval_s = interval_s
+        self.urgent_interval_s = interval_s if urgent_interval_s is None else min(urgent_interval_s, interval_s)
         self.max_pending = max_pending
         self._publish = publish
         self._clock = clock
         self._lock = threading.Lock()
         self._ids: list[int] = []
-        # When the oldest waiting id was added (clock seconds).
-        self._oldest_at = 0.0
+        # When the waiting ids are due (clock seconds): the oldest's interval,
+        # or sooner for an urgent one.
+        self._due_at = 0.0
         self._wake = threading.Event()
         self._stopping = False
         self._thread = LoopThread("moderation-reviews", self._step, lambda: 0.0)
         self._exit_registered = False
 
-    def add(self, danmaku_id: int) -> bool:
-        """Keep ``danmaku_id`` for the next flush; False if the buffer is full."""
+    def add(self, danmaku_id: int, *, urgent: bool = False) -> bool:
+        """Keep ``danmaku_id`` for the next flush; False if the buffer is full.
+        ``urgent``: flush within ``urgent_interval_s``."""
+        sooner = False
         with self._lock:
             count = len(self._ids)
             if count >= self.max_pending:
                 return False
-            if not count:
-                self._oldest_at = self._clock()
+            if not count or urgent:
+                now = self._clock()
+                due = now + (self.urgent_interval_s if urgent else self.interval_s)
+                sooner = bool(count) and due < self._due_at
+                if not count or sooner:
+                    self._due_at = due
             self._ids.append(danmaku_id)
             count += 1
-        # The first id starts the interval; a full batch goes at once.
-        if count == 1 or count % self.batch_size == 0:
+        # The first id starts the interval, an urgent one may shorten it; a
+        # full batch goes at once.
+        if count == 1 or sooner or count % self.batch_size == 0:
             self._wake.set()
         if not self._thread.running():
             self.start()
@@ -133,13 +145,15 @@ class ReviewBuffer:
         if self._stopping:
             return
         with self._lock:
-            count, oldest_at = len(self._ids), self._oldest_at
+            count, due_at = len(self._ids), self._due_at
         if not count:
             self._wake.wait(IDLE_WAIT_S)
             return
         if count < self.batch_size:
-            self._wake.wait(max(0.0, oldest_at + self.interval_s - self._clock()))
-            if self._stopping:
+            wait = due_at - self._clock()
+            if wait > 0:
+                # Woken early (an urgent id, a full batch, a stop): look again.
+                self._wake.wait(wait)
                 return
         self.flush()
 

@@ -1,6 +1,6 @@
 """The sweep for comments whose full check never ran.
 
-A comment's id waits in its process's review buffer for up to ~0.25 s
+A comment's id waits in its process's review buffer for up to ~0.5 s
 (``moderation.hooks``); a process killed or recycled uncleanly in that time
 loses the ids it held, and a full buffer refuses some. Their rows keep
 ``checked`` False, and this sweep, a background job of every process that

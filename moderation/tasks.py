@@ -30,14 +30,13 @@ logger = logging.getLogger(__name__)
 MODERATE_SOFT_LIMIT_SECONDS = 10
 MODERATE_HARD_LIMIT_SECONDS = 15
 # The most comments one batch task is given. A batch is decided one comment
-# after another on one worker, and a check costs 4-7 ms in a quiet room but
-# 15-22 ms in one with 2,000 comments in its last 10 s (the flood rule reads
-# up to 500 of them; PostgreSQL, a shared 2-core machine under load). 50
-# take 0.2-1.1 s, the last one's extra wait for its verdict: far inside the
-# soft limit and a `pre` room's deadline (200 took 1.3-3 s as a room
-# filled). A process sending 500 comments a second still publishes 10
-# messages instead of 500. Waiting (`pre`) comments go first in a batch.
-MODERATE_BATCH_SIZE = 50
+# after another on one worker, each comment waiting for those before it.
+# Its earlier comments are read once for the whole batch (moderation.recent),
+# so with a room taking 1,000 comments a second, batches of up to 250 took
+# p50 60 ms, p99 141-283 ms, max 375 ms on this 2-core machine under the
+# send benchmark (bench/send.py): far inside the soft limit and a `pre`
+# room's deadline (5 s). Waiting (`pre`) comments go first in a batch.
+MODERATE_BATCH_SIZE = 250
 
 
 # Both moderation tasks' options.

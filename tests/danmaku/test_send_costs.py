@@ -31,7 +31,7 @@ def reviewed():
     """The full check's hook, recording instead of running inline (eager Celery)."""
     ids: list[int] = []
     installed = hooks.moderation()
-    hooks.install(dataclasses.replace(installed, review=ids.append))
+    hooks.install(dataclasses.replace(installed, review=lambda danmaku_id, **_: ids.append(danmaku_id)))
     yield ids
     hooks.install(installed)
 

@@ -82,6 +82,25 @@ def test_many_comments_reach_the_broker_as_one_batch_task(client, room, auth_hea
     assert Danmaku.objects.filter(checked=False).count() == 30
 
 
+def test_a_comment_awaiting_its_verdict_takes_the_waiting_batch_out_early(
+    client, room, auth_headers, broker, flushed_by_test
+):
+    ordinary = send(client, auth_headers, "an ordinary comment")
+    time.sleep(0.3)
+    assert queued(broker.url) == []  # it waits for the (far) interval
+
+    room.moderation_policy = Room.Policy.PRE
+    room.save()
+    started = time.monotonic()
+    waiting = send(client, auth_headers, "nobody sees this before its verdict")
+    assert Danmaku.objects.get(pk=waiting).status == Danmaku.Status.SENDER_ONLY
+
+    while not queued(broker.url) and time.monotonic() - started < WAIT_S:
+        time.sleep(0.01)
+    assert queued(broker.url) == [("moderation.moderate_batch", [ordinary, waiting])]
+    assert time.monotonic() - started < 1.0  # REVIEW_URGENT_INTERVAL_S is 0.1 s
+
+
 def test_the_flusher_publishes_within_its_interval_and_in_fewer_tasks(client, room, auth_headers, broker):
     ids = [send(client, auth_headers, f"comment number {n}") for n in range(20)]
 

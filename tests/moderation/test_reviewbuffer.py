@@ -215,3 +215,28 @@ def test_a_normal_exit_flushes_each_processs_own_ids_once(tmp_path):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(line["ids"] for line in lines) == [[1, 2, 3], [50]]
     assert len({line["pid"] for line in lines}) == 2
+
+
+def test_an_urgent_comment_brings_its_batch_forward_with_those_already_waiting(make_buffer, published):
+    buffer = make_buffer(interval_s=60.0, urgent_interval_s=0.2)
+    for danmaku_id in range(1, 4):
+        buffer.add(danmaku_id)
+    time.sleep(0.3)
+    assert published.batches == []  # ordinary comments wait for the interval
+
+    started = time.monotonic()
+    buffer.add(4, urgent=True)
+
+    assert published.wait_for(4) == [[1, 2, 3, 4]]
+    assert 0.15 <= time.monotonic() - started < WAIT_S
+
+
+def test_an_urgent_comment_never_delays_a_batch_already_due_sooner(make_buffer, published):
+    buffer = make_buffer(interval_s=0.2, urgent_interval_s=10.0)  # urgent is capped at the interval
+    started = time.monotonic()
+
+    buffer.add(1)
+    buffer.add(2, urgent=True)
+
+    assert published.wait_for(2) == [[1, 2]]
+    assert time.monotonic() - started < 1.0
