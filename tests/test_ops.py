@@ -446,3 +446,36 @@ def test_metrics_add_up_every_gunicorn_worker_and_survive_a_dead_one(tmp_path):
     # The dead worker's counters stay in the total.
     assert sample(after_kill, "danmaku_pulls_total", status="200") == pulls
     assert (tmp_path / "prometheus" / f"counter_{victim}.db").exists()
+
+
+@pytest.mark.slow
+def test_a_send_node_writes_every_workers_send_counts_within_a_second_or_two(tmp_path):
+    # A send node runs no refresher: its job writes what its workers counted.
+    with _server(tmp_path, DANMAKU_ROLE="send") as server:
+        workers: set[str] = set()
+        sends = 0
+        deadline = time.monotonic() + BOTH_WORKERS_TIMEOUT_SECONDS
+        while len(workers) < 2 or sends < 20:
+            assert time.monotonic() < deadline, f"only {workers} answered {sends} sends"
+            response = requests.post(
+                server.danmaku_url(ROOM),
+                json={"text": f"counted {sends}"},
+                # A new connection each time, so the kernel hands it to either worker.
+                headers={"Authorization": f"Bearer {server.tokens[0]}", "Connection": "close"},
+                timeout=REQUEST_TIMEOUT_SECONDS,
+            )
+            assert response.status_code == 201, response.text
+            workers.add(response.headers["X-Served-By"])
+            sends += 1
+        # Every scrape on one kept-alive connection: answered by one worker,
+        # which writes its own counts first; the other's come from its job.
+        scraper = requests.Session()
+        deadline = time.monotonic() + 5
+        while True:
+            text = scraper.get(f"{server.base_url}/metrics", timeout=REQUEST_TIMEOUT_SECONDS).text
+            if sample(text, "danmaku_sends_total", outcome="accepted") == sends or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        scraper.close()
+
+    assert sample(text, "danmaku_sends_total", outcome="accepted") == sends

@@ -67,6 +67,7 @@ print(json.dumps({"after_import": imported, "after_serve": jobs_thread(), "same_
                 "danmaku.prune_cache_changes",
                 "danmaku.republish_held_back",
                 "danmaku.republish_room_settings",
+                "metrics.flush_tallies",
                 "moderation.pre_deadlines",
                 "moderation.review_sweep",
             ],

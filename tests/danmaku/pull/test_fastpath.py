@@ -351,18 +351,19 @@ def test_pull_counts_written_for_multiprocess_scrapes_add_up(tmp_path):
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    from infra.pullcounts import PullCounts
+    from infra.metrics import PULLS
+    from infra.tallies import FileCounts
 
     def scraped(status: str) -> float | None:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(tmp_path))
         return registry.get_sample_value("danmaku_pulls_total", {"status": status})
 
-    counts = PullCounts(str(tmp_path))
+    counts = FileCounts(PULLS, str(tmp_path), "pulls")
     for status in (200, 200, 404):
-        counts.inc(status)
+        counts.inc(str(status))
     # Counted by threads of their own (as the server's threads do).
-    threads = [threading.Thread(target=lambda: [counts.inc(200) for _ in range(1000)]) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: [counts.inc("200") for _ in range(1000)]) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -372,13 +373,13 @@ def test_pull_counts_written_for_multiprocess_scrapes_add_up(tmp_path):
     assert scraped("200") == 4002
     assert scraped("404") == 1
 
-    counts.inc(200)
+    counts.inc("200")
     counts.flush()
     counts.flush()
     assert scraped("200") == 4003
     # A worker recycled onto the same pid number carries on from the file.
-    again = PullCounts(str(tmp_path))
-    again.inc(200)
+    again = FileCounts(PULLS, str(tmp_path), "pulls")
+    again.inc("200")
     again.flush()
     assert scraped("200") == 4004
 
