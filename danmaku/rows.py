@@ -9,6 +9,7 @@ transaction cost four. PostgreSQL and SQLite (3.35+) both speak it.
 from __future__ import annotations
 
 import functools
+import threading
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import DateField
@@ -34,13 +35,27 @@ def _shape(vendor: str) -> tuple[tuple, str]:
     return shape, sql
 
 
+_thread = threading.local()
+
+
+def thread_db():
+    """This thread's default database connection (Django's wrapper), looked
+    up once per thread. Each use of the ``connection`` proxy, or
+    ``connections[alias]``, is a lookup through asgiref's thread-local: 7 %
+    of a send node's time with the GIL on accepted sends, 4.6 % on refused
+    ones. Django keeps one wrapper per thread and alias for the thread's
+    life, closing and reopening its connection inside it."""
+    try:
+        return _thread.db
+    except AttributeError:
+        db = _thread.db = connections[DEFAULT_DB_ALIAS]
+        return db
+
+
 def insert_once(danmaku: Danmaku) -> bool:
     """Insert ``danmaku`` and set its id; False (nothing written) if its
     ``client_id`` is already used by the same user."""
-    # This thread's connection, looked up once: each use of the
-    # ``connection`` proxy is a lookup through asgiref's thread-local (the
-    # proxy and the lookup were 7 % of a send node's time with the GIL).
-    db = connections[DEFAULT_DB_ALIAS]
+    db = thread_db()
     shape, sql = _shape(db.vendor)
     values = danmaku.__dict__
     params = [

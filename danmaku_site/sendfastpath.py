@@ -43,13 +43,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from pydantic import ValidationError
 
 from danmaku.errors import DB_DOWN_RETRY_MS, DanmakuError, Unavailable
 from danmaku.models import ApiToken
 from danmaku.pull.fastpath import host_allowed
 from danmaku.pull.response import HttpAnswer
+from danmaku.rows import thread_db
 from danmaku.schemas import DanmakuIn
 from danmaku.send import danmaku_send
 from danmaku.sendcache import sender_by_token
@@ -93,8 +94,8 @@ WSGIApp = Callable[[dict, StartResponse], Iterable[bytes]]
 def close_old_connections() -> None:
     """Django's ``close_old_connections`` for the one database a send uses
     (walking every alias through ``connections.all()`` was a twentieth of a
-    refused send's CPU on the loop)."""
-    connection.close_if_unusable_or_obsolete()
+    refused send's CPU on the loop), its wrapper looked up once per thread."""
+    thread_db().close_if_unusable_or_obsolete()
 
 
 class SendFastPath:
