@@ -2,18 +2,20 @@
 viewer profiles and API tokens. Comments are moderated from the moderation
 app's admin (``moderation.admin``)."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import models
 
 from danmaku.audience import room_viewers
-from danmaku.models import ApiToken, Room, ViewerProfile
+from danmaku.broadcasts import broadcast_start, broadcast_stop
+from danmaku.errors import DanmakuError
+from danmaku.models import ApiToken, Broadcast, Room, ViewerProfile
 from danmaku.profiles import profile_update
 from danmaku.rooms import room_emergency_apply, room_emergency_undo, room_save
 
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    actions = ("emergency_apply", "emergency_undo")
+    actions = ("emergency_apply", "emergency_undo", "start_broadcast", "stop_broadcast")
     readonly_fields = ("viewers_now", "emergency_backup")
 
     @admin.display(description="Viewers now (estimate)")
@@ -41,6 +43,23 @@ class RoomAdmin(admin.ModelAdmin):
     def emergency_undo(self, request, queryset):
         undone = sum(room_emergency_undo(room=room) for room in queryset)
         self.message_user(request, f"Emergency preset undone for {undone} room(s).")
+
+    @admin.action(description="Start a broadcast (its comments replay with the recording)")
+    def start_broadcast(self, request, queryset):
+        self._each(request, queryset, broadcast_start, "started")
+
+    @admin.action(description="Stop the broadcast (add the recording's URL under Broadcasts)")
+    def stop_broadcast(self, request, queryset):
+        self._each(request, queryset, broadcast_stop, "stopped")
+
+    def _each(self, request, queryset, act, done: str) -> None:
+        for room in queryset:
+            try:
+                act(room=room)
+            except DanmakuError as exc:
+                self.message_user(request, exc.detail, messages.WARNING)
+            else:
+                self.message_user(request, f"Broadcast {done} in room {room.slug}.")
 
     list_display = (
         "slug",
@@ -94,3 +113,20 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_filter = ("revoked",)
     readonly_fields = ("key_hash", "created_at")
     raw_id_fields = ("user",)
+
+
+@admin.register(Broadcast)
+class BroadcastAdmin(admin.ModelAdmin):
+    list_display = ("id", "room", "started_at_ms", "ended_at_ms", "recording_url", "offset_ms")
+    list_filter = ("room",)
+    # Started and stopped by the room's actions or ``manage.py broadcast``.
+    readonly_fields = ("room", "started_at_ms", "ended_at_ms")
+    fields = ("room", "started_at_ms", "ended_at_ms", "recording_url", "offset_ms")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "recording_url":
+            kwargs["assume_scheme"] = "https"
+        return super().formfield_for_dbfield(db_field, request, **kwargs)

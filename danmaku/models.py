@@ -254,3 +254,38 @@ class CacheChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key or '*'} at {self.created_at}"
+
+
+class Broadcast(models.Model):
+    """A room's live session: its comments are the room's sent between its
+    start and its end, each at playback time ``ts_ms - started_at_ms``
+    (server clock) plus the broadcast's ``offset_ms``."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="broadcasts")
+    started_at_ms = models.BigIntegerField()
+    # None while live.
+    ended_at_ms = models.BigIntegerField(null=True, blank=True)
+    recording_url = models.URLField(
+        blank=True,
+        max_length=500,
+        validators=[URLValidator(schemes=["https"])],
+        help_text="The recording, https only; empty: the comments play over the backdrop.",
+    )
+    offset_ms = models.IntegerField(
+        default=0,
+        validators=[MinValueValidator(-86_400_000), MaxValueValidator(86_400_000)],
+        help_text="Added to every comment's playback time: positive when the recording starts before the chat.",
+    )
+
+    class Meta:
+        ordering = ("-started_at_ms",)
+        constraints = [
+            models.UniqueConstraint(fields=("room",), condition=Q(ended_at_ms__isnull=True), name="broadcast_one_live"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}:{self.started_at_ms}"
+
+    @property
+    def live(self) -> bool:
+        return self.ended_at_ms is None

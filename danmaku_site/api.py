@@ -12,6 +12,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from danmaku.api import pull_router, router, send_router
+from danmaku.broadcastapi import router as broadcasts_router
 from danmaku.errors import DB_DOWN_RETRY_MS, DanmakuError, RateLimited, Unavailable
 from infra.ratelimitlog import RateLimitedLog
 from moderation.api import router as moderation_router
@@ -53,6 +54,7 @@ api.add_router("/", ROLE_ROUTERS[settings.DANMAKU_ROLE])
 # Moderators act where the admin lives: send and all nodes, never pull nodes.
 if settings.DANMAKU_ROLE in ("send", "all"):
     api.add_router("/moderation/", moderation_router)
+    api.add_router("/", broadcasts_router)
 
 
 def error_answer(exc: DanmakuError) -> tuple[int, dict, list[tuple[str, str]]]:
