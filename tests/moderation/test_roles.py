@@ -25,6 +25,7 @@ ADMIN_MODELS = (
     "danmaku.danmaku",
     "danmaku.viewerprofile",
     "danmaku.apitoken",
+    "danmaku.broadcast",
     "moderation.blockedterm",
     "moderation.sanction",
     "moderation.auditentry",
@@ -33,8 +34,14 @@ ADMIN_MODELS = (
     "axes.accesslog",
     "axes.accessfailurelog",
 )
-# Records only the app writes: nobody may add one.
-NOT_ADDABLE = {"moderation.auditentry:add", "axes.accessattempt:add", "axes.accesslog:add", "axes.accessfailurelog:add"}
+# Records only the app writes (broadcasts: the room's start action): nobody may add one.
+NOT_ADDABLE = {
+    "danmaku.broadcast:add",
+    "moderation.auditentry:add",
+    "axes.accessattempt:add",
+    "axes.accesslog:add",
+    "axes.accessfailurelog:add",
+}
 # (role, page) -> allowed. Pages not listed for a role answer 403 for staff
 # and redirect to the login page for anonymous and plain users.
 ALLOWED = {
@@ -46,7 +53,9 @@ ALLOWED = {
         "moderation.sanction:add",
         "moderation.auditentry:changelist",
     },
-    "product_staff": {"danmaku.room:changelist"},
+    # Broadcasts start and stop from the rooms list; their recording and
+    # offset are edited under Broadcasts.
+    "product_staff": {"danmaku.room:changelist", "danmaku.broadcast:changelist"},
     # Everything but adding the records only the app writes.
     "superuser": {f"{model}:{page}" for model in ADMIN_MODELS for page in ("changelist", "add")} - NOT_ADDABLE,
 }
@@ -116,7 +125,10 @@ def test_admin_page_access(db, role, page):
                 "moderation.view_auditentry",
             },
         ),
-        (PRODUCT_STAFF_GROUP, {"danmaku.view_room", "danmaku.change_room"}),
+        (
+            PRODUCT_STAFF_GROUP,
+            {"danmaku.view_room", "danmaku.change_room", "danmaku.view_broadcast", "danmaku.change_broadcast"},
+        ),
     ],
 )
 def test_migration_creates_the_groups(db, group, expected):
