@@ -19,6 +19,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import kombu.pools
 import pytest
 import redis
 from django.conf import settings as django_settings
@@ -57,6 +58,11 @@ def _forget_broker_connections() -> None:
     app._pool = None
     with contextlib.suppress(KeyError):
         app.__dict__["amqp"]._producer_pool = None
+    # Those pools live in kombu's process-wide registry, keyed by the URL: a
+    # later test whose private broker gets a port used before (the kernel
+    # hands recently freed ones out again) would be given the closed one
+    # ("Acquire on closed pool").
+    kombu.pools.reset()
 
 
 @contextlib.contextmanager
