@@ -5,6 +5,7 @@ app's admin (``moderation.admin``)."""
 from django.contrib import admin, messages
 from django.db import models
 
+from danmaku import segments
 from danmaku.audience import room_viewers
 from danmaku.broadcasts import broadcast_start, broadcast_stop
 from danmaku.errors import DanmakuError
@@ -125,6 +126,12 @@ class BroadcastAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if "offset_ms" in form.changed_data:
+            # The admin saves in a transaction: the versions change with the offset.
+            segments.offset_changed(obj.pk)
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "recording_url":

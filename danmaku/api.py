@@ -8,7 +8,7 @@ from pydantic import Field
 
 from danmaku import runtime
 from danmaku.auth import send_auth
-from danmaku.pull.response import AFTER_MAX_LENGTH, count, respond
+from danmaku.pull.response import AFTER_MAX_LENGTH, HttpAnswer, count, respond
 from danmaku.schemas import DanmakuIn, ErrorOut, NotBroadcastOut, PullOut, RateLimitedOut, SendOut
 from danmaku.send import danmaku_send
 
@@ -33,6 +33,10 @@ def pull(request: HttpRequest, room: str, query: Query[PullQuery]):
         answer, accept_encoding=meta.get("HTTP_ACCEPT_ENCODING", ""), if_none_match=meta.get("HTTP_IF_NONE_MATCH")
     )
     count(answer, http)
+    return as_django(http)
+
+
+def as_django(http: HttpAnswer) -> HttpResponse:
     response = HttpResponse(http.body, status=http.status)
     for name, value in http.headers:
         response[name] = value

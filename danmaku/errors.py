@@ -23,6 +23,12 @@ class NotFound(DanmakuError):
     status = 404
 
 
+class Conflict(DanmakuError):
+    """The target is not in a state the request applies to."""
+
+    status = 409
+
+
 class Forbidden(DanmakuError):
     status = 403
 

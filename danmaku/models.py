@@ -138,6 +138,13 @@ class Danmaku(models.Model):
     # column out says so as well; rows still False a minute after their
     # timestamp are handed to the check again (moderation.reviewsweep).
     checked = models.BooleanField(default=False, db_default=False)
+    # A comment sent on a broadcast's recording, at playback time
+    # progress_ms; it never enters the live room's stream. Both None for a
+    # live comment, whose playback time follows from ts_ms (danmaku.replay).
+    broadcast = models.ForeignKey(
+        "Broadcast", null=True, blank=True, on_delete=models.CASCADE, related_name="recording_comments"
+    )
+    progress_ms = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "danmaku"
@@ -151,6 +158,11 @@ class Danmaku(models.Model):
                 fields=("ts_ms",), name="danmaku_not_in_stream", condition=Q(in_stream=False, status="published")
             ),
             models.Index(fields=("ts_ms",), name="danmaku_awaiting_verdict", condition=Q(status="sender_only")),
+            models.Index(
+                fields=("broadcast", "progress_ms"),
+                name="danmaku_recording_progress",
+                condition=Q(broadcast__isnull=False),
+            ),
             # Moderation's sweep for comments whose full check never ran.
             models.Index(fields=("ts_ms",), name="danmaku_unchecked", condition=Q(checked=False)),
             models.Index(
@@ -274,8 +286,13 @@ class Broadcast(models.Model):
     offset_ms = models.IntegerField(
         default=0,
         validators=[MinValueValidator(-86_400_000), MaxValueValidator(86_400_000)],
-        help_text="Added to every comment's playback time: positive when the recording starts before the chat.",
+        help_text="Added to every live comment's playback time: positive when the recording starts before the chat.",
     )
+    # Bumped by every change to the broadcast's replay segments
+    # (danmaku.replay); offset_revision is its value at the last offset
+    # change, which moves every comment and so changes every segment.
+    revision = models.BigIntegerField(default=0, editable=False)
+    offset_revision = models.BigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ("-started_at_ms",)
@@ -289,3 +306,18 @@ class Broadcast(models.Model):
     @property
     def live(self) -> bool:
         return self.ended_at_ms is None
+
+
+class ReplaySegment(models.Model):
+    """The version of one replay segment of a broadcast: the broadcast's
+    revision when a comment in it last changed (danmaku.replay)."""
+
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="segment_versions")
+    index = models.PositiveIntegerField()
+    version = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("broadcast", "index"), name="replaysegment_broadcast_index")]
+
+    def __str__(self) -> str:
+        return f"{self.broadcast_id}/{self.index} v{self.version}"

@@ -20,7 +20,9 @@ import logging
 import threading
 
 from django.db import DatabaseError, transaction
+from django.db.models import BooleanField, Case, ExpressionWrapper, Q, Value, When
 
+from danmaku import segments
 from danmaku.identity import display_identity
 from danmaku.models import Danmaku
 from danmaku.store import RedisStore, StoreUnavailable, redis_store
@@ -142,10 +144,16 @@ def danmaku_release(*, danmaku_id: int, reason: str, actor=None) -> bool:
     stream = redis_store()
     changed = Danmaku.objects.filter(
         pk=danmaku_id, status__in=(Danmaku.Status.SENDER_ONLY, Danmaku.Status.HELD)
-    ).update(status=Danmaku.Status.PUBLISHED, ts_ms=clock.now_ms(), in_stream=stream is None)
+    ).update(
+        status=Danmaku.Status.PUBLISHED,
+        ts_ms=clock.now_ms(),
+        # A comment on a recording owes the stream nothing.
+        in_stream=Case(When(broadcast__isnull=False, then=True), default=Value(stream is None)),
+    )
     if not changed:
         return False
     logger.info("danmaku %s released by %s: %s", danmaku_id, actor or "system", reason)
+    segments.comments_changed([danmaku_id])
     if stream is not None:
         # After commit (at once outside a transaction): a caller that rolls
         # back, e.g. when its audit row fails, must not have published it.
@@ -155,7 +163,8 @@ def danmaku_release(*, danmaku_id: int, reason: str, actor=None) -> bool:
 
 def _publish_stored(stream: RedisStore, danmaku_id: int) -> None:
     danmaku = Danmaku.objects.select_related("user").get(pk=danmaku_id)
-    publish_accepted(stream, danmaku, danmaku.user)
+    if danmaku.broadcast_id is None:
+        publish_accepted(stream, danmaku, danmaku.user)
 
 
 def danmaku_hold(*, danmaku_id: int, reason: str, actor=None) -> bool:
@@ -187,11 +196,15 @@ def danmaku_retract(*, danmaku_id: int, reason: str, actor=None) -> bool:
     next pulls carry the id in ``deleted``.
     """
     changed = Danmaku.objects.filter(pk=danmaku_id, retracted_at_ms__isnull=True).update(
-        status=Danmaku.Status.HIDDEN, retracted_at_ms=clock.now_ms()
+        status=Danmaku.Status.HIDDEN,
+        retracted_at_ms=clock.now_ms(),
+        # A comment on a recording was never on the live stream.
+        retraction_in_stream=ExpressionWrapper(Q(broadcast__isnull=False), output_field=BooleanField()),
     )
     if not changed:
         return False
     logger.info("danmaku %s retracted by %s: %s", danmaku_id, actor or "system", reason)
+    segments.comments_changed([danmaku_id])
     stream = redis_store()
     if stream is not None:
         # After commit, as for a release: a hide whose audit row fails, or a
@@ -202,9 +215,10 @@ def danmaku_retract(*, danmaku_id: int, reason: str, actor=None) -> bool:
 
 
 def _publish_retraction(stream: RedisStore, danmaku_id: int) -> None:
-    room_id = Danmaku.objects.filter(pk=danmaku_id).values_list("room_id", flat=True).first()
-    if room_id is None:
-        return  # deleted since: nothing left to withdraw
+    row = Danmaku.objects.filter(pk=danmaku_id).values_list("room_id", "broadcast_id").first()
+    if row is None or row[1] is not None:
+        return  # deleted since, or never on the stream: nothing to withdraw
+    room_id = row[0]
     try:
         stream.publish_retraction(room_id=room_id, danmaku_id=danmaku_id)
     except StoreUnavailable as exc:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 
-from danmaku import hooks, limits, rows, sendcache
-from danmaku.errors import DB_DOWN_RETRY_MS, Forbidden, InvalidInput, NotFound, RateLimited, Unavailable
+from danmaku import hooks, limits, rows, segments, sendcache
+from danmaku.errors import DB_DOWN_RETRY_MS, Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unavailable
 from danmaku.identity import display_identity
-from danmaku.models import Danmaku, Room
+from danmaku.models import Broadcast, Danmaku, Room
 from danmaku.publishing import publish_sent
 from danmaku.pull.wire import MODE_CODES
 from danmaku.store import redis_store
@@ -23,6 +23,14 @@ from danmaku.textrules import length_problem
 from infra import clock
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OnRecording:
+    """Where a comment sent on a recording plays: the broadcast, the playback time."""
+
+    broadcast_id: int
+    progress_ms: int
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,38 @@ def danmaku_send(
         raise Unavailable("the comment store is unavailable; retry shortly", retry_after_ms=DB_DOWN_RETRY_MS) from exc
 
 
-def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
+def danmaku_send_on_recording(
+    *,
+    broadcast_id: int,
+    progress_ms: int,
+    user,
+    text: str,
+    color: str = "#ffffff",
+    mode: str = "scroll",
+    client_id: str | None = None,
+) -> SendOutcome:
+    """Send a comment on an ended broadcast's recording, at ``progress_ms``
+    of its playback: the live send's validation, limits and moderation; it
+    joins the broadcast's replay and never the room's live stream."""
+    try:
+        broadcast = Broadcast.objects.select_related("room").filter(pk=broadcast_id).first()
+        if broadcast is None:
+            raise NotFound("no such broadcast", field="broadcast_id")
+        if broadcast.live:
+            raise Conflict("the broadcast is live: send to its room", field="broadcast_id")
+        length = segments.playback_length_ms(broadcast, clock.now_ms())
+        if not 0 <= progress_ms <= length:
+            raise InvalidInput(f"progress_ms: must be between 0 and {length}", field="progress_ms")
+        on = OnRecording(broadcast_id=broadcast.pk, progress_ms=progress_ms)
+        return _send(
+            room_slug=broadcast.room.slug, user=user, text=text, color=color, mode=mode, client_id=client_id, on=on
+        )
+    except DatabaseError as exc:
+        logger.warning("send refused, database unavailable: %s", exc)
+        raise Unavailable("the comment store is unavailable; retry shortly", retry_after_ms=DB_DOWN_RETRY_MS) from exc
+
+
+def _send(*, room_slug, user, text, color, mode, client_id, on: OnRecording | None = None) -> SendOutcome:
     moderation = hooks.moderation()
     room = sendcache.room_by_slug(room_slug)
     if room is None:
@@ -117,17 +156,21 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
         # it, and it is the second the room's cap counted the comment in.
         ts_ms=allowed.now_ms or clock.now_ms(),
         client_id=client_id or "",
-        # Without Redis the table is the store: the row is published.
-        in_stream=stream is None,
+        # Without Redis the table is the store: the row is published. A
+        # comment on a recording owes the stream nothing.
+        in_stream=stream is None or on is not None,
+        broadcast_id=None if on is None else on.broadcast_id,
+        progress_ms=None if on is None else on.progress_ms,
     )
-    if not rows.insert_once(danmaku):
+    inserted = _insert_on_recording(danmaku) if on is not None else rows.insert_once(danmaku)
+    if not inserted:
         # The same client_id came first from another request: answer as it did.
         previous = _previous(user.id, client_id)
         if previous is None:
             raise Unavailable("the comment store is unavailable; retry shortly", retry_after_ms=DB_DOWN_RETRY_MS)
         _remember(stream, previous)
         return _replay(previous, room)
-    if status == Danmaku.Status.PUBLISHED and stream is not None:
+    if status == Danmaku.Status.PUBLISHED and stream is not None and on is None:
         # The fast path's sender carries its face; a session's user is looked up.
         sender = user if isinstance(user, sendcache.Sender) else sendcache.sender_by_id(user.id)
         nick, avatar = (sender.nick, sender.avatar) if sender is not None else display_identity(user)
@@ -140,6 +183,17 @@ def _send(*, room_slug, user, text, color, mode, client_id) -> SendOutcome:
     # and it gives a pre-moderated one its verdict.
     moderation.review(danmaku.id, awaiting_verdict=status == Danmaku.Status.SENDER_ONLY)
     return SendOutcome(danmaku=danmaku)
+
+
+def _insert_on_recording(danmaku: Danmaku) -> bool:
+    """The row and its segment's new version commit together: a reader
+    never finds the comment missing under the version that names it."""
+    with transaction.atomic():
+        if not rows.insert_once(danmaku):
+            return False
+        if danmaku.status == Danmaku.Status.PUBLISHED:
+            segments.touch(danmaku.broadcast_id, [danmaku.progress_ms // segments.SEGMENT_MS])
+    return True
 
 
 def _previous(user_id: int, client_id: str) -> Danmaku | None:

@@ -198,7 +198,8 @@ class DatabaseStore:
     def _read_into(self, batch: Batch, room_ids: list[int], since_ms: int) -> None:
         in_rooms = _room_id_in(room_ids)
         rows = (
-            Danmaku.objects.filter(ts_ms__gte=since_ms, status=Danmaku.Status.PUBLISHED)
+            # Comments on a recording share the table, never the stream.
+            Danmaku.objects.filter(ts_ms__gte=since_ms, status=Danmaku.Status.PUBLISHED, broadcast__isnull=True)
             .extra(where=[in_rooms])
             .order_by("ts_ms", "id")
             .values(*ITEM_FIELDS)
@@ -206,7 +207,7 @@ class DatabaseStore:
         for row in rows:
             batch.items[row["room_id"]].append(item_from_row(row))
         retracted = (
-            Danmaku.objects.filter(retracted_at_ms__gte=since_ms)
+            Danmaku.objects.filter(retracted_at_ms__gte=since_ms, broadcast__isnull=True)
             .extra(where=[in_rooms])
             .values_list("room_id", "id", "retracted_at_ms")
         )

@@ -26,6 +26,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from danmaku import segments
 from danmaku.errors import DanmakuError, InvalidInput, NotFound
 from danmaku.models import Danmaku, Room
 from danmaku.publishing import danmaku_release, danmaku_retract
@@ -99,6 +100,7 @@ def danmaku_unhide(*, danmaku_id: int, actor, reason: str) -> Danmaku:
         Danmaku.objects.filter(pk=danmaku.pk).update(
             status=Danmaku.Status.PUBLISHED, retracted_at_ms=None, retraction_in_stream=False
         )
+        segments.comments_changed([danmaku.pk])
         audit_record(
             actor=actor,
             action="danmaku.unhide",

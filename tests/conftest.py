@@ -12,9 +12,12 @@ def _fresh_runtime(settings):
     """Each test gets its own rings and no background refresher thread;
     tests drive ``refresh_once()`` themselves. No jobs loop runs either
     (nothing here calls ``danmaku_site.wsgi.serve``): tests run the jobs."""
+    from danmaku.replaycache import replay_cache
     from moderation.services import matcher_cache
 
     settings.DANMAKU_REFRESHER_AUTOSTART = False
+    # Broadcast ids restart in every test database.
+    replay_cache.clear()
     runtime.reset()
     sweeps.reset()
     matcher_cache.invalidate()

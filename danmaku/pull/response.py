@@ -130,6 +130,9 @@ def _build(answer: PullAnswer, form: int) -> HttpAnswer:
     # Even an answer too small to gzip says so: a proxy must not hand a
     # gzip-capable client's entry to one that cannot read it, or the reverse.
     headers.append(("Vary", "Accept-Encoding"))
+    # Public reads, shared by every reader: any site's player may read them,
+    # never with credentials, and the bytes stay the same for every origin.
+    headers.append(("Access-Control-Allow-Origin", "*"))
     if answer.status == HTTPStatus.SERVICE_UNAVAILABLE:
         headers.append(("Retry-After", str(RETRY_AFTER_SECONDS)))
     headers += deployment_headers()

@@ -64,7 +64,7 @@ def test_the_listing_counts_the_comments_sent_while_each_broadcast_was_live(clie
     assert (second["ended_at_ms"], second["recording_url"], second["comment_count"]) == (None, "", 1)
 
 
-def test_the_listing_costs_three_queries_however_many_broadcasts(client, room, auth_headers):
+def test_the_listing_costs_four_queries_however_many_broadcasts(client, room, auth_headers):
     for n in range(5):
         broadcast("start", "live")
         send(client, auth_headers, f"show {n}")
@@ -74,7 +74,7 @@ def test_the_listing_costs_three_queries_however_many_broadcasts(client, room, a
         response = client.get(LIST_URL)
 
     assert [row["comment_count"] for row in response.json()] == [1] * 5
-    assert len(queries) == 3  # the room, its broadcasts, their counts
+    assert len(queries) == 4  # the room, its broadcasts, their counts, their segments' versions
 
 
 def test_an_unknown_room_is_404_and_a_room_never_broadcast_lists_none(client, room):
