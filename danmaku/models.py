@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator, URLValidator
@@ -268,6 +269,18 @@ class CacheChange(models.Model):
         return f"{self.kind} {self.key or '*'} at {self.created_at}"
 
 
+_HTTPS = URLValidator(schemes=["https"])
+_HTTP = URLValidator(schemes=["http", "https"])
+
+
+def validate_recording_url(value: str) -> None:
+    """https, or (DANMAKU_RECORDING_LOOPBACK_HTTP, for tests) http on this host."""
+    if settings.DANMAKU_RECORDING_LOOPBACK_HTTP and urlsplit(value).hostname in ("127.0.0.1", "::1", "localhost"):
+        _HTTP(value)
+    else:
+        _HTTPS(value)
+
+
 class Broadcast(models.Model):
     """A room's live session: its comments are the room's sent between its
     start and its end, each at playback time ``ts_ms - started_at_ms``
@@ -280,7 +293,7 @@ class Broadcast(models.Model):
     recording_url = models.URLField(
         blank=True,
         max_length=500,
-        validators=[URLValidator(schemes=["https"])],
+        validators=[validate_recording_url],
         help_text="The recording, https only; empty: the comments play over the backdrop.",
     )
     offset_ms = models.IntegerField(

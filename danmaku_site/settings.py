@@ -318,6 +318,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(
     restore_interval_s=DANMAKU_BROKER_RESTORE_INTERVAL_SECONDS,
 )
 
+# -- Broadcasts ------------------------------------------------------------
+# Recording URLs are https only. Tests (and a laptop) may turn this on to also
+# accept http recordings on the loopback host (127.0.0.1, ::1, localhost).
+DANMAKU_RECORDING_LOOPBACK_HTTP = env_bool("DANMAKU_RECORDING_LOOPBACK_HTTP", False)
+# Origins whose pages may send through the DPlayer API (a CORS preflight),
+# comma-separated; public reads answer every origin without credentials.
+DANMAKU_CORS_ORIGINS = [origin for origin in env_str("DANMAKU_CORS_ORIGINS", "").split(",") if origin.strip()]
+
 # -- Media (avatar thumbnails) ----------------------------------------------
 MEDIA_ROOT = Path(env_str("DANMAKU_MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = env_str("DANMAKU_MEDIA_URL", "/media/")

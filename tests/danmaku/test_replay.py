@@ -287,3 +287,25 @@ def test_a_repeated_client_id_on_a_recording_is_answered_as_the_first(client, ro
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json()
     assert Danmaku.objects.filter(broadcast=broadcast).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("loopback_http", "url", "accepted"),
+    [
+        (False, "http://127.0.0.1:8123/show.webm", False),
+        (True, "http://127.0.0.1:8123/show.webm", True),
+        (True, "http://localhost/show.webm", True),
+        (True, "http://video.example/show.webm", False),
+        (False, "https://video.example/show.webm", True),
+    ],
+)
+def test_recording_urls_are_https_unless_tests_allow_http_on_this_host(settings, room, loopback_http, url, accepted):
+    from danmaku.errors import InvalidInput
+
+    settings.DANMAKU_RECORDING_LOOPBACK_HTTP = loopback_http
+    broadcast_start(room=room)
+    if accepted:
+        assert broadcast_stop(room=room, recording_url=url).recording_url == url
+    else:
+        with pytest.raises(InvalidInput, match="recording_url"):
+            broadcast_stop(room=room, recording_url=url)
