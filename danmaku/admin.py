@@ -110,10 +110,20 @@ class ViewerProfileAdmin(admin.ModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("user", "label", "created_at", "revoked")
-    list_filter = ("revoked",)
+    list_display = ("user", "label", "scope", "room", "broadcast", "expires_at", "created_at", "revoked")
+    list_filter = ("revoked", "scope")
     readonly_fields = ("key_hash", "created_at")
-    raw_id_fields = ("user",)
+    raw_id_fields = ("user", "room", "broadcast")
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            # Only the hash is kept: the raw value is shown this once.
+            raw = ApiToken.new_raw()
+            obj.key_hash = ApiToken.hash(raw)
+            super().save_model(request, obj, form, change)
+            self.message_user(request, f"The new token (shown only now): {raw}", messages.WARNING)
+            return
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(Broadcast)

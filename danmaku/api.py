@@ -50,6 +50,7 @@ def send(request: HttpRequest, room: str, payload: DanmakuIn):
     outcome = danmaku_send(
         room_slug=room,
         user=request.auth,
+        grant=getattr(request.auth, "token_grant", None),
         text=payload.text,
         color=payload.color,
         mode=payload.mode,

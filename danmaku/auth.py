@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
 from ninja.security import HttpBearer, SessionAuth
 
 from danmaku.models import ApiToken
@@ -29,12 +31,18 @@ class BearerTokenAuth(HttpBearer):
         if not token.startswith(ApiToken.PREFIX) or len(token) > 200:
             return None
         if self.cached:
-            sender = sender_by_token(token)
+            sender, grant = sender_by_token(token)
             user = sender.as_user() if sender is not None else None
+            if user is not None:
+                # The send checks where the token may send (danmaku.send).
+                user.token_grant = grant
         else:
+            # The rest of the API is for full tokens only: a player token
+            # sits in a third party's page, seen by every visitor.
             found = (
                 ApiToken.objects.select_related("user")
-                .filter(key_hash=ApiToken.hash(token), revoked=False, user__is_active=True)
+                .filter(key_hash=ApiToken.hash(token), revoked=False, user__is_active=True, scope=ApiToken.Scope.FULL)
+                .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
                 .first()
             )
             user = found.user if found is not None else None

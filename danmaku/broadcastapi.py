@@ -136,6 +136,7 @@ def send_on_recording(request: HttpRequest, broadcast_id: int, payload: Recordin
         broadcast_id=broadcast_id,
         progress_ms=payload.progress_ms,
         user=request.auth,
+        grant=getattr(request.auth, "token_grant", None),
         text=payload.text,
         color=payload.color,
         mode=payload.mode,

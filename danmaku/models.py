@@ -5,6 +5,7 @@ import secrets
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator, URLValidator
 from django.db import models
 from django.db.models import Q
@@ -206,19 +207,49 @@ class ApiToken(models.Model):
 
     PREFIX = "dmk_"
 
+    class Scope(models.TextChoices):
+        FULL = "full", "full: the whole API as its user"
+        PLAYER = "player", "player: sending only, fit to embed in a page"
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    key_hash = models.CharField(max_length=64, unique=True, validators=[RegexValidator(r"^[0-9a-f]{64}$")])
+    key_hash = models.CharField(
+        max_length=64, unique=True, editable=False, validators=[RegexValidator(r"^[0-9a-f]{64}$")]
+    )
     label = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked = models.BooleanField(default=False)
+    # A player token sits in a third party's page, seen by every visitor: it
+    # may only send, where room and broadcast say (empty: anywhere).
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.FULL)
+    room = models.ForeignKey(
+        Room, null=True, blank=True, on_delete=models.CASCADE, help_text="Player tokens: only this room."
+    )
+    broadcast = models.ForeignKey(
+        "Broadcast",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        help_text="Player tokens: only comments on this broadcast's recording.",
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never.")
 
     def __str__(self) -> str:
         return f"{self.user} ({self.label or 'token'})"
 
+    def clean(self) -> None:
+        if self.scope != self.Scope.PLAYER and (self.room_id or self.broadcast_id):
+            raise ValidationError({"scope": "only a player token is limited to a room or a broadcast"})
+        if self.room_id and self.broadcast_id and self.broadcast.room_id != self.room_id:
+            raise ValidationError({"broadcast": "the broadcast is in another room"})
+
     @classmethod
-    def issue(cls, user, label: str = "") -> tuple[ApiToken, str]:
-        raw = cls.PREFIX + secrets.token_urlsafe(32)
-        return cls.objects.create(user=user, key_hash=_hash_token(raw), label=label), raw
+    def new_raw(cls) -> str:
+        return cls.PREFIX + secrets.token_urlsafe(32)
+
+    @classmethod
+    def issue(cls, user, label: str = "", **fields) -> tuple[ApiToken, str]:
+        raw = cls.new_raw()
+        return cls.objects.create(user=user, key_hash=_hash_token(raw), label=label, **fields), raw
 
     @classmethod
     def hash(cls, raw: str) -> str:

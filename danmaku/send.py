@@ -18,6 +18,7 @@ from danmaku.identity import display_identity
 from danmaku.models import Broadcast, Danmaku, Room
 from danmaku.publishing import publish_sent
 from danmaku.pull.wire import MODE_CODES
+from danmaku.sendcache import TokenGrant
 from danmaku.store import redis_store
 from danmaku.textrules import length_problem
 from infra import clock
@@ -48,6 +49,7 @@ def danmaku_send(
     *,
     room_slug: str,
     user,
+    grant: TokenGrant | None = None,
     text: str,
     color: str = "#ffffff",
     mode: str = "scroll",
@@ -63,7 +65,9 @@ def danmaku_send(
     anything is written.
     """
     try:
-        return _send(room_slug=room_slug, user=user, text=text, color=color, mode=mode, client_id=client_id)
+        return _send(
+            room_slug=room_slug, user=user, grant=grant, text=text, color=color, mode=mode, client_id=client_id
+        )
     except DatabaseError as exc:
         logger.warning("send refused, database unavailable: %s", exc)
         raise Unavailable("the comment store is unavailable; retry shortly", retry_after_ms=DB_DOWN_RETRY_MS) from exc
@@ -74,6 +78,7 @@ def danmaku_send_on_recording(
     broadcast_id: int,
     progress_ms: int,
     user,
+    grant: TokenGrant | None = None,
     text: str,
     color: str = "#ffffff",
     mode: str = "scroll",
@@ -93,18 +98,27 @@ def danmaku_send_on_recording(
             raise InvalidInput(f"progress_ms: must be between 0 and {length}", field="progress_ms")
         on = OnRecording(broadcast_id=broadcast.pk, progress_ms=progress_ms)
         return _send(
-            room_slug=broadcast.room.slug, user=user, text=text, color=color, mode=mode, client_id=client_id, on=on
+            room_slug=broadcast.room.slug,
+            user=user,
+            grant=grant,
+            text=text,
+            color=color,
+            mode=mode,
+            client_id=client_id,
+            on=on,
         )
     except DatabaseError as exc:
         logger.warning("send refused, database unavailable: %s", exc)
         raise Unavailable("the comment store is unavailable; retry shortly", retry_after_ms=DB_DOWN_RETRY_MS) from exc
 
 
-def _send(*, room_slug, user, text, color, mode, client_id, on: OnRecording | None = None) -> SendOutcome:
+def _send(*, room_slug, user, grant, text, color, mode, client_id, on: OnRecording | None = None) -> SendOutcome:
     moderation = hooks.moderation()
     room = sendcache.room_by_slug(room_slug)
     if room is None:
         raise NotFound("room not found")
+    if grant is not None and not grant.allows(room_id=room.id, broadcast_id=None if on is None else on.broadcast_id):
+        raise Forbidden("this token may not send here")
     # Without Redis the database keeps the answers: look before any limit.
     if client_id and not limits.remembers_answers():
         previous = _previous(user.id, client_id)

@@ -185,7 +185,7 @@ class SendFastPath:
         token = environ["HTTP_AUTHORIZATION"][len("Bearer ") :]
         try:
             payload = DanmakuIn.model_validate_json(body)
-            sender = sender_by_token(token) if len(token) <= 200 else None
+            sender, grant = sender_by_token(token) if len(token) <= 200 else (None, None)
         except ValidationError:
             return None
         except DatabaseError as exc:
@@ -197,6 +197,7 @@ class SendFastPath:
                 room_slug=slug,
                 # What sending reads of a user (id, pk), without building one.
                 user=sender,
+                grant=grant,
                 text=payload.text,
                 color=payload.color,
                 mode=payload.mode,
