@@ -8,6 +8,7 @@ from pydantic import Field
 
 from danmaku import runtime
 from danmaku.auth import send_auth
+from danmaku.pull.cache import PullAnswer
 from danmaku.pull.response import AFTER_MAX_LENGTH, HttpAnswer, count, respond
 from danmaku.schemas import DanmakuIn, ErrorOut, NotBroadcastOut, PullOut, RateLimitedOut, SendOut
 from danmaku.send import danmaku_send
@@ -34,6 +35,16 @@ def pull(request: HttpRequest, room: str, query: Query[PullQuery]):
     )
     count(answer, http)
     return as_django(http)
+
+
+def serve_shared(request: HttpRequest, answer: PullAnswer) -> HttpResponse:
+    """A shared answer (a replay segment, another player's format) for this request's encoding and ETag."""
+    meta = request.META
+    return as_django(
+        respond(
+            answer, accept_encoding=meta.get("HTTP_ACCEPT_ENCODING", ""), if_none_match=meta.get("HTTP_IF_NONE_MATCH")
+        )
+    )
 
 
 def as_django(http: HttpAnswer) -> HttpResponse:

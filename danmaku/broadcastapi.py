@@ -8,12 +8,12 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
-from danmaku.api import SEND_OPERATION, as_django
+from danmaku.api import SEND_OPERATION, serve_shared
 from danmaku.broadcasts import BroadcastRow, broadcast_row, room_broadcasts
-from danmaku.pull.response import respond
+from danmaku.playerformats import bilibili_xml
 from danmaku.replaycache import CURRENT, replay_cache
 from danmaku.schemas import DanmakuIn, ErrorOut, PullItems
-from danmaku.segments import MAX_PROGRESS_MS, SEGMENT_MS
+from danmaku.segments import MAX_PROGRESS_MS, SEGMENT_MS, BroadcastState
 from danmaku.send import danmaku_send_on_recording
 
 
@@ -57,6 +57,8 @@ class SegmentOut(Schema):
 class RecordingDanmakuIn(DanmakuIn):
     progress_ms: int = Field(ge=0, le=MAX_PROGRESS_MS, description="Where in the recording it plays, in ms.")
 
+
+XML_CONTENT_TYPE = "application/xml; charset=utf-8"
 
 router = Router(tags=["broadcasts"])
 
@@ -110,12 +112,26 @@ def get_broadcast(request: HttpRequest, response: HttpResponse, broadcast_id: in
     ),
 )
 def get_segment(request: HttpRequest, broadcast_id: int, query: Query[SegmentQuery]):
-    answer = replay_cache.segment(broadcast_id, query.segment, query.v)
-    meta = request.META
-    http = respond(
-        answer, accept_encoding=meta.get("HTTP_ACCEPT_ENCODING", ""), if_none_match=meta.get("HTTP_IF_NONE_MATCH")
-    )
-    return as_django(http)
+    return serve_shared(request, replay_cache.segment(broadcast_id, query.segment, query.v))
+
+
+@router.get(
+    "/broadcasts/{broadcast_id}/danmaku.xml",
+    response={200: None, 304: None, 404: ErrorOut},
+    operation_id="get_broadcast_xml",
+    summary="Every published comment of a broadcast as Bilibili XML",
+    description=(
+        "Bilibili's format, as ArtPlayer's danmuku plugin and other players load it: `<d p=\"time,mode,size,"
+        'color,ts,pool,uid,id">text</d>`, time in seconds of playback, mode 1 scroll, 5 top, 4 bottom. '
+        "Cacheable for 2 s; rebuilt only when a segment's version changes."
+    ),
+)
+def get_broadcast_xml(request: HttpRequest, broadcast_id: int):
+    return serve_shared(request, replay_cache.composed(broadcast_id, ("xml",), _xml, XML_CONTENT_TYPE))
+
+
+def _xml(state: BroadcastState, items: list[dict]) -> bytes:
+    return bilibili_xml(items, broadcast_id=state.id, started_at_ms=state.started_at_ms, offset_ms=state.offset_ms)
 
 
 @router.post(

@@ -306,7 +306,8 @@ _HTTP = URLValidator(schemes=["http", "https"])
 
 def validate_recording_url(value: str) -> None:
     """https, or (DANMAKU_RECORDING_LOOPBACK_HTTP, for tests) http on this host."""
-    if settings.DANMAKU_RECORDING_LOOPBACK_HTTP and urlsplit(value).hostname in ("127.0.0.1", "::1", "localhost"):
+    # Not ::1: no Content-Security-Policy source names it, so the page could not play it.
+    if settings.DANMAKU_RECORDING_LOOPBACK_HTTP and urlsplit(value).hostname in ("127.0.0.1", "localhost"):
         _HTTP(value)
     else:
         _HTTPS(value)
@@ -325,7 +326,7 @@ class Broadcast(models.Model):
         blank=True,
         max_length=500,
         validators=[validate_recording_url],
-        help_text="The recording, https only; empty: the comments play over the backdrop.",
+        help_text="The recording (https); empty: the comments play over the backdrop.",
     )
     offset_ms = models.IntegerField(
         default=0,

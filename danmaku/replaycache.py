@@ -12,8 +12,11 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
+
+import orjson
 
 from danmaku import segments
 from danmaku.errors import NotFound
@@ -33,6 +36,8 @@ STATE_TTL_S = 1.0
 FORCED_READ_GAP_S = 0.25
 MAX_BYTES = 64 * 1024 * 1024
 MAX_STATES = 10_000
+# Other players' answers kept (a broadcast's whole XML, DPlayer reads by limit).
+MAX_COMPOSED = 64
 GZIP_LEVEL = 6
 
 
@@ -41,11 +46,14 @@ class Built:
 
     __slots__ = ("current", "expires", "pinned", "size")
 
-    def __init__(self, body: bytes, etag: str, *, settled: bool, expires: float) -> None:
+    def __init__(
+        self, body: bytes, etag: str, *, settled: bool, expires: float, content_type: str = "application/json"
+    ) -> None:
         zipped = gzip.compress(body, GZIP_LEVEL, mtime=0)
         pinned, current = (IMMUTABLE, CURRENT) if settled else (UNSETTLED, UNSETTLED)
-        self.pinned = PullAnswer(status=200, body=body, gzipped=zipped, etag=etag, cache_control=pinned)
-        self.current = PullAnswer(status=200, body=body, gzipped=zipped, etag=etag, cache_control=current)
+        shared = dict(status=200, body=body, gzipped=zipped, etag=etag, content_type=content_type)
+        self.pinned = PullAnswer(**shared, cache_control=pinned)
+        self.current = PullAnswer(**shared, cache_control=current)
         self.size = len(body) + len(zipped)
         self.expires = expires
 
@@ -71,6 +79,7 @@ class ReplayCache:
         self._built: OrderedDict[tuple[int, int, int], Built] = OrderedDict()
         self._bytes = 0
         self._building: dict[tuple[int, int, int], threading.Lock] = {}
+        self._composed: dict[tuple, Built] = {}
 
     def state(self, broadcast_id: int, *, newer_than: int | None = None) -> BroadcastState:
         """The broadcast's state, at most STATE_TTL_S old; NotFound if none."""
@@ -106,6 +115,35 @@ class ReplayCache:
                 raise NotFound(f"v: segment {index} has no version {version} (now {current})", field="v")
         built = self._get_or_build(state, index, current)
         return built.pinned if version == current else built.current
+
+    def items(self, broadcast_id: int) -> tuple[BroadcastState, list[dict]]:
+        """The broadcast's state and every segment's ``items`` columns, from the built segments."""
+        state = self.state(broadcast_id)
+        return state, [
+            orjson.loads(self._get_or_build(state, index, version).pinned.body)["items"]
+            for index, version in enumerate(state.versions)
+        ]
+
+    def composed(
+        self, broadcast_id: int, kind: tuple, build: Callable[[BroadcastState, list[dict]], bytes], content_type: str
+    ) -> PullAnswer:
+        """An answer made from all of a broadcast's segments (another
+        player's format), kept until a segment's version changes."""
+        state = self.state(broadcast_id)
+        key = (broadcast_id, kind, state.versions)
+        built = self._composed.get(key)
+        if built is None or (built.expires and self._monotonic() >= built.expires):
+            state, items = self.items(broadcast_id)
+            settled = state.settled(self._now_ms())
+            body = build(state, items)
+            etag = f'"c{broadcast_id}-{zlib.crc32(repr(key).encode()):08x}"'
+            expires = 0.0 if settled else self._monotonic() + UNSETTLED_TTL_S
+            built = Built(body, etag, settled=settled, expires=expires, content_type=content_type)
+            with self._lock:
+                if len(self._composed) >= MAX_COMPOSED:
+                    self._composed.pop(next(iter(self._composed)))
+                self._composed[key] = built
+        return built.current
 
     def _cached(self, key) -> Built | None:
         built = self._built.get(key)
@@ -148,6 +186,7 @@ class ReplayCache:
         with self._lock:
             self._states.clear()
             self._built.clear()
+            self._composed.clear()
             self._bytes = 0
 
 

@@ -86,6 +86,8 @@ def read_state(broadcast_id: int, *, now_ms: int | None = None) -> BroadcastStat
 
 def state_of(broadcast: Broadcast, written: dict[int, int], *, now_ms: int | None = None) -> BroadcastState:
     count = segment_count(broadcast, clock.now_ms() if now_ms is None else now_ms)
+    # Comments sent on a recording that runs past the chat's end.
+    count = max(count, max(written, default=-1) + 1)
     floor = broadcast.offset_revision
     return BroadcastState(
         id=broadcast.pk,

@@ -152,6 +152,8 @@ class SendFastPath:
             or not path.endswith(SUFFIX)
             or environ.get("QUERY_STRING")
             or not environ.get("HTTP_AUTHORIZATION", "").startswith(BEARER)
+            # Another site's page: Django answers, with its CORS headers (danmaku_site.cors).
+            or "HTTP_ORIGIN" in environ
             or not host_allowed(environ, forwarded_host=self._forwarded_host, remembered=self._hosts)
         ):
             return None

@@ -80,6 +80,8 @@ MIDDLEWARE = [
     # Outermost: counts every pull and send answer, whoever produced it.
     "danmaku_site.ops.count_api_outcomes",
     "infra.servedby.served_by",
+    # Before the rest: a preflight needs no session, CSRF or auth.
+    "danmaku_site.cors.cors_sends",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -96,6 +98,7 @@ MIDDLEWARE = [
 # pull on the wire and three headers more for nginx to parse on every cache
 # hit. nosniff and Content-Length stay.
 MIDDLEWARE_NOT_ON_PULL_NODES = (
+    "danmaku_site.cors.cors_sends",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -12,6 +12,7 @@ from django.urls import path, re_path
 from django.views.static import serve
 
 from danmaku import views
+from danmaku.dplayerapi import dplayer_v3
 from danmaku_site import ops
 from danmaku_site.api import api
 from infra.csp import content_security_policy
@@ -32,6 +33,8 @@ if settings.DANMAKU_ROLE in ("send", "all"):
         path("accounts/logout/", content_security_policy(auth_views.LogoutView.as_view()), name="logout"),
         path("rooms/<slug:slug>/", views.room_page, name="room-page"),
         path("moderate/<slug:slug>/", moderation_views.console, name="moderation-console"),
+        # DPlayer's own API shape, for pages embedding DPlayer (docs/replay.md).
+        path("api/dplayer/v3/", dplayer_v3, name="dplayer-v3"),
         path("", views.index, name="index"),
     ]
 

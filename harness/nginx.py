@@ -152,7 +152,7 @@ def render_config(
             1,
         ),
         ("temp paths", r"^(\s*(\w+)_temp_path\s+)[^;\s]+", rf"\g<1>{prefix}/temp_\g<2>", 5),
-        ("cache path", r"^(\s*proxy_cache_path\s+)\S+", rf"\g<1>{prefix}/cache", 1),
+        ("cache paths", r"^(\s*proxy_cache_path\s+)\S*/(\S+)", rf"\g<1>{prefix}/cache/\g<2>", 2),
         ("upstream servers", r"^(\s*server\s+)[^{;\s][^;\s]*", rf"\g<1>{upstream}", 2),
         ("listen address", r"^(\s*listen\s+)[^;\s]+", rf"\g<1>{listen}", 1),
     ]
@@ -230,6 +230,7 @@ def nginx(
         # they must be able to reach the cache, temp and static directories.
         prefix.chmod(0o755)
         (prefix / "logs").mkdir()
+        (prefix / "cache").mkdir()
         static_dir = None
         if static_files:
             static_dir = prefix / "static"

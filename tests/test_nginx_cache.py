@@ -415,3 +415,48 @@ def test_an_answer_larger_than_the_hit_buffer_is_a_byte_identical_hit():
         answers = [fetch(front.pull_url("large") + "?after=0-9", GZIP) for _ in range(2)]
     assert [a.cache for a in answers] == ["MISS", "HIT"]
     assert [a.body for a in answers] == [body, body]
+
+
+def test_replay_reads_are_shared_for_as_long_as_the_app_says(stack):
+    """A versioned segment is kept (immutable); an unversioned one and the
+    listing for the app's 2 s; a send on the recording passes untouched."""
+    made = stack.app.manage(
+        "shell",
+        "-c",
+        "from danmaku.models import Broadcast, Danmaku, Room\nfrom infra import clock\n"
+        f"room = Room.objects.get(slug={ROOM!r})\nnow = clock.now_ms()\n"
+        "b = Broadcast.objects.create(room=room, started_at_ms=now - 120_000, ended_at_ms=now - 60_000)\n"
+        "user = Danmaku.objects.filter(room=room).values_list('user_id', flat=True).first()\n"
+        "from django.contrib.auth import get_user_model\n"
+        "user = user or get_user_model().objects.first().pk\n"
+        "Danmaku.objects.create(room=room, user_id=user, text='on the tape', ts_ms=now - 110_000, in_stream=True)\n"
+        "print(b.pk)",
+    )
+    broadcast_id = int(made.strip().splitlines()[-1])
+    base = stack.front.base_url
+    listing = fetch(f"{base}/api/v1/rooms/{ROOM}/broadcasts", GZIP)
+    assert (listing.status, listing.cache) == (200, "MISS"), stack.front.log_tail()
+    assert listing.headers["Cache-Control"] == "public, max-age=2"
+    version = next(row for row in listing.json() if row["id"] == broadcast_id)["segments"][0]
+
+    url = f"{base}/api/v1/broadcasts/{broadcast_id}/danmaku?segment=0&v={version}"
+    first, second = fetch(url, GZIP), fetch(url, GZIP)
+    assert (first.status, first.cache, second.cache) == (200, "MISS", "HIT")
+    assert first.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert first.headers["Access-Control-Allow-Origin"] == "*"
+    assert second.json()["items"]["text"] == ["on the tape"]
+    assert stack.upstream_requests(f"/api/v1/broadcasts/{broadcast_id}/danmaku?segment=0&v={version} ") == 1
+
+    xml = f"{base}/api/v1/broadcasts/{broadcast_id}/danmaku.xml"
+    assert [fetch(xml, GZIP).cache for _ in range(2)] == ["MISS", "HIT"]
+    dplayer = f"{base}/api/dplayer/v3/?id={broadcast_id}&max=10"
+    assert [fetch(dplayer, IDENTITY).cache for _ in range(2)] == ["MISS", "HIT"]
+
+    refused = fetch(
+        f"{base}/api/v1/broadcasts/{broadcast_id}/danmaku",
+        {"Content-Type": "application/json"},
+        method="POST",
+        body=json.dumps({"text": "no token", "progress_ms": 1}).encode(),
+    )
+    assert refused.status == 401  # reached the app, not the cache
+    assert refused.cache is None

@@ -14,6 +14,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='broadcast',
             name='recording_url',
-            field=models.URLField(blank=True, help_text='The recording, https only; empty: the comments play over the backdrop.', max_length=500, validators=[danmaku.models.validate_recording_url]),
+            field=models.URLField(blank=True, help_text='The recording (https); empty: the comments play over the backdrop.', max_length=500, validators=[danmaku.models.validate_recording_url]),
         ),
     ]

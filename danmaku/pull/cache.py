@@ -161,6 +161,7 @@ class PullAnswer:
     gzipped: bytes | None = None
     etag: str = ""
     cache_control: str = "no-store"
+    content_type: str = "application/json"
     http: list | None = field(default=None, compare=False)
     # The room's meter, counted once per request served (None: an error,
     # counted only by status, or PullConfig.meter_pulls off), and the

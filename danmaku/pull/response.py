@@ -118,7 +118,7 @@ def _build(answer: PullAnswer, form: int) -> HttpAnswer:
     gzipped = form in (_GZIP, _GZIP_304)
     not_modified = form in (_IDENTITY_304, _GZIP_304)
     body = answer.gzipped if gzipped else answer.body
-    headers = [] if not_modified else [("Content-Type", CONTENT_TYPE)]
+    headers = [] if not_modified else [("Content-Type", answer.content_type)]
     # A 304 may carry the length of the answer it stands for (RFC 9110
     # 8.6); it keeps Django from adding a wrong "0".
     headers.append(("Content-Length", str(len(body))))

@@ -268,7 +268,7 @@ def test_a_comment_on_the_recording_is_refused_clearly(client, room, auth_header
     clock.at(START_MS + 60_000)
     broadcast_stop(room=room)
 
-    beyond = recording_send(client, live.pk, auth_headers, text="past the end", progress_ms=61_000)
+    beyond = recording_send(client, live.pk, auth_headers, text="past a day", progress_ms=86_400_001)
     assert beyond.status_code == 400
     assert beyond.json()["errors"][0]["field"] == "progress_ms"
     for body in ({"text": "no time"}, {"text": "negative", "progress_ms": -1}, {"text": "x", "progress_ms": "soon"}):
@@ -309,3 +309,15 @@ def test_recording_urls_are_https_unless_tests_allow_http_on_this_host(settings,
     else:
         with pytest.raises(InvalidInput, match="recording_url"):
             broadcast_stop(room=room, recording_url=url)
+
+
+def test_a_recording_longer_than_the_chat_takes_comments_past_its_end(client, room, auth_headers, clock):
+    broadcast, _ = record_show(room, client, auth_headers, clock, {}, length_ms=60_000)
+    assert len(detail(client, broadcast.pk)["segments"]) == 1
+    late = 2 * SEGMENT_MS + 61_000
+    sent = recording_send(client, broadcast.pk, auth_headers, text="the encore", progress_ms=late)
+    assert sent.status_code == 201, sent.content
+    new_state_read()
+    versions = detail(client, broadcast.pk)["segments"]
+    assert len(versions) == 3
+    assert texts_and_progress(segment(client, broadcast.pk, 2, versions[2])) == [("the encore", late)]
