@@ -32,6 +32,7 @@ if settings.DANMAKU_ROLE in ("send", "all"):
         path("accounts/login/", content_security_policy(auth_views.LoginView.as_view()), name="login"),
         path("accounts/logout/", content_security_policy(auth_views.LogoutView.as_view()), name="logout"),
         path("rooms/<slug:slug>/", views.room_page, name="room-page"),
+        path("broadcasts/<int:pk>/", views.broadcast_page, name="broadcast-page"),
         path("moderate/<slug:slug>/", moderation_views.console, name="moderation-console"),
         # DPlayer's own API shape, for pages embedding DPlayer (docs/replay.md).
         path("api/dplayer/v3/", dplayer_v3, name="dplayer-v3"),

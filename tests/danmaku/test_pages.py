@@ -16,9 +16,12 @@ from infra.csp import PAGE_CSP
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
 
 
-@pytest.mark.parametrize("path", ["/", "/rooms/live/", "/accounts/login/"])
+@pytest.mark.parametrize("path", ["/", "/rooms/live/", "/accounts/login/", "/broadcasts/{broadcast}/"])
 def test_page_sends_a_csp_that_forbids_inline_scripts(client, room, path):
-    response = client.get(path)
+    from danmaku.models import Broadcast
+
+    broadcast = Broadcast.objects.create(room=room, started_at_ms=1_000, ended_at_ms=61_000)
+    response = client.get(path.format(broadcast=broadcast.pk))
 
     assert response.status_code == 200
     csp = response["Content-Security-Policy"]
@@ -45,7 +48,7 @@ def test_room_page_has_no_inline_script_and_loads_room_js(client, room):
     assert 'id="status"' in html
 
 
-PAGE_MODULES = ["room.js", "overlay.js", "poller.js", "sendbox.js", "controls.js", "backdrop.js"]
+PAGE_MODULES = ["room.js", "replay.js", "overlay.js", "poller.js", "sendbox.js", "controls.js", "backdrop.js"]
 HTML_SINKS = [b"innerHTML", b"outerHTML", b"insertAdjacentHTML", b"document.write", b"eval(", b"new Function"]
 
 

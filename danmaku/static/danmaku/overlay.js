@@ -31,6 +31,7 @@ export class Overlay {
     this.blocked = [];
     this.dropped = 0;
     this.echoes = new Set(); // our own comments on screen the server has not numbered yet
+    this.generation = 0; // bumped by clear(): comments scheduled before it are not shown
   }
 
   // -- viewer settings --------------------------------------------------
@@ -56,8 +57,9 @@ export class Overlay {
 
   // A comment from the server, shown after delayMs (its place in the replay).
   schedule(comment, delayMs) {
-    const due = performance.now() + delayMs;
+    const due = performance.now() + delayMs, generation = this.generation;
     const attempt = () => {
+      if (generation !== this.generation) return;
       if (this.retracted.has(comment.id) || this.byId.has(comment.id)) return;
       if (this.paused || this.isBlocked(comment.text)) return;
       if (this.maxOnScreen && this.stage.childElementCount >= this.maxOnScreen) { this.dropped++; return; }
@@ -103,6 +105,13 @@ export class Overlay {
     if (el) this.drop(el);
   }
 
+  // Take every comment off the screen, and forget those still waiting to be
+  // shown (a replay that jumps to another time starts over from there).
+  clear() {
+    this.generation++;
+    for (const el of [...this.stage.children]) this.drop(el);
+    this.rows = [];
+  }
 
   // -- layout -----------------------------------------------------------
 

@@ -1,17 +1,23 @@
 // The send box: local echo at once, then the server's answer in words.
 
 const MODES = {scroll: 0, top: 1, bottom: 2};
-const FIELD_NAMES = {text: "Comment", color: "Colour", mode: "Position", client_id: "Request"};
+const FIELD_NAMES = {text: "Comment", color: "Colour", mode: "Position", client_id: "Request", progress_ms: "Playback time"};
 
 export class SendBox {
   // overlay: the Overlay; mine: ids of our comments the server accepted,
-  // which the pull loop must not show a second time.
-  constructor(form, status, {url, overlay, mine}) {
+  // which the pull loop must not show a second time. Optional: extra(), more
+  // fields for the request's body, read at each send (the replay page's
+  // playback time); onSent(comment), told of each comment the server took
+  // (201) with those fields; notFound, what a 404 means.
+  constructor(form, status, {url, overlay, mine, extra = null, onSent = null, notFound = "This room does not exist."}) {
     this.form = form;
     this.status = status;
     this.url = url;
     this.overlay = overlay;
     this.mine = mine;
+    this.extra = extra;
+    this.onSent = onSent;
+    this.notFound = notFound;
     this.button = form.querySelector("button");
     this.countdown = null;
     this.pending = null; // {text, clientId}: resending the same text reuses its key
@@ -26,7 +32,9 @@ export class SendBox {
     const mode = String(data.get("mode") || "scroll");
     if (!this.pending || this.pending.text !== text) this.pending = {text, clientId: newClientId()};
     const {clientId} = this.pending;
-    const echo = this.overlay.echo({id: null, text, color: parseInt(color.slice(1), 16), mode: MODES[mode] ?? 0});
+    const extra = this.extra ? this.extra() : {};
+    const comment = {id: null, text, color: parseInt(color.slice(1), 16), mode: MODES[mode] ?? 0};
+    const echo = this.overlay.echo(comment);
     this.say("", "");
     let response, body;
     try {
@@ -34,7 +42,7 @@ export class SendBox {
         method: "POST",
         credentials: "same-origin",
         headers: {"Content-Type": "application/json", "X-CSRFToken": String(data.get("csrfmiddlewaretoken"))},
-        body: JSON.stringify({text, color, mode, client_id: clientId}),
+        body: JSON.stringify({text, color, mode, client_id: clientId, ...extra}),
       });
       body = await response.json().catch(() => ({}));
     } catch (error) {
@@ -45,6 +53,7 @@ export class SendBox {
     if (response.status === 201) {
       this.mine.add(body.id);
       if (echo) this.overlay.adopt(echo, body.id);
+      if (this.onSent) this.onSent({...comment, ...extra, id: body.id, status: body.status});
       this.pending = null;
       this.form.elements.text.value = "";
       const held = body.status === "held" || body.status === "sender_only";
@@ -83,7 +92,10 @@ export class SendBox {
         else this.say("error", "You cannot send here: " + detail);
         return;
       case 404:
-        this.say("error", "This room does not exist.");
+        this.say("error", this.notFound);
+        return;
+      case 409:
+        this.say("error", "You cannot send here: " + detail);
         return;
       case 429:
         this.wait(body.retry_after_ms || 1000, (s) => `Slow mode: you can send again in ${s} s.`);
