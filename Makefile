@@ -39,8 +39,15 @@ run: $(VENV)/.runtime
 # and exits within one pause once gunicorn is gone, however it stopped.
 	exec env DANMAKU_BIND=$(HOST_PORT) sh -c '$(PY) manage.py demo_sender --if-enabled --stop-with-parent & exec $(BIN)/gunicorn -c danmaku_site/gunicorn.conf.py'
 
+# The third-party players the browser tests in tests/players embed (DPlayer,
+# ArtPlayer), pinned in package-lock.json; installed again only when it changes.
+PLAYERS := tests/players
+$(PLAYERS)/node_modules/.installed: $(PLAYERS)/package.json $(PLAYERS)/package-lock.json
+	npm ci --prefix $(PLAYERS) --no-audit --no-fund
+	touch $@
+
 # The whole suite, lint included. .ci/run calls exactly this.
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(PLAYERS)/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
@@ -67,4 +74,4 @@ bench-crowd: $(VENV)/.dev
 	$(PY) bench/crowd.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis $(PLAYERS)/node_modules

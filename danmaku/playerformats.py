@@ -8,6 +8,7 @@ Pure Python (no Django): it turns replay segments' columns (the
 from __future__ import annotations
 
 import heapq
+import html
 import re
 from collections.abc import Iterable, Iterator
 from xml.sax.saxutils import escape, quoteattr
@@ -43,12 +44,18 @@ def comments(segments: Iterable[dict]) -> Iterator[tuple[int, int, int, int, int
 
 def dplayer_read(segments: Iterable[dict], limit: int | None) -> bytes:
     """DPlayer's read answer: ``{"code": 0, "data": [[time_s, type, color, author, text], ...]}``,
-    the ``limit`` most recent comments (by id: the order they were accepted) in playback order."""
+    the ``limit`` most recent comments (by id: the order they were accepted) in playback order,
+    author and text HTML-escaped."""
     rows = list(comments(segments))
     if limit is not None and len(rows) > limit:
         kept = {row[1] for row in heapq.nlargest(limit, rows, key=lambda row: row[1])}
         rows = [row for row in rows if row[1] in kept]
-    data = [[progress / 1000, mode, color, nick, text] for progress, _, mode, color, _, nick, text in rows]
+    # DPlayer puts author and text into the page with innerHTML: in its
+    # format they are HTML, so ours are escaped (a comment is plain text).
+    data = [
+        [progress / 1000, mode, color, html.escape(nick), html.escape(text)]
+        for progress, _, mode, color, _, nick, text in rows
+    ]
     return orjson.dumps({"code": 0, "data": data})
 
 

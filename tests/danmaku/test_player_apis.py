@@ -56,7 +56,8 @@ def test_dplayer_reads_a_broadcast_in_its_own_shape(client, show):
     assert body["code"] == 0
     assert body["data"] == [
         [1.0, 0, 0xFFFFFF, "viewer", "first"],
-        [2.5, 0, 0xFFFFFF, "viewer", "<b>bold & bad</b>"],
+        # DPlayer renders text with innerHTML: ours goes out escaped.
+        [2.5, 0, 0xFFFFFF, "viewer", "&lt;b&gt;bold &amp; bad&lt;/b&gt;"],
         [(SEGMENT_MS + 500) / 1000, 1, 0xFF0000, "viewer", "later"],
     ]
 
@@ -64,7 +65,7 @@ def test_dplayer_reads_a_broadcast_in_its_own_shape(client, show):
 def test_max_and_limit_keep_the_most_recent_in_playback_order(client, show):
     broadcast, _ = show
     latest = [row[4] for row in client.get(DPLAYER, {"id": broadcast.pk, "max": 2}).json()["data"]]
-    assert latest == ["<b>bold & bad</b>", "later"]
+    assert latest == ["&lt;b&gt;bold &amp; bad&lt;/b&gt;", "later"]
     assert client.get(DPLAYER, {"id": broadcast.pk, "limit": 1}).json()["data"][0][4] == "later"
 
 
