@@ -24,6 +24,8 @@ DPLAYER_TYPES = {"right": 0, "top": 1, "bottom": 2}
 FONT_SIZE = 25
 # Characters XML 1.0 cannot carry at all, even escaped; the send path
 # refuses control characters, but older rows may hold them.
+# A parser reads a raw CR as a line feed; written as a reference it stays.
+CARRIAGE_RETURN = {"\r": "&#13;"}
 XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -72,6 +74,6 @@ def bilibili_xml(segments: Iterable[dict], *, broadcast_id: int, started_at_ms: 
     for progress, danmaku_id, mode, color, user, _, text in comments(segments):
         ts = (started_at_ms + progress - offset_ms) // 1000
         p = f"{progress / 1000:.3f},{BILIBILI_MODES[mode]},{FONT_SIZE},{color},{ts},0,{user},{danmaku_id}"
-        parts.append(f"<d p={quoteattr(p)}>{escape(XML_ILLEGAL.sub('', text))}</d>")
+        parts.append(f"<d p={quoteattr(p)}>{escape(XML_ILLEGAL.sub('', text), CARRIAGE_RETURN)}</d>")
     parts.append("</i>")
     return "".join(parts).encode()
