@@ -259,6 +259,22 @@ def test_database_backend_applies_slow_mode_then_room_cap(settings):
     assert at(now + 1100, 1) == Allowance()
 
 
+@pytest.mark.django_db
+def test_database_backend_counts_a_send_stamped_just_before_a_newer_seconds_first(settings):
+    # Two sends race across a second's end: the later-stamped one moves the
+    # room's row on first. The earlier one counts in the newer second; it is
+    # not refused as if the room were full.
+    settings.REDIS_URL = ""
+    room, now = fresh_room(), 1_700_000_000_999
+
+    def at(ms: int, user_id: int) -> Allowance:
+        return take_send(room_id=room, user_id=user_id, interval_ms=0, cap_per_second=2, now_ms=ms)
+
+    assert at(now + 1, 1) == Allowance()
+    assert at(now, 2) == Allowance()
+    assert at(now, 3) == Allowance(room_busy=True)  # the newer second holds 2 now
+
+
 # -- copies of one send (same client_id) ----------------------------------------------------
 
 
