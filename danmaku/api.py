@@ -11,7 +11,7 @@ from danmaku.auth import send_auth
 from danmaku.pull.cache import PullAnswer
 from danmaku.pull.response import AFTER_MAX_LENGTH, HttpAnswer, count, respond
 from danmaku.schemas import DanmakuIn, ErrorOut, NotBroadcastOut, PullOut, RateLimitedOut, SendOut
-from danmaku.send import danmaku_send
+from danmaku.send import SendOutcome, danmaku_send
 
 PATH = "/rooms/{room}/danmaku"
 
@@ -67,6 +67,11 @@ def send(request: HttpRequest, room: str, payload: DanmakuIn):
         mode=payload.mode,
         client_id=payload.client_id,
     )
+    return send_answer(outcome)
+
+
+def send_answer(outcome: SendOutcome) -> Status:
+    """201 with the comment, or 202 when the room's cap discarded it."""
     if not outcome.broadcast:
         return Status(202, {"broadcast": False, "reason": "room_busy"})
     return Status(201, {"id": outcome.danmaku.id, "status": outcome.danmaku.status})

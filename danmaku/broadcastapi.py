@@ -5,10 +5,10 @@ nodes read none). See docs/replay.md."""
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Query, Router, Schema, Status
+from ninja import Query, Router, Schema
 from pydantic import Field
 
-from danmaku.api import SEND_OPERATION, serve_shared
+from danmaku.api import SEND_OPERATION, send_answer, serve_shared
 from danmaku.broadcasts import BroadcastRow, broadcast_row, room_broadcasts
 from danmaku.playerformats import bilibili_xml
 from danmaku.replaycache import CURRENT, replay_cache
@@ -158,6 +158,4 @@ def send_on_recording(request: HttpRequest, broadcast_id: int, payload: Recordin
         mode=payload.mode,
         client_id=payload.client_id,
     )
-    if not outcome.broadcast:
-        return Status(202, {"broadcast": False, "reason": "room_busy"})
-    return Status(201, {"id": outcome.danmaku.id, "status": outcome.danmaku.status})
+    return send_answer(outcome)

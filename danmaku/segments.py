@@ -21,6 +21,7 @@ from django.db.models import F, Q
 
 from danmaku.identity import avatar_url, display_nick
 from danmaku.models import Broadcast, Danmaku, ReplaySegment
+from danmaku.store import ITEM_FIELDS
 from infra import clock
 
 SEGMENT_MS = 360_000
@@ -29,18 +30,8 @@ SEGMENT_MS = 360_000
 SETTLE_MS = 5_000
 # The longest playback time a comment on a recording may give.
 MAX_PROGRESS_MS = 86_400_000
-SEGMENT_FIELDS = (
-    "id",
-    "ts_ms",
-    "progress_ms",
-    "color",
-    "mode",
-    "user_id",
-    "text",
-    "user__username",
-    "user__viewer_profile__nickname",
-    "user__viewer_profile__avatar_thumb",
-)
+# A pull item's fields (the room apart) and the playback time of a comment sent on the recording.
+SEGMENT_FIELDS = (*(name for name in ITEM_FIELDS if name != "room_id"), "progress_ms")
 
 
 @dataclass(frozen=True)

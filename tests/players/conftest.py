@@ -20,7 +20,7 @@ import pytest
 from harness.local import free_port
 from harness.recording import recording_file
 from harness.services import CHROMIUM_ARGS, require_chromium, services_required
-from tests.pages.conftest import VIEWPORT, JsProblems, watch_js_problems
+from tests.pages.conftest import js_problems, page
 
 PLAYERS_DIR = Path(__file__).resolve().parent
 NODE_MODULES = PLAYERS_DIR / "node_modules"
@@ -160,17 +160,5 @@ def browser() -> Iterator[object]:
             browser.close()
 
 
-@pytest.fixture
-def js_problems() -> JsProblems:
-    return JsProblems()
-
-
-@pytest.fixture
-def page(browser, js_problems: JsProblems) -> Iterator[object]:
-    context = browser.new_context(viewport=VIEWPORT)
-    try:
-        page = context.new_page()
-        watch_js_problems(page, js_problems)
-        yield page
-    finally:
-        context.close()
+# The pages' fixtures, on this package's browser (autoplay allowed).
+__all__ = ["js_problems", "page"]
