@@ -8,7 +8,10 @@ A site on another origin (tests/players/conftest.py) embeds the players:
   answers for DANMAKU_CORS_ORIGINS), which then is in the replay and in the
   moderators' listing. From an origin not listed the browser refuses the send.
 - ArtPlayer's danmuku plugin loading the broadcast's Bilibili XML shows the
-  same comments at their times.
+  same comments at their times; its own send box, wired to our API by
+  danmaku/static/danmaku/artplayer-send.js (its beforeEmit), sends one at
+  the video's time, which then is in the replay and in the moderators'
+  listing; a comment the server refuses is not shown and stays in the box.
 - DPlayer's live mode fed by our adapter (danmaku/static/danmaku/dplayer-live.js)
   shows a comment sent to the room within the poll interval, polling no
   faster than next_ms; its comment box sends to the room, shown once.
@@ -219,17 +222,32 @@ const loading = setInterval(() => {
     )
 
 
-def artplayer_page(show: Show) -> str:
-    config = {"xml": f"{show.origin}/api/v1/broadcasts/{show.broadcast}/danmaku.xml"}
+def artplayer_page(show: Show, *, token: str | None = None) -> str:
+    config = {
+        "xml": f"{show.origin}/api/v1/broadcasts/{show.broadcast}/danmaku.xml",
+        "origin": show.origin,
+        "broadcast": show.broadcast,
+        "token": token or show.player_token,
+    }
     return _page(
         config,
-        ["/vendor/artplayer/dist/artplayer.js", "/vendor/artplayer-plugin-danmuku/dist/artplayer-plugin-danmuku.js"],
+        [
+            "/vendor/artplayer/dist/artplayer.js",
+            "/vendor/artplayer-plugin-danmuku/dist/artplayer-plugin-danmuku.js",
+            f"{show.origin}/static/danmaku/artplayer-send.js",
+        ],
         """
+// What our script told the page of each send it refused.
+window.refusals = [];
+const beforeEmit = DanmakuArtplayer.beforeEmit({
+  origin: CONFIG.origin, broadcast: CONFIG.broadcast, token: CONFIG.token,
+  onError: (message, {status}) => refusals.push({message, status}),
+});
 const art = window.art = new Artplayer({
   container: '#player',
   url: '/video.webm',
   muted: true,
-  plugins: [artplayerPluginDanmuku({danmuku: CONFIG.xml, speed: 5})],
+  plugins: [artplayerPluginDanmuku({danmuku: CONFIG.xml, speed: 5, beforeEmit})],
 });
 art.on('artplayerPluginDanmuku:loaded', queue => { window.loaded = queue.length; });
 watchEmitted(art.template.$danmuku, art.video);
@@ -307,6 +325,18 @@ def send_from_dplayer_box(page, text: str, *, color: str | None = None, type_: s
             page.click(f'.dplayer-comment-setting-type input[value="{type_}"] + span')
     page.fill(".dplayer-comment-input", text)
     page.press(".dplayer-comment-input", "Enter")
+
+
+def send_from_artplayer_box(page, text: str, *, color: str, mode: int) -> None:
+    """As a viewer would: pick colour and mode in the plugin's style panel
+    (it opens on hover), type in its box, press Enter."""
+    page.hover("#player")
+    page.hover(".apd-style")
+    page.click(f'.apd-style-mode .apd-mode[data-mode="{mode}"]')
+    page.hover(".apd-style")
+    page.click(f'.apd-color[data-color="{color}"]')
+    page.fill(".apd-input", text)
+    page.press(".apd-input", "Enter")
 
 
 def moderators_listing(show: Show) -> list[dict]:
@@ -393,6 +423,65 @@ def test_artplayer_shows_the_broadcasts_xml_comments_at_their_playback_times(sho
     play_until(page, show.watch_until, "art.video")
     assert_shown_on_time(page, show)
     assert js_problems.all() == []
+
+
+def test_artplayer_send_box_sends_on_the_recording_at_the_videos_time(show, site, page, js_problems):
+    page.goto(site.put("artplayer.html", artplayer_page(show)))
+    wait_loaded(page, js_problems)
+    play_until(page, 1.0, "art.video")
+    text = f"from artplayer {uuid.uuid4().hex[:6]}"
+    send_url = f"{show.origin}/api/v1/broadcasts/{show.broadcast}/danmaku"
+    # Sent while the video plays: the plugin reads its time at the press.
+    before = page.evaluate("art.currentTime")
+    with page.expect_response(lambda r: r.url == send_url and r.request.method == "POST") as sent:
+        send_from_artplayer_box(page, text, color="#FE0302", mode=1)
+    after = page.evaluate("art.currentTime")
+    assert sent.value.status == 201, sent.value.text()
+    body = sent.value.request.post_data_json
+    assert sent.value.request.headers["authorization"] == f"Bearer {show.player_token}"
+    # The plugin's upper-case palette colour and mode 1 (top), in our API's words.
+    assert {k: body[k] for k in ("text", "color", "mode")} == {"text": text, "color": "#fe0302", "mode": "top"}
+    assert before * 1000 - 1 <= body["progress_ms"] <= after * 1000 + 1, (before, body, after)
+    assert 1 <= len(body["client_id"]) <= 64
+    # The plugin shows it (beforeEmit said yes), clears its box and locks it for lockTime.
+    page.wait_for_function("text => seen.some(s => s.text === text)", arg=text, timeout=PLAYBACK_TIMEOUT_MS)
+    assert page.input_value(".apd-input") == ""
+    assert "apd-lock" in page.get_attribute(".apd-send", "class")
+
+    stored = [i for i in segment_items(show.server, show.broadcast) if i["text"] == text]
+    assert len(stored) == 1, stored
+    assert stored[0]["progress_ms"] == body["progress_ms"]
+    assert (stored[0]["mode"], stored[0]["color"]) == (1, 0xFE0302)
+    listed = [c for c in moderators_listing(show) if c["text"] == text]
+    assert [(c["username"], c["status"]) for c in listed] == [("viewer", "published")]
+    assert [s["text"] for s in seen(page)].count(text) == 1
+    assert page.evaluate("refusals") == []
+    assert js_problems.all() == []
+
+
+def test_artplayer_send_box_keeps_a_refused_comment_off_the_screen(show, site, page, js_problems):
+    page.goto(site.put("artplayer.html", artplayer_page(show, token="not-a-token")))
+    wait_loaded(page, js_problems)
+    play_until(page, 0.5, "art.video")
+    text = f"refused {uuid.uuid4().hex[:6]}"
+    send_url = f"{show.origin}/api/v1/broadcasts/{show.broadcast}/danmaku"
+    with page.expect_response(lambda r: r.url == send_url and r.request.method == "POST") as sent:
+        send_from_artplayer_box(page, text, color="#FFFFFF", mode=0)
+    assert sent.value.status == 401, sent.value.text()
+    # Either way beforeEmit settles: a refusal is told, an acceptance locks the send button.
+    settled = "refusals.length > 0 || document.querySelector('.apd-send').classList.contains('apd-lock')"
+    page.wait_for_function(settled, timeout=REFUSAL_TIMEOUT_MS)
+    # The server's own words reach the page; the plugin keeps the text and stays unlocked.
+    assert page.evaluate("refusals") == [{"message": sent.value.json()["detail"], "status": 401}]
+    assert page.input_value(".apd-input") == text
+    assert "apd-lock" not in page.get_attribute(".apd-send", "class")
+    # The plugin would show an accepted comment within a frame or two of the answer.
+    page.wait_for_timeout(500)
+    assert text not in [s["text"] for s in seen(page)]
+    assert text not in {i["text"] for i in segment_items(show.server, show.broadcast)}
+    # Chromium itself logs the refused request; nothing else went wrong.
+    assert js_problems.page_errors == []
+    assert all("status of 401" in e for e in js_problems.console_errors), js_problems.all()
 
 
 # -- DPlayer's live mode through our adapter ----------------------------------------------
