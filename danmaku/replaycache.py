@@ -23,6 +23,7 @@ from danmaku.errors import NotFound
 from danmaku.pull.cache import PullAnswer
 from danmaku.segments import BroadcastState
 from infra import clock
+from infra.metrics import REPLAY_BUILDS
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 # An answer that is not addressed by its version: new readers see a change
@@ -135,7 +136,8 @@ class ReplayCache:
         if built is None or (built.expires and self._monotonic() >= built.expires):
             state, items = self.items(broadcast_id)
             settled = state.settled(self._now_ms())
-            body = build(state, items)
+            with REPLAY_BUILDS.labels(kind=kind[0]).time():
+                body = build(state, items)
             etag = f'"c{broadcast_id}-{zlib.crc32(repr(key).encode()):08x}"'
             expires = 0.0 if settled else self._monotonic() + UNSETTLED_TTL_S
             built = Built(body, etag, settled=settled, expires=expires, content_type=content_type)
@@ -163,7 +165,8 @@ class ReplayCache:
             built = self._cached(key)
             if built is None:
                 settled = state.settled(self._now_ms())
-                body = self._build(state, index, version)
+                with REPLAY_BUILDS.labels(kind="segment").time():
+                    body = self._build(state, index, version)
                 expires = 0.0 if settled else self._monotonic() + UNSETTLED_TTL_S
                 built = Built(body, f'"r{state.id}-{index}-{version}"', settled=settled, expires=expires)
                 self._keep(key, built)

@@ -33,6 +33,12 @@ REFRESH_LAG = Gauge(
 )
 RING_ROOMS = Gauge("danmaku_ring_rooms", "Rooms held in this process's rings.", multiprocess_mode="livesum")
 RING_ITEMS = Gauge("danmaku_ring_items", "Danmaku held in this process's rings.", multiprocess_mode="livesum")
+REPLAY_BUILDS = Histogram(
+    "danmaku_replay_segment_build_seconds",
+    "Time building one replay segment (or another player's format of a broadcast) took, by what was built.",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5),
+)
 REPUBLISHED = Counter("danmaku_republished_total", "Danmaku published to the store after it came back.")
 JOB_ERRORS = Counter("danmaku_job_errors_total", "Background job runs that raised, by job.", ["job"])
 POLL_FEED_LINES = Counter(
