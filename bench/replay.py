@@ -15,8 +15,15 @@ texts. In process, on SQLite in a temporary directory or on the database
 Targets (issue 17): build + gzip <= 200 ms for 6,000 comments, serving runs
 0 queries, gzip at least 40 % smaller.
 
+With ``--crowd N``: the same broadcast (over ``--segments`` segments)
+behind the project's gunicorn (2 workers, SQLite), and N viewers opening
+its replay at once (bench/replaycrowd.py), first against segments nobody
+has built, then again against built ones; builds are counted from the
+node's /metrics.
+
     .venv/bin/python bench/replay.py
     .venv/bin/python bench/replay.py --database-url postgres://postgres@127.0.0.1:5432/test
+    (ulimit -n 20000; .venv/bin/python bench/replay.py --crowd 2000 --seconds 10)
 """
 
 from __future__ import annotations
@@ -43,9 +50,16 @@ def main() -> int:
     parser.add_argument("--comments", type=int, default=6000, help="comments in the segment (default 6000)")
     parser.add_argument("--rounds", type=int, default=7, help="timing rounds (default 7)")
     parser.add_argument("--database-url", help="PostgreSQL to run on (default: SQLite in a temporary directory)")
+    parser.add_argument("--crowd", type=int, default=0, help="viewers opening the replay at once behind gunicorn")
+    parser.add_argument("--seconds", type=float, default=10.0, help="--crowd: seconds each run lasts after the storm")
+    parser.add_argument("--segments", type=int, default=3, help="--crowd: segments the comments spread over")
     args = parser.parse_args()
     if not 1 <= args.comments <= 100_000 or not 1 <= args.rounds <= 100:
         parser.error("--comments must be 1-100000 and --rounds 1-100")
+    if args.crowd:
+        if not 1 <= args.crowd <= 20_000 or not 0.5 <= args.seconds <= 600 or not 1 <= args.segments <= 20:
+            parser.error("--crowd must be 1-20000, --seconds 0.5-600, --segments 1-20")
+        return _crowd(args.crowd, args.comments, args.segments, args.seconds)
     with tempfile.TemporaryDirectory(prefix="danmaku-replay-bench-") as var_dir:
         _setup_django(var_dir, args.database_url)
         broadcast_id = _fill(args.comments)
@@ -187,6 +201,63 @@ def _measure(broadcast_id: int, comments: int, rounds: int) -> int:
     for ok, line in verdicts:
         print(f"[{'PASS' if ok else 'FAIL'}] {line}")
     return 0 if all(ok for ok, _ in verdicts) else 1
+
+
+CROWD_FILL = """
+from django.contrib.auth import get_user_model
+from danmaku.models import Broadcast, Danmaku, Room, ViewerProfile
+room = Room.objects.get(slug="replay")
+users = get_user_model().objects.bulk_create(get_user_model()(username=f"rv{n}", password="!") for n in range(200))
+ViewerProfile.objects.bulk_create(ViewerProfile(user=u, nickname=f"viewer {n}") for n, u in enumerate(users))
+started, comments, segments = 1_700_000_000_000, COMMENTS, SEGMENTS
+step = segments * 360_000 / (comments * segments)
+Danmaku.objects.bulk_create((Danmaku(room=room, user=users[n % 200], text=f"comment {n}", ts_ms=started + int(n * step),
+    in_stream=True, checked=True) for n in range(comments * segments)), batch_size=2000)
+print(Broadcast.objects.create(room=room, started_at_ms=started, ended_at_ms=started + segments * 360_000 - 1).pk)
+"""
+
+
+def _crowd(viewers: int, comments: int, segments: int, seconds: float) -> int:
+    import re
+    import urllib.request
+
+    from bench.replaycrowd import run_crowd
+    from harness import local
+
+    with local.gunicorn(room="replay", workers=2, extra_env={"DANMAKU_LOG_LEVEL": "WARNING"}) as app:
+        code = CROWD_FILL.replace("COMMENTS", str(comments)).replace("SEGMENTS", str(segments))
+        broadcast_id = int(app.manage("shell", "-c", code).strip().splitlines()[-1])
+
+        def builds() -> int:
+            with urllib.request.urlopen(f"{app.base_url}/metrics", timeout=10) as answer:
+                text = answer.read().decode()
+            found = re.search(r'danmaku_replay_segment_build_seconds_count\{kind="segment"\} ([0-9.e+]+)', text)
+            return int(float(found[1])) if found else 0
+
+        print(
+            f"replay crowd: {viewers} viewers, each on its own connection, opening a broadcast of "
+            f"{segments} segments x {comments} comments within 1 s, then a segment every ~3 s for {seconds:g} s"
+        )
+        runs = {}
+        for name in ("cold", "warm"):
+            before = builds()
+            run = runs[name] = run_crowd(app.base_url, broadcast_id, viewers=viewers, seconds=seconds)
+            built = builds() - before
+            print(
+                f"  {name}: connected {run.connected}/{viewers}, answers {run.answers} "
+                f"({run.answers / (seconds + 1):.0f}/s, {run.bytes / (seconds + 1) / 1e6:.1f} MB/s), "
+                f"errors {run.errors}, statuses {dict(sorted(run.statuses.items()))}, segments built {built}; "
+                f"first segment p50 {run.percentile(run.first_segment, 0.5) * 1000:.0f} ms, "
+                f"p99 {run.percentile(run.first_segment, 0.99) * 1000:.0f} ms; "
+                f"answer p50 {run.percentile(run.latencies, 0.5) * 1000:.1f} ms, "
+                f"p99 {run.percentile(run.latencies, 0.99) * 1000:.1f} ms"
+            )
+        cold, warm = runs["cold"], runs["warm"]
+        ratio = warm.percentile(warm.first_segment, 0.99) / cold.percentile(cold.first_segment, 0.99)
+        print(f"  warm / cold first-segment p99: {ratio:.2f} (what building once, shared, costs the storm)")
+        ok = all(run.connected == viewers and run.errors == 0 and set(run.statuses) == {200} for run in runs.values())
+        print(f"[{'PASS' if ok else 'FAIL'}] every viewer connected and every answer was a 200, no errors")
+        return 0 if ok else 1
 
 
 if __name__ == "__main__":
