@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import orjson
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 
 from danmaku.identity import avatar_url, display_nick
 from danmaku.models import Broadcast, Danmaku, ReplaySegment
@@ -171,7 +171,11 @@ def offset_changed(broadcast_id: int) -> int:
 
 def comments_changed(danmaku_ids: Iterable[int]) -> None:
     """These comments were published, hidden or restored: new versions for
-    the segments they play in, if any broadcast holds them."""
+    the segments they play in, if an ended broadcast holds them. A live
+    broadcast's segments are rebuilt every second until it has settled
+    (``replaycache.UNSETTLED``) and cached for good only after: versions
+    would only make every released or hidden comment of a live show write
+    the broadcast's row."""
     rows = list(
         Danmaku.objects.filter(pk__in=list(danmaku_ids)).values_list("room_id", "ts_ms", "broadcast_id", "progress_ms")
     )
@@ -184,13 +188,10 @@ def comments_changed(danmaku_ids: Iterable[int]) -> None:
             live[room_id].append(ts_ms)
     for room_id, stamps in live.items():
         low, high = min(stamps), max(stamps)
-        spans = Broadcast.objects.filter(room_id=room_id, started_at_ms__lte=high).filter(
-            Q(ended_at_ms__isnull=True) | Q(ended_at_ms__gte=low)
-        )
+        spans = Broadcast.objects.filter(room_id=room_id, started_at_ms__lte=high, ended_at_ms__gte=low)
         for broadcast in spans:
             for ts_ms in stamps:
-                ended = broadcast.ended_at_ms
-                if broadcast.started_at_ms <= ts_ms and (ended is None or ts_ms <= ended):
+                if broadcast.started_at_ms <= ts_ms <= broadcast.ended_at_ms:
                     touched[broadcast.pk].add(live_progress_ms(broadcast, ts_ms) // SEGMENT_MS)
     for broadcast_id, indexes in touched.items():
         touch(broadcast_id, indexes)

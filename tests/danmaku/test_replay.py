@@ -321,3 +321,23 @@ def test_a_recording_longer_than_the_chat_takes_comments_past_its_end(client, ro
     versions = detail(client, broadcast.pk)["segments"]
     assert len(versions) == 3
     assert texts_and_progress(segment(client, broadcast.pk, 2, versions[2])) == [("the encore", late)]
+
+
+def test_a_hide_during_the_show_writes_no_version_and_the_replay_has_it_hidden(
+    client, room, auth_headers, moderator_headers, clock
+):
+    from danmaku.models import Broadcast, ReplaySegment
+
+    clock.at(START_MS)
+    broadcast_start(room=room)
+    rude = send_live(client, auth_headers, clock, START_MS + 2_000, "rude")
+    send_live(client, auth_headers, clock, START_MS + 3_000, "fine")
+    hidden = post(client, f"{MODERATION}/danmaku/{rude}/hide", moderator_headers, reason="insult")
+    assert hidden.status_code == 200, hidden.content
+    live = Broadcast.objects.get(room=room)
+    assert (live.revision, ReplaySegment.objects.count()) == (0, 0)
+
+    clock.at(START_MS + 60_000)
+    broadcast_stop(room=room)
+    clock.at(START_MS + 60_000 + SETTLE_MS)
+    assert texts_and_progress(segment(client, live.pk, 0)) == [("fine", 3_000)]
