@@ -16,6 +16,7 @@ crowd.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import random
 import time
@@ -65,11 +66,14 @@ class Viewer:
             raise ValueError("answer head too long")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
-        length = 0
+        length, zipped = 0, False
         for line in lines[1:]:
             name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
+            name = name.strip().lower()
+            if name == "content-length":
                 length = int(value.strip())
+            elif name == "content-encoding":
+                zipped = value.strip().lower() == "gzip"
         if length > BODY_LIMIT:
             raise ValueError("answer body too long")
         body = await asyncio.wait_for(self.reader.readexactly(length), TIMEOUT_SECONDS) if length else b""
@@ -77,7 +81,7 @@ class Viewer:
         self.run.answers += 1
         self.run.bytes += len(head) + len(body)
         self.run.statuses[status] = self.run.statuses.get(status, 0) + 1
-        return status, body
+        return status, gzip.decompress(body) if zipped else body
 
     def close(self) -> None:
         if self.writer is not None:
@@ -89,14 +93,15 @@ async def _viewer(base: str, broadcast_id: int, run: CrowdRun, *, delay: float, 
     parts = urlsplit(base)
     viewer = Viewer(parts.hostname, parts.port, run)
     await asyncio.sleep(delay)
-    began, first = time.monotonic(), True
+    began, first, connected = time.monotonic(), True, False
     while time.monotonic() < until:
         try:
             status, body = await viewer.get(f"/api/v1/broadcasts/{broadcast_id}")
             if status != 200:
                 raise ValueError(f"broadcast answered {status}")
-            if first:
+            if not connected:
                 run.connected += 1
+                connected = True
             versions = json.loads(body)["segments"]
             while time.monotonic() < until:
                 index = random.randrange(len(versions))

@@ -4,6 +4,7 @@ nodes read none). See docs/replay.md."""
 
 from __future__ import annotations
 
+import orjson
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema
 from pydantic import Field
@@ -94,10 +95,14 @@ def list_broadcasts(request: HttpRequest, response: HttpResponse, room: str):
     operation_id="get_broadcast",
     summary="One broadcast, with its segments' versions",
 )
-def get_broadcast(request: HttpRequest, response: HttpResponse, broadcast_id: int):
-    response["Cache-Control"] = CURRENT
+def get_broadcast(request: HttpRequest, broadcast_id: int):
+    # What every viewer of a replay asks first: one build a second, shared.
+    return serve_shared(request, replay_cache.detail(broadcast_id, _detail_body))
+
+
+def _detail_body(broadcast_id: int) -> bytes:
     row = broadcast_row(broadcast_id)
-    return _out(row, BroadcastDetailOut, room=row.broadcast.room.slug)
+    return orjson.dumps(_out(row, BroadcastDetailOut, room=row.broadcast.room.slug).model_dump())
 
 
 @router.get(

@@ -81,6 +81,8 @@ class ReplayCache:
         self._bytes = 0
         self._building: dict[tuple[int, int, int], threading.Lock] = {}
         self._composed: dict[tuple, Built] = {}
+        # broadcast id -> (good until, its detail answer)
+        self._details: dict[int, tuple[float, PullAnswer]] = {}
 
     def state(self, broadcast_id: int, *, newer_than: int | None = None) -> BroadcastState:
         """The broadcast's state, at most STATE_TTL_S old; NotFound if none."""
@@ -116,6 +118,32 @@ class ReplayCache:
                 raise NotFound(f"v: segment {index} has no version {version} (now {current})", field="v")
         built = self._get_or_build(state, index, current)
         return built.pinned if version == current else built.current
+
+    def built(self, broadcast_id: int, index: int, version: int) -> PullAnswer | None:
+        """Segment ``index`` at ``version`` if this node has it built (no query, no lock), else None."""
+        built = self._cached((broadcast_id, index, version))
+        return None if built is None else built.pinned
+
+    def detail(self, broadcast_id: int, build: Callable[[int], bytes]) -> PullAnswer:
+        """The broadcast's own answer (its listing row), built by ``build`` at
+        most once a second per broadcast and shared."""
+        cached = self.cached_detail(broadcast_id)
+        if cached is not None:
+            return cached
+        body = build(broadcast_id)
+        built = Built(body, f'"d{broadcast_id}-{zlib.crc32(body):08x}"', settled=False, expires=0.0)
+        answer = PullAnswer(
+            status=200, body=body, gzipped=built.current.gzipped, etag=built.current.etag, cache_control=CURRENT
+        )
+        with self._lock:
+            if len(self._details) >= MAX_STATES:
+                self._details.clear()
+            self._details[broadcast_id] = (self._monotonic() + STATE_TTL_S, answer)
+        return answer
+
+    def cached_detail(self, broadcast_id: int) -> PullAnswer | None:
+        expires, answer = self._details.get(broadcast_id, (0.0, None))
+        return answer if answer is not None and self._monotonic() < expires else None
 
     def items(self, broadcast_id: int) -> tuple[BroadcastState, list[dict]]:
         """The broadcast's state and every segment's ``items`` columns, from the built segments."""
@@ -190,6 +218,7 @@ class ReplayCache:
             self._states.clear()
             self._built.clear()
             self._composed.clear()
+            self._details.clear()
             self._bytes = 0
 
 

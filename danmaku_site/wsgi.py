@@ -27,6 +27,11 @@ dbwatchdog.install()
 # Pull nodes answer most pulls before Django (DANMAKU_PULL_FAST_PATH), send
 # nodes bearer-token sends (DANMAKU_SEND_FAST_PATH).
 application = runtime.wrap_fast_path(django_application)
+if settings.DANMAKU_ROLE in ("all", "send"):
+    from danmaku_site.replayfastpath import ReplayFastPath
+
+    # Replay reads a node has ready (built segments, a broadcast's answer of the last second).
+    application = ReplayFastPath(application)
 if settings.DANMAKU_SEND_FAST_PATH and settings.DANMAKU_ROLE in ("all", "send"):
     from danmaku_site.sendfastpath import SendFastPath
 

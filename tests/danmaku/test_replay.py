@@ -92,8 +92,9 @@ def texts_and_progress(response) -> list[tuple[str, int]]:
 
 
 def new_state_read():
-    """The node's state of each broadcast is at most a second old: forget it."""
+    """The node's state and answer of each broadcast are at most a second old: forget them."""
     replay_cache._states.clear()
+    replay_cache._details.clear()
 
 
 def test_live_comments_play_back_at_their_time_from_the_start(client, room, auth_headers, clock):
