@@ -69,8 +69,12 @@ def danmaku_send(
             room_slug=room_slug, user=user, grant=grant, text=text, color=color, mode=mode, client_id=client_id
         )
     except DatabaseError as exc:
-        logger.warning("send refused, database unavailable: %s", exc)
-        raise Unavailable("the comment store is unavailable; retry shortly", retry_after_ms=DB_DOWN_RETRY_MS) from exc
+        raise _store_down(exc) from exc
+
+
+def _store_down(exc: DatabaseError) -> Unavailable:
+    logger.warning("send refused, database unavailable: %s", exc)
+    return Unavailable("the comment store is unavailable; retry shortly", retry_after_ms=DB_DOWN_RETRY_MS)
 
 
 def danmaku_send_on_recording(
@@ -108,8 +112,7 @@ def danmaku_send_on_recording(
             on=on,
         )
     except DatabaseError as exc:
-        logger.warning("send refused, database unavailable: %s", exc)
-        raise Unavailable("the comment store is unavailable; retry shortly", retry_after_ms=DB_DOWN_RETRY_MS) from exc
+        raise _store_down(exc) from exc
 
 
 def _send(*, room_slug, user, grant, text, color, mode, client_id, on: OnRecording | None = None) -> SendOutcome:

@@ -25,6 +25,7 @@ from danmaku.replaycache import replay_cache
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
+PREFIX = "/api/v1/broadcasts/"
 PATH = re.compile(r"/api/v1/broadcasts/([1-9][0-9]{0,17})(/danmaku)?")
 # The versioned URL, spelt as our own clients write it.
 SEGMENT_QUERY = re.compile(r"segment=(0|[1-9][0-9]{0,5})&v=(0|[1-9][0-9]{0,17})")
@@ -52,9 +53,11 @@ class ReplayFastPath:
         return None if self._inner_answer is None else self._inner_answer(environ, on_event_loop=on_event_loop)
 
     def _replay(self, environ: dict) -> HttpAnswer | None:
-        if environ["REQUEST_METHOD"] != "GET":
+        path = environ.get("PATH_INFO", "")
+        # On an all-role node every pull passes here first: a prefix test, not the regex.
+        if not path.startswith(PREFIX) or environ["REQUEST_METHOD"] != "GET":
             return None
-        match = PATH.fullmatch(environ.get("PATH_INFO", ""))
+        match = PATH.fullmatch(path)
         if match is None or not host_allowed(environ, forwarded_host=self._forwarded_host, remembered=self._hosts):
             return None
         broadcast_id = int(match[1])
