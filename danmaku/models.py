@@ -93,6 +93,44 @@ class Room(models.Model):
         default=Fallback.ALLOW,
         help_text="Policy pre: what happens to a comment whose verdict did not come in time.",
     )
+    merge_duplicates = models.BooleanField(
+        default=True,
+        help_text='Deliver comments with the same normalized text within 5 s as one line with a count ("233 x40").',
+    )
+
+    # Viewers' reports (moderation.reports). A reporter in good standing has
+    # an account this old, this many published comments, and at most this
+    # many of their reports dismissed in the last 30 days.
+    report_hide_threshold = models.PositiveIntegerField(
+        default=0,
+        validators=[MaxValueValidator(1000)],
+        help_text="Hide a comment once this many distinct reporters in good standing reported it. 0 turns it off.",
+    )
+    report_min_account_age_hours = models.PositiveIntegerField(
+        default=24,
+        validators=[MaxValueValidator(24 * 365)],
+        help_text="Good standing: the reporter's account is at least this many hours old.",
+    )
+    report_min_published = models.PositiveIntegerField(
+        default=3,
+        validators=[MaxValueValidator(100_000)],
+        help_text="Good standing: the reporter has at least this many published comments.",
+    )
+    report_max_dismissed = models.PositiveIntegerField(
+        default=3,
+        validators=[MaxValueValidator(1000)],
+        help_text="Good standing: at most this many of the reporter's reports dismissed in the last 30 days.",
+    )
+
+    # The room's pinned notice (moderation.pins), one at a time. Carried to
+    # every node with the room's settings, so pulls show it with no query.
+    pinned_text = models.CharField(max_length=500, blank=True, editable=False)
+    pinned_nick = models.CharField(max_length=150, blank=True, editable=False)
+    # The pinned comment, if a comment was pinned (hiding it unpins).
+    pinned_danmaku_id = models.BigIntegerField(null=True, blank=True, editable=False)
+    # Server time in ms when the pin expires; null: nothing pinned.
+    pinned_until_ms = models.BigIntegerField(null=True, blank=True, editable=False)
+
     # The settings the emergency preset replaced, so it can be undone.
     emergency_backup = models.JSONField(null=True, blank=True, editable=False)
 
@@ -133,6 +171,8 @@ class Danmaku(models.Model):
     # published by the refresher's sweep once it is back.
     in_stream = models.BooleanField(default=False)
     retracted_at_ms = models.BigIntegerField(null=True, blank=True)
+    # When a moderator last unhid it: pulls put it back on screens that removed it.
+    restored_at_ms = models.BigIntegerField(null=True, blank=True)
     retraction_in_stream = models.BooleanField(default=False)
     # Whether moderation's full check has decided the comment, or none is
     # owed any more (held for a moderator, hidden, or acted on by one). False
@@ -156,6 +196,11 @@ class Danmaku(models.Model):
             # a room; without it a busy room's whole minute is walked per send.
             models.Index(fields=("room", "user", "ts_ms"), name="danmaku_room_user_ts"),
             models.Index(fields=("room", "retracted_at_ms"), name="danmaku_room_retracted"),
+            models.Index(
+                fields=("room", "restored_at_ms"),
+                name="danmaku_room_restored",
+                condition=Q(restored_at_ms__isnull=False),
+            ),
             models.Index(
                 fields=("ts_ms",), name="danmaku_not_in_stream", condition=Q(in_stream=False, status="published")
             ),
