@@ -40,6 +40,10 @@ class ModerationHooks:
     review: Callable[..., None]
     # (user) -> whether the user moderates (the viewer page links the console).
     is_moderator: Callable[[object], bool]
+    # (text) -> the form in which two comments count as duplicates (merged
+    # into one item by the ring's writer). Pure and quick: it runs once per
+    # comment per process, on the refresher thread.
+    merge_key: Callable[[str], str] = lambda text: " ".join(text.split()).casefold()
 
 
 NO_MODERATION = ModerationHooks(

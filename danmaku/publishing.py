@@ -25,6 +25,7 @@ from django.db.models import BooleanField, Case, ExpressionWrapper, Q, Value, Wh
 from danmaku import segments
 from danmaku.identity import display_identity
 from danmaku.models import Danmaku
+from danmaku.rooms import room_pin_clear_for
 from danmaku.store import RedisStore, StoreUnavailable, redis_store
 from infra import clock
 from infra.metrics import FALLBACKS
@@ -205,6 +206,9 @@ def danmaku_retract(*, danmaku_id: int, reason: str, actor=None) -> bool:
         return False
     logger.info("danmaku %s retracted by %s: %s", danmaku_id, actor or "system", reason)
     segments.comments_changed([danmaku_id])
+    # A hidden comment stays pinned nowhere (moderation.pins); the hide's own
+    # audit row covers it.
+    room_pin_clear_for(danmaku_id=danmaku_id)
     stream = redis_store()
     if stream is not None:
         # After commit, as for a release: a hide whose audit row fails, or a
@@ -226,3 +230,45 @@ def _publish_retraction(stream: RedisStore, danmaku_id: int) -> None:
         fallback_log.warning("retraction kept for republishing, store unavailable: %s", exc)
         return
     Danmaku.objects.filter(pk=danmaku_id).update(retraction_in_stream=True)
+
+
+def danmaku_restore(*, danmaku_id: int, actor=None) -> bool:
+    """Publish a hidden comment again; False if it was not hidden.
+
+    Screens that removed it get it back while it is in the window: the
+    refreshers read ``restored_at_ms`` from the database, and in Redis mode
+    the restore is published to the stream once this commits.
+    """
+    changed = Danmaku.objects.filter(pk=danmaku_id, status=Danmaku.Status.HIDDEN).update(
+        status=Danmaku.Status.PUBLISHED,
+        retracted_at_ms=None,
+        # A later hide must reach the stream again (or be swept there).
+        retraction_in_stream=False,
+        restored_at_ms=clock.now_ms(),
+    )
+    if not changed:
+        return False
+    logger.info("danmaku %s restored by %s", danmaku_id, actor or "system")
+    segments.comments_changed([danmaku_id])
+    stream = redis_store()
+    if stream is not None:
+        transaction.on_commit(lambda: _publish_restore(stream, danmaku_id))
+    return True
+
+
+def _publish_restore(stream: RedisStore, danmaku_id: int) -> None:
+    danmaku = (
+        Danmaku.objects.select_related("user__viewer_profile")
+        .filter(pk=danmaku_id, status=Danmaku.Status.PUBLISHED, broadcast__isnull=True)
+        .first()
+    )
+    if danmaku is None:
+        return  # hidden again or deleted since, or never on the stream
+    nick, avatar = display_identity(danmaku.user)
+    try:
+        stream.publish_restore(danmaku, nick=nick, avatar=avatar)
+    except StoreUnavailable as exc:
+        # The refreshers read the database while Redis is out and for a
+        # while after it is back, which covers most of this window.
+        FALLBACKS.labels(dependency="redis", where="restore").inc()
+        fallback_log.warning("restore not published, store unavailable: %s", exc)

@@ -21,8 +21,9 @@ import time
 
 from django.db import DatabaseError, close_old_connections
 
+from danmaku import hooks
 from danmaku.models import Room
-from danmaku.pull.cache import PullCache, RoomEntry, RoomSettings
+from danmaku.pull.cache import Pin, PullCache, RoomEntry, RoomSettings
 from danmaku.store import ROOM_FIELDS, Batch, DatabaseStore, RedisStore, RoomRef, StoreUnavailable, settings_version
 from infra import clock
 from infra.loopthread import LoopThread
@@ -51,10 +52,29 @@ def settings_from_row(row: dict) -> RoomSettings:
         quiet_interval_ms=row["quiet_interval_ms"],
         quiet_after_seconds=row["quiet_after_seconds"],
         display_cap_per_second=row["display_cap_per_second"],
-        # Settings published to Redis by an older release lack it.
+        # Settings published to Redis by an older release lack these.
         poll_multiplier=float(row.get("poll_multiplier") or 1.0),
         version=settings_version(row),
+        merge_duplicates=bool(row.get("merge_duplicates", False)),
+        pin=_pin(row),
     )
+
+
+def _pin(row: dict) -> Pin | None:
+    until_ms = row.get("pinned_until_ms")
+    if not until_ms or not row.get("pinned_text"):
+        return None
+    return Pin(
+        danmaku_id=row.get("pinned_danmaku_id"),
+        text=row["pinned_text"],
+        nick=row.get("pinned_nick") or "",
+        until_ms=int(until_ms),
+    )
+
+
+def merge_key_for(settings: RoomSettings):
+    """What the room's ring merges duplicates by (moderation's normalizer), or None."""
+    return hooks.moderation().merge_key if settings.merge_duplicates else None
 
 
 class Refresher:
@@ -172,6 +192,8 @@ class Refresher:
             batch.items[room_id].extend(items)
         for room_id, ids in rows.retracted.items():
             batch.retracted[room_id].extend(ids)
+        for room_id, restored in rows.restored.items():
+            batch.restored[room_id].extend(restored)
 
     def _apply(self, batch: Batch, degraded: bool) -> None:
         if not degraded and batch.epoch != self.cache.epoch:
@@ -182,7 +204,7 @@ class Refresher:
             entries = list(self.cache.rooms.values())
         seal = self.sealable_second(batch.now_ms)
         # Most rooms get nothing in most ticks: look up only what the batch has.
-        items, retracted, partial = batch.items, batch.retracted, batch.partial
+        items, retracted, restored, partial = batch.items, batch.retracted, batch.restored, batch.partial
         for entry in entries:
             room_id = entry.settings.room_id
             ring = entry.ring
@@ -190,6 +212,8 @@ class Refresher:
                 ring.add(items[room_id])
             if room_id in retracted:
                 _retract(entry, retracted[room_id])
+            if restored and room_id in restored:
+                ring.restore(restored[room_id])
             partial_ms = partial.get(room_id) if partial else None
             ring.seal_through(seal if partial_ms is None else min(seal, partial_ms // 1000 - 1))
             entry.degraded = degraded
@@ -205,6 +229,7 @@ class Refresher:
             fresh = settings_from_row(row)
             if fresh != entry.settings:
                 entry.ring.display_cap = fresh.display_cap_per_second
+                entry.ring.merge_key = merge_key_for(fresh)
                 entry.settings = fresh
         if not missing:
             return
@@ -234,6 +259,7 @@ class Refresher:
             if entry is not None:
                 return entry
             entry = self.cache.install(settings_from_row(row))
+            entry.ring.merge_key = merge_key_for(entry.settings)
             ref = RoomRef(entry.settings.room_id, entry.settings.slug)
             try:
                 batch = self._backfill(self.store, entry, ref)
@@ -249,6 +275,7 @@ class Refresher:
             entry.epochs = (self.cache.epoch,)
             entry.ring.add(batch.items.get(ref.room_id, ()))
             _retract(entry, batch.retracted.get(ref.room_id, ()))
+            entry.ring.restore(batch.restored.get(ref.room_id, ()))
             entry.since = self.sealable_second(batch.now_ms)
             entry.ring.seal_through(entry.since)
             entry.degraded = degraded

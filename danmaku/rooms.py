@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import logging
 
-from danmaku.models import Room
+from django.db import transaction
+from django.db.models import Subquery
+from django.utils import timezone
+
+from danmaku.models import Danmaku, Room
 from danmaku.store import StoreUnavailable, redis_store, room_row_from_model
 from infra.ratelimitlog import RateLimitedLog
 
@@ -47,6 +51,33 @@ def room_settings_publish(*, room: Room) -> None:
         stream.publish_room(room_row_from_model(room))
     except StoreUnavailable as exc:
         fallback_log.warning("room settings not published yet, store unavailable: %s", exc)
+
+
+def room_pin_clear_for(*, danmaku_id: int) -> bool:
+    """Take down the pin showing comment ``danmaku_id`` (hiding it unpins it);
+    False if it was not pinned. Every process learns it after commit."""
+    # A pinned comment is one of its own room's: the room is found by the
+    # comment's id, one indexed UPDATE, and rooms without that pin untouched.
+    room_of = Danmaku.objects.filter(pk=danmaku_id).values("room_id")[:1]
+    cleared = Room.objects.filter(pk=Subquery(room_of), pinned_danmaku_id=danmaku_id).update(
+        pinned_text="",
+        pinned_nick="",
+        pinned_danmaku_id=None,
+        pinned_until_ms=None,
+        # update() skips auto_now; the embedded store's refreshers read
+        # rooms whose updated_at moved.
+        updated_at=timezone.now(),
+    )
+    if not cleared:
+        return False
+
+    def publish() -> None:
+        room = Room.objects.filter(pk=Subquery(room_of)).first()
+        if room is not None:
+            room_settings_publish(room=room)
+
+    transaction.on_commit(publish)
+    return True
 
 
 def _emergency_values(room: Room) -> dict:

@@ -102,6 +102,19 @@ class PullItems(Schema):
     nick: list[str]
     avatar: list[str]
     text: list[str]
+    count: list[int] = Field(
+        description=(
+            "How many comments the item stands for: 1, or N when N comments with the same normalized text "
+            'within 5 s were merged into it (rooms with merge_duplicates on); show it once, as "text xN".'
+        )
+    )
+
+
+class PinnedOut(Schema):
+    id: int | None = Field(description="The pinned comment's id; null for a notice a moderator wrote.")
+    text: str
+    nick: str = Field(description="The comment's sender; empty for a notice.")
+    expires_in_ms: int = Field(description="Show it for this long from when the answer arrived, at most.")
 
 
 class PullOut(Schema):
@@ -114,6 +127,20 @@ class PullOut(Schema):
     missed: int = Field(description="Comments not shown because the room's display cap was hit.")
     items: PullItems
     deleted: list[int] = Field(description="Ids retracted since the cursor; remove them from the screen.")
+    counts: dict[str, int] = Field(
+        description=(
+            "New totals of merged items delivered earlier, by id: set the item's count (it grows as duplicates "
+            "arrive and shrinks as they are hidden). An id you do not hold is ignored."
+        )
+    )
+    restored: list[int] = Field(
+        description=(
+            "Ids a moderator unhid since the cursor; their items are in `items` again. Forget that you removed them."
+        )
+    )
+    pinned: PinnedOut | None = Field(
+        description="The room's pinned notice, shown as a fixed line above the stream; null when none."
+    )
     viewers: int = Field(
         description=(
             "An estimate of the room's viewers across the service (from the intervals the servers handed out), "

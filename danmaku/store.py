@@ -43,6 +43,11 @@ ROOM_FIELDS = (
     "quiet_after_seconds",
     "display_cap_per_second",
     "poll_multiplier",
+    "merge_duplicates",
+    "pinned_text",
+    "pinned_nick",
+    "pinned_danmaku_id",
+    "pinned_until_ms",
     "updated_at",
 )
 ITEM_FIELDS = (
@@ -107,6 +112,8 @@ class Batch:
     items: dict[int, list[Item]] = field(default_factory=lambda: defaultdict(list))
     # (id, when it was retracted in ms) per room.
     retracted: dict[int, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
+    # Comments unhidden, per room, to be put back on screens.
+    restored: dict[int, list[Item]] = field(default_factory=lambda: defaultdict(list))
     # Room settings rows by room id; None when this read did not include them.
     rooms: dict[int, dict] | None = None
     # Whether ``rooms`` holds every room asked for (a room absent from it is
@@ -192,10 +199,12 @@ class DatabaseStore:
 
     def backfill(self, room: RoomRef, from_ms: int) -> Batch:
         batch = Batch(now_ms=self.now_ms(), epoch=self.epoch)
-        self._read_into(batch, [room.room_id], from_ms)
+        # A backfill reads every published row of the window: a restored
+        # comment is among them.
+        self._read_into(batch, [room.room_id], from_ms, restored=False)
         return batch
 
-    def _read_into(self, batch: Batch, room_ids: list[int], since_ms: int) -> None:
+    def _read_into(self, batch: Batch, room_ids: list[int], since_ms: int, *, restored: bool = True) -> None:
         in_rooms = _room_id_in(room_ids)
         rows = (
             # Comments on a recording share the table, never the stream.
@@ -213,6 +222,17 @@ class DatabaseStore:
         )
         for room_id, danmaku_id, at_ms in retracted:
             batch.retracted[room_id].append((danmaku_id, at_ms))
+        if not restored:
+            return
+        rows = (
+            Danmaku.objects.filter(
+                restored_at_ms__gte=since_ms, status=Danmaku.Status.PUBLISHED, broadcast__isnull=True
+            )
+            .extra(where=[in_rooms])
+            .values(*ITEM_FIELDS)
+        )
+        for row in rows:
+            batch.restored[row["room_id"]].append(item_from_row(row))
 
 
 def _room_id_in(room_ids: list[int]) -> str:
@@ -444,11 +464,12 @@ class RedisStore:
             entry_id = _text(entry_id)
             self._positions[room_id] = entry_id
             data = _fields(fields)
-            if data.get("k") == "d":
+            kind = data.get("k")
+            if kind == "d":
                 batch.retracted[room_id].append((int(data["id"]), int(entry_id.split("-", 1)[0])))
                 continue
             ts_ms = int(data["ts"]) if data.get("ts") else int(entry_id.split("-", 1)[0])
-            batch.items[room_id].append(
+            (batch.restored if kind == "r" else batch.items)[room_id].append(
                 Item(
                     id=int(data["id"]),
                     ts_ms=ts_ms,
@@ -517,6 +538,22 @@ class RedisStore:
 
     def publish_retraction(self, *, room_id: int, danmaku_id: int) -> None:
         self._run_publish(room_id, f"d{danmaku_id}", {"k": "d", "id": danmaku_id})
+
+    def publish_restore(self, danmaku: Danmaku, *, nick: str, avatar: str) -> None:
+        """Put an unhidden comment back on its room's screens (with its own
+        timestamp); each restore once, however often it is retried."""
+        fields = {
+            "k": "r",
+            "id": danmaku.id,
+            "u": danmaku.user_id,
+            "n": nick,
+            "a": avatar,
+            "c": danmaku.color,
+            "o": danmaku.mode,
+            "t": danmaku.text,
+            "ts": danmaku.ts_ms,
+        }
+        self._run_publish(danmaku.room_id, f"r{danmaku.id}:{danmaku.restored_at_ms}", fields)
 
     def publish_room(self, row: dict) -> None:
         self.publish_rooms([row])

@@ -9,10 +9,9 @@ What viewers see:
 - hide (and purge, and reject of a held comment): the id is in the
   ``deleted`` list of every viewer's next pull; joiners never get it.
 - unhide: the durable record is published again (admin, the recent-comments
-  API, exports). Screens are not touched: viewers who were told to delete it
-  are not told to show it again, since its moment has passed. In the
-  embedded (database) store a process that starts serving the room while the
-  comment is still inside the pull window may show it to its joiners.
+  API, exports), and while the comment is inside the pull window every
+  viewer's next pull carries it again, its id in ``restored``, so screens
+  that removed it show it again (a merged duplicate rejoins its item).
 - approve: the held comment is published now, with a fresh timestamp, so it
   reaches every viewer's next pulls like a new comment.
 """
@@ -26,10 +25,9 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from danmaku import segments
 from danmaku.errors import DanmakuError, InvalidInput, NotFound
 from danmaku.models import Danmaku, Room
-from danmaku.publishing import danmaku_release, danmaku_retract
+from danmaku.publishing import danmaku_release, danmaku_restore, danmaku_retract
 from infra import clock
 from moderation.audit import audit_record
 from moderation.models import TIMEOUT_MAX_SECONDS, TIMEOUT_MIN_SECONDS, Sanction
@@ -88,19 +86,14 @@ def danmaku_hide(*, danmaku_id: int, actor, reason: str) -> Danmaku:
 
 
 def danmaku_unhide(*, danmaku_id: int, actor, reason: str) -> Danmaku:
-    """Restore a hidden comment's record as published (see the module notes for screens)."""
+    """Publish a hidden comment again; screens that removed it get it back while it is in the window."""
     reason = _reason(reason)
     with transaction.atomic():
         danmaku = _danmaku(danmaku_id)
         if danmaku.status != Danmaku.Status.HIDDEN:
             raise Conflict(f"comment is {danmaku.status}, not hidden")
         retracted_at_ms = danmaku.retracted_at_ms
-        # retraction_in_stream back to False: a later hide must reach the
-        # stream again (or be swept there), not count as already published.
-        Danmaku.objects.filter(pk=danmaku.pk).update(
-            status=Danmaku.Status.PUBLISHED, retracted_at_ms=None, retraction_in_stream=False
-        )
-        segments.comments_changed([danmaku.pk])
+        danmaku_restore(danmaku_id=danmaku.pk, actor=actor)
         audit_record(
             actor=actor,
             action="danmaku.unhide",

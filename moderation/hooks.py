@@ -28,6 +28,7 @@ from danmaku import hooks
 from infra.metrics import FALLBACKS
 from infra.ratelimitlog import RateLimitedLog
 from infra.taskqueue import enqueue
+from moderation.normalize import duplicate_key
 from moderation.reviewbuffer import PerProcess, ReviewBuffer
 from moderation.selectors import sender_block_reason, user_is_moderator
 from moderation.services import filter_fast
@@ -102,5 +103,6 @@ def install() -> None:
             screen=filter_fast,
             review=review,
             is_moderator=lambda user: user_is_moderator(user=user),
+            merge_key=duplicate_key,
         )
     )

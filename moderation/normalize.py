@@ -161,6 +161,15 @@ def normalize(text: str) -> str:
     return normalize_mapped(text).text
 
 
+@lru_cache(maxsize=4096)
+def duplicate_key(text: str) -> str:
+    """The form in which two comments are the same comment (merged on
+    screens): the skeleton, without surrounding space. "233333", "２３３３３３"
+    and "233333 " are one; "2333" and "233333" are not. Cached: a burst is
+    the same few texts over and over."""
+    return normalize(text).strip()
+
+
 def match_form(text: str, *, wildcard: bool = False) -> str:
     """The match form of a term; with ``wildcard``, each "*" survives as ``WILDCARD_MARK``."""
     if wildcard:

@@ -69,6 +69,23 @@ RAW_MEMO_MAX = 256
 
 
 @dataclass(frozen=True, slots=True)
+class Pin:
+    """The room's pinned notice, as every pull shows it until ``until_ms``."""
+
+    danmaku_id: int | None
+    text: str
+    nick: str
+    # Server time in ms.
+    until_ms: int
+
+    def wire(self, now_ms: int) -> dict | None:
+        left = self.until_ms - now_ms
+        if left <= 0:
+            return None
+        return {"id": self.danmaku_id, "text": self.text, "nick": self.nick, "expires_in_ms": left}
+
+
+@dataclass(frozen=True, slots=True)
 class RoomSettings:
     """The per-room knobs the pull path needs, swapped whole on change."""
 
@@ -82,6 +99,8 @@ class RoomSettings:
     # preset); the controller's own multiplies it (RoomControl).
     poll_multiplier: float = 1.0
     version: int = 0
+    merge_duplicates: bool = False
+    pin: Pin | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +391,7 @@ class PullCache:
             wait = interval * variant_factor(index)
         longest = max(self.config.max_next_ms, settings.quiet_interval_ms, settings.poll_interval_ms)
         next_ms = min(jitter(wait, int(digest[:4], 16) / 0xFFFF), longest)
+        pin = settings.pin
         body = wire.encode_pull(
             cursor=cursor,
             next_ms=next_ms,
@@ -379,6 +399,10 @@ class PullCache:
             gap=gap,
             slots=read.slots,
             viewers=entry.control.viewers,
+            # Timed from the end of the second after the newest sealed one:
+            # this answer is served until about then (the memo starts over
+            # with every seal), so a pin never outstays its time on a screen.
+            pinned=pin.wire((view.newest + 2) * 1000) if pin is not None and view.newest is not None else None,
         )
         gzipped = gzip.compress(body, 6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None
         # The ETag hashes the body itself, not the answer's identity: a

@@ -64,6 +64,7 @@ def encode_pull(
     gap: bool,
     slots: Iterable[Slot],
     viewers: int = 0,
+    pinned: dict | None = None,
 ) -> bytes:
     """The JSON body of a pull answer, items as columns.
 
@@ -82,14 +83,24 @@ def encode_pull(
     nicks: list[str] = []
     avatars: list[str] = []
     texts: list[str] = []
+    item_counts: list[int] = []
     deleted: list[int] = []
+    # New totals of merged items, by id as a JSON key: the newest slot's wins.
+    counts: dict[str, int] = {}
+    restored: list[int] = []
     missed = 0
     for slot in slots:
         # A late item sits in a later slot than its timestamp; it plays at
         # the start of that slot rather than before the answer begins.
         slot_start_ms = slot.second * 1000
         missed += slot.missed
-        deleted.extend(slot.deleted)
+        if slot.deleted:
+            deleted.extend(slot.deleted)
+        if slot.counts:
+            for item_id, count in slot.counts:
+                counts[str(item_id)] = count
+        if slot.restored:
+            restored.extend(slot.restored)
         for item in slot.items:
             ids.append(item.id)
             offsets.append(max(item.ts_ms, slot_start_ms) - base_ms)
@@ -99,6 +110,7 @@ def encode_pull(
             nicks.append(item.nick)
             avatars.append(item.avatar)
             texts.append(item.text)
+            item_counts.append(item.count)
     return orjson.dumps(
         {
             "cursor": cursor,
@@ -115,8 +127,12 @@ def encode_pull(
                 "nick": nicks,
                 "avatar": avatars,
                 "text": texts,
+                "count": item_counts,
             },
             "deleted": deleted,
+            "counts": counts,
+            "restored": restored,
+            "pinned": pinned,
             "viewers": viewers,
         }
     )

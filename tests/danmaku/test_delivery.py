@@ -107,7 +107,7 @@ def test_over_the_egress_budget_answers_carry_fewer_comments_and_say_how_many_we
     def second_of_comments(count: int = 6) -> None:
         start = fake_clock.now_ms
         Danmaku.objects.bulk_create(
-            Danmaku(room=room, user=user, ts_ms=start + n * 100, text=f"comment {n} " * 4) for n in range(count)
+            Danmaku(room=room, user=user, ts_ms=start + n * 100, text=f"comment {start} {n} " * 4) for n in range(count)
         )
         fake_clock.advance_ms(1000)
 

@@ -17,7 +17,7 @@ from danmaku.pull.wire import MAX_SECOND, MODE_CODES, CursorError, decode_cursor
 MAX_EPOCH = 36**13 - 1
 NICK = "\u5c0f\u660e"  # CJK
 TEXT = "\u54c8\u54c8 \U0001f602"  # CJK and an emoji
-COLUMNS = ["id", "offset_ms", "color", "mode", "user", "nick", "avatar", "text"]
+COLUMNS = ["id", "offset_ms", "color", "mode", "user", "nick", "avatar", "text", "count"]
 
 
 def make_item(item_id: int, ts_ms: int, **fields) -> Item:
@@ -152,7 +152,19 @@ def slots() -> tuple[Slot, ...]:
 def test_pull_body_is_json_with_the_contract_fields(slots):
     body = pull(slots, cursor="1-2s", next_ms=4500, reason="busy", gap=True)
 
-    assert set(body) == {"cursor", "next_ms", "reason", "gap", "missed", "items", "deleted", "viewers"}
+    assert set(body) == {
+        "cursor",
+        "next_ms",
+        "reason",
+        "gap",
+        "missed",
+        "items",
+        "deleted",
+        "counts",
+        "restored",
+        "pinned",
+        "viewers",
+    }
     assert (body["cursor"], body["next_ms"], body["reason"], body["gap"]) == ("1-2s", 4500, "busy", True)
     assert list(body["items"]) == COLUMNS
 
