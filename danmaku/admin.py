@@ -2,6 +2,8 @@
 viewer profiles and API tokens. Comments are moderated from the moderation
 app's admin (``moderation.admin``)."""
 
+from datetime import UTC, datetime
+
 from django.contrib import admin, messages
 from django.db import models
 
@@ -12,12 +14,13 @@ from danmaku.errors import DanmakuError
 from danmaku.models import ApiToken, Broadcast, Room, ViewerProfile
 from danmaku.profiles import profile_update
 from danmaku.rooms import room_emergency_apply, room_emergency_undo, room_save
+from infra import clock
 
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
     actions = ("emergency_apply", "emergency_undo", "start_broadcast", "stop_broadcast")
-    readonly_fields = ("viewers_now", "emergency_backup")
+    readonly_fields = ("viewers_now", "emergency_backup", "pinned_now")
 
     @admin.display(description="Viewers now (estimate)")
     def viewers_now(self, room: Room) -> str:
@@ -25,6 +28,16 @@ class RoomAdmin(admin.ModelAdmin):
             return "not saved yet"
         viewers = room_viewers(room_id=room.pk, slug=room.slug)
         return "no pull process serves this room now" if viewers is None else f"{viewers:,}"
+
+    # Read only: moderators pin and unpin from the console (moderation.pins), audited.
+    @admin.display(description="Pinned notice")
+    def pinned_now(self, room: Room) -> str:
+        until = room.pinned_until_ms
+        if until is None or until <= clock.now_ms():
+            return "nothing pinned"
+        what = f"comment #{room.pinned_danmaku_id} by {room.pinned_nick}" if room.pinned_danmaku_id else "notice"
+        ends = datetime.fromtimestamp(until / 1000, tz=UTC).isoformat(timespec="seconds")
+        return f"“{room.pinned_text}” ({what}), until {ends}"
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         # Stream URLs are https only: a scheme-less one typed here means https.
@@ -73,7 +86,7 @@ class RoomAdmin(admin.ModelAdmin):
     list_filter = ("is_open",)
     search_fields = ("slug", "title")
     fieldsets = (
-        (None, {"fields": ("slug", "title", "is_open", "stream_url", "viewers_now")}),
+        (None, {"fields": ("slug", "title", "is_open", "stream_url", "viewers_now", "pinned_now")}),
         (
             "Throttle (reaches every process within about 2 s)",
             {

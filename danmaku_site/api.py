@@ -16,6 +16,7 @@ from danmaku.broadcastapi import router as broadcasts_router
 from danmaku.errors import DB_DOWN_RETRY_MS, DanmakuError, RateLimited, Unavailable
 from infra.ratelimitlog import RateLimitedLog
 from moderation.api import router as moderation_router
+from moderation.pinapi import router as pins_router
 
 logger = logging.getLogger(__name__)
 database_log = RateLimitedLog(logger, every_seconds=10)
@@ -54,6 +55,7 @@ api.add_router("/", ROLE_ROUTERS[settings.DANMAKU_ROLE])
 # Moderators act where the admin lives: send and all nodes, never pull nodes.
 if settings.DANMAKU_ROLE in ("send", "all"):
     api.add_router("/moderation/", moderation_router)
+    api.add_router("/moderation/", pins_router)
     api.add_router("/", broadcasts_router)
 
 

@@ -20,12 +20,15 @@ export const ACTIONS = {
     duration: true, scope: true, danger: true},
   ban: {label: "Ban", what: (c) => `Ban ${c.username}`, path: (c) => `/users/${c.user_id}/ban`,
     done: (c, s) => `${c.username} banned ${s.room ? "from this room" : "everywhere"}.`, scope: true, danger: true},
+  // event: the action has a form of its own (pin.js); the feed announces it
+  // on the table as this event, with {comment, opener}, instead.
+  pin: {label: "Pin", event: "pin-comment"},
 };
 
 // What can still be done to a comment in each status; a status the console
 // does not know offers only the actions on its author.
 const BY_STATUS = {
-  published: ["hide"], sender_only: ["hide"], held: ["approve", "reject"], hidden: ["unhide"],
+  published: ["hide", "pin"], sender_only: ["hide"], held: ["approve", "reject"], hidden: ["unhide"],
 };
 // Every comment's author can be timed out or banned, whatever the comment's status.
 const ON_AUTHOR = ["timeout", "ban"];

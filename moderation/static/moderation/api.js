@@ -16,9 +16,10 @@ export class Api {
 
   async call(method, path, body) {
     const init = {method, credentials: "same-origin", headers: {Accept: "application/json"}};
+    // Every write, with a body or not (a DELETE), carries the CSRF token.
+    if (method !== "GET") init.headers["X-CSRFToken"] = this.csrf;
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
-      init.headers["X-CSRFToken"] = this.csrf;
       init.body = JSON.stringify(body);
     }
     const response = await fetch(API + path, init);

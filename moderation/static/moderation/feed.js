@@ -20,7 +20,10 @@ export class Feed {
     this.pending = null; // the open action form: {id, row}
     this.tbody.addEventListener("click", (ev) => {
       const button = ev.target.closest("tr.comment button[data-act]");
-      if (button) onAct(Number(button.closest("tr").dataset.id), button.dataset.act);
+      if (!button) return;
+      const id = Number(button.closest("tr").dataset.id), act = button.dataset.act, event = ACTIONS[act].event;
+      if (event) table.dispatchEvent(new CustomEvent(event, {detail: {comment: this.comment(id), opener: button}}));
+      else onAct(id, act);
     });
     filter.addEventListener("input", () => this.applyFilter());
   }
