@@ -65,6 +65,10 @@ ITEM_FIELDS = (
 # Most entries one refresher read takes from one room's stream; a room's
 # send cap keeps a second's worth far below it.
 STREAM_READ_COUNT = 10_000
+# Most restored comments one database read takes (across all rooms): a
+# moderator unhides one at a time; a bulk unhide beyond this in one tick's
+# look-back stays in the record and off screens.
+RESTORED_READ_LIMIT = 10_000
 # Streams keep about two windows of history (trimmed by time, lazily).
 STREAM_KEEP_WINDOWS = 2
 # How long Redis remembers which ids it published, so a retried publish
@@ -224,15 +228,19 @@ class DatabaseStore:
             batch.retracted[room_id].append((danmaku_id, at_ms))
         if not restored:
             return
+        # Across all rooms, those not served here dropped: restores are few,
+        # and a list of 10,000 room ids costs more than reading them all.
+        wanted = set(room_ids)
         rows = (
             Danmaku.objects.filter(
                 restored_at_ms__gte=since_ms, status=Danmaku.Status.PUBLISHED, broadcast__isnull=True
             )
-            .extra(where=[in_rooms])
-            .values(*ITEM_FIELDS)
+            .order_by("restored_at_ms")
+            .values(*ITEM_FIELDS)[:RESTORED_READ_LIMIT]
         )
         for row in rows:
-            batch.restored[row["room_id"]].append(item_from_row(row))
+            if row["room_id"] in wanted:
+                batch.restored[row["room_id"]].append(item_from_row(row))
 
 
 def _room_id_in(room_ids: list[int]) -> str:

@@ -85,8 +85,8 @@ class Migration(migrations.Migration):
             model_name="danmaku",
             index=models.Index(
                 condition=models.Q(("restored_at_ms__isnull", False)),
-                fields=["room", "restored_at_ms"],
-                name="danmaku_room_restored",
+                fields=["restored_at_ms"],
+                name="danmaku_restored",
             ),
         ),
     ]
