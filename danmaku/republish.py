@@ -6,7 +6,8 @@ Sends and moderation actions always write the database first; a comment
 save a room, and that publish can fail too. Two background jobs catch up
 (``danmaku.sweeps``, every few seconds while Redis answers):
 
-- ``held_back``: comments and retractions, with their original timestamps;
+- ``held_back``: comments and retractions, with their original timestamps,
+  and the restores of the last two minutes (idempotent, so without a flag);
 - ``RoomSettingsSweep``: room settings saved since its previous run, those a
   reader found missing from Redis, and a rolling slice of the active rooms.
 
@@ -41,6 +42,9 @@ HORIZON_MS = 60 * 60 * 1000
 # reaches first it finds on its stream and only marks.
 GRACE_MS = 2000
 BATCH = 500
+# Restores are published again for this long (two pull windows): after it
+# the comment has left every screen's window anyway.
+RESTORE_REPUBLISH_MS = 2 * 60 * 1000
 # Every active room's settings are compared with Redis's once per this many
 # runs (a slice each time), not all of them every run: with 10,000 active
 # rooms that alone cost a core-third.
@@ -52,6 +56,7 @@ def held_back(store: RedisStore, *, now_ms: int | None = None) -> int:
     now_ms = store.now_ms() if now_ms is None else now_ms
     published = comments(store, now_ms=now_ms)
     retractions(store, now_ms=now_ms)
+    restores(store, now_ms=now_ms)
     return published
 
 
@@ -114,6 +119,29 @@ def retractions(store: RedisStore, *, now_ms: int) -> int:
         store.publish_retraction(room_id=room_id, danmaku_id=danmaku_id)
     if rows:
         Danmaku.objects.filter(id__in=[danmaku_id for danmaku_id, _ in rows]).update(retraction_in_stream=True)
+    return len(rows)
+
+
+def restores(store: RedisStore, *, now_ms: int) -> int:
+    """Publish again every restore of the last ``RESTORE_REPUBLISH_MS``.
+
+    A restore matters only while its comment is inside the pull window, so
+    there is no flag to keep: each is published again until it is that old,
+    and the store adds each restore once (its id and time are the key).
+    """
+    rows = list(
+        Danmaku.objects.select_related("user__viewer_profile")
+        .filter(
+            restored_at_ms__gte=now_ms - RESTORE_REPUBLISH_MS,
+            restored_at_ms__lte=now_ms - GRACE_MS,
+            status=Danmaku.Status.PUBLISHED,
+            broadcast__isnull=True,
+        )
+        .order_by("restored_at_ms")[:BATCH]
+    )
+    for danmaku in rows:
+        nick, avatar = display_identity(danmaku.user)
+        store.publish_restore(danmaku, nick=nick, avatar=avatar)
     return len(rows)
 
 

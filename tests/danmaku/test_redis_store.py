@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from danmaku import publishing, runtime
 from danmaku.models import Danmaku, Room, ViewerProfile
-from danmaku.publishing import danmaku_retract
+from danmaku.publishing import danmaku_restore, danmaku_retract
 from danmaku.pull.cache import PullCache, PullConfig
 from danmaku.refresher import Refresher
 from danmaku.rooms import room_save
@@ -341,3 +341,41 @@ def test_comment_committed_after_the_last_database_read_shows_on_the_first_tick_
 
     assert body["reason"] != "degraded"
     assert "sent after the last database read" in body["items"]["text"]
+
+
+def test_a_restore_redis_missed_is_published_by_the_sweep_once(
+    private_redis_mode, client, room, auth_headers, django_capture_on_commit_callbacks
+):
+    joined = pull(client)
+    danmaku_id = send(client, auth_headers, "worth keeping").json()["id"]
+    redis_client = get_redis()
+    wait_until_sealable(redis_client)
+    refresh()
+    seen = pull(client, joined["cursor"])
+    with django_capture_on_commit_callbacks(execute=True):
+        danmaku_retract(danmaku_id=danmaku_id, reason="test")
+    wait_until_sealable(redis_client)
+    refresh()
+    gone = pull(client, seen["cursor"])
+    assert gone["deleted"] == [danmaku_id]
+    missed_before = fallbacks("restore")
+
+    private_redis_mode.stop()
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert danmaku_restore(danmaku_id=danmaku_id) is True
+        assert fallbacks("restore") == missed_before + 1
+    finally:
+        private_redis_mode.start()
+    # Past the sweep's grace, twice: the stream gets the restore once.
+    time.sleep(2.1)
+    JobLoop(jobs_for("all")).run_due()
+    JobLoop(jobs_for("all")).run_due()
+    wait_until_sealable(redis_client)
+    refresh()
+    back = pull(client, gone["cursor"])
+
+    assert back["restored"] == [danmaku_id]
+    assert back["items"]["id"] == [danmaku_id]
+    entries = redis_client.xrange(f"dm:s:{room.id}")
+    assert [fields[b"k"] for _, fields in entries].count(b"r") == 1
