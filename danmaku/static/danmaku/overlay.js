@@ -20,10 +20,22 @@ const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/g;
 
 export function displayText(text) { return text.replace(BIDI_CONTROLS, ""); }
 
+// A merged item ("233333" sent 40 times) shows its count in a span of its
+// own after the text, so the text stays a plain text node and the badge
+// can change in place while the comment is on screen.
+function showCount(el, count) {
+  let badge = el.lastElementChild;
+  if (count > 1) {
+    if (!badge) { badge = document.createElement("span"); badge.className = "count"; el.appendChild(badge); }
+    badge.textContent = " ×" + count;
+  } else if (badge) badge.remove();
+}
+
 export class Overlay {
   constructor(stage) {
     this.stage = stage;
     this.byId = new Map(); // comment id -> element on screen
+    this.queued = new Map(); // comment id -> comment waiting to be shown (its count may still change)
     this.retracted = new Set();
     this.rows = []; // per row: {enter, tail, fixed} times (performance.now() ms)
     this.paused = false;
@@ -58,17 +70,33 @@ export class Overlay {
   // A comment from the server, shown after delayMs (its place in the replay).
   schedule(comment, delayMs) {
     const due = performance.now() + delayMs, generation = this.generation;
+    if (comment.id != null) this.queued.set(comment.id, comment);
     const attempt = () => {
       if (generation !== this.generation) return;
-      if (this.retracted.has(comment.id) || this.byId.has(comment.id)) return;
-      if (this.paused || this.isBlocked(comment.text)) return;
-      if (this.maxOnScreen && this.stage.childElementCount >= this.maxOnScreen) { this.dropped++; return; }
-      const lastChance = performance.now() - due >= MAX_WAIT_MS;
-      if (this.place(comment, false, lastChance)) return;
-      if (lastChance) this.dropped++;
-      else setTimeout(attempt, RETRY_MS);
+      if (!this.tryPlace(comment, due)) { setTimeout(attempt, RETRY_MS); return; }
+      if (this.queued.get(comment.id) === comment) this.queued.delete(comment.id);
     };
     setTimeout(attempt, delayMs);
+  }
+
+  // False: wait for a lane and try again; true: shown or given up.
+  tryPlace(comment, due) {
+    if (this.retracted.has(comment.id) || this.byId.has(comment.id)) return true;
+    if (this.paused || this.isBlocked(comment.text)) return true;
+    if (this.maxOnScreen && this.stage.childElementCount >= this.maxOnScreen) { this.dropped++; return true; }
+    const lastChance = performance.now() - due >= MAX_WAIT_MS;
+    if (this.place(comment, false, lastChance)) return true;
+    if (lastChance) this.dropped++;
+    return lastChance;
+  }
+
+  // A merged item's new total (`counts` in a pull): the badge of the one on
+  // screen, or the one still waiting; 0 takes it off. Unknown ids are left.
+  setCount(id, count) {
+    if (count <= 0) { this.retract(id); return; }
+    const el = this.byId.get(id);
+    if (el) showCount(el, count);
+    else if (this.queued.has(id)) this.queued.get(id).count = count;
   }
 
   // The viewer's own comment, shown at once and outlined. Returns its
@@ -90,7 +118,7 @@ export class Overlay {
   // with the same text is that comment.
   claimEcho(text, id) {
     for (const el of this.echoes) {
-      if (el.textContent === displayText(text)) { this.adopt(el, id); return true; }
+      if (el.firstChild && el.firstChild.data === displayText(text)) { this.adopt(el, id); return true; }
     }
     return false;
   }
@@ -101,14 +129,20 @@ export class Overlay {
 
   retract(id) {
     this.retracted.add(id);
+    this.queued.delete(id);
     const el = this.byId.get(id);
     if (el) this.drop(el);
   }
+
+  // A moderator unhid it: it may be shown again (the pull that says so
+  // carries it among its items).
+  restore(id) { this.retracted.delete(id); }
 
   // Take every comment off the screen, and forget those still waiting to be
   // shown (a replay that jumps to another time starts over from there).
   clear() {
     this.generation++;
+    this.queued.clear();
     for (const el of [...this.stage.children]) this.drop(el);
     this.rows = [];
   }
@@ -122,6 +156,7 @@ export class Overlay {
     const el = document.createElement("div");
     el.className = "dm " + mode + (mine ? " mine" : "");
     el.textContent = displayText(comment.text);
+    if (comment.count > 1) showCount(el, comment.count);
     if (comment.nick) el.title = comment.nick;
     el.style.color = "#" + (comment.color >>> 0).toString(16).padStart(6, "0").slice(-6);
     el.style.visibility = "hidden";
@@ -131,8 +166,13 @@ export class Overlay {
     const placed = mode === "scroll" ? this.placeScroll(el, width, height) : this.placeFixed(el, mode, width, height, crowd);
     if (!placed) { el.remove(); return null; }
     el.style.visibility = "";
-    if (comment.id != null) this.byId.set(comment.id, el);
     if (this.paused) for (const animation of el.getAnimations()) animation.pause();
+    if (comment.id != null) {
+      this.byId.set(comment.id, el);
+      // For the page's other parts (the report dialog offers what is on screen).
+      const {id, text, nick, user} = comment;
+      document.dispatchEvent(new CustomEvent("danmaku:shown", {detail: {id, text, nick, user}}));
+    }
     return el;
   }
 
@@ -142,7 +182,9 @@ export class Overlay {
   // is in, or when crowding is allowed, one with only scroll comments.
   rowCount(height) {
     const rows = Math.max(1, Math.floor(this.stage.clientHeight / height));
-    if (this.rows.length !== rows) this.rows = Array.from({length: rows}, () => ({enter: 0, tail: 0, fixed: 0}));
+    // tail -Infinity: a new row is clear (performance.now() starts at the
+    // page's load, so 0 would read as a scroll comment that just entered).
+    if (this.rows.length !== rows) this.rows = Array.from({length: rows}, () => ({enter: 0, tail: -Infinity, fixed: 0}));
     return rows;
   }
 
@@ -159,7 +201,8 @@ export class Overlay {
     this.rows[row].tail = now + width / speed; // when its tail is at the right edge
     el.style.top = row * height + "px";
     const animation = el.animate(
-      [{transform: `translateX(${stageWidth}px)`}, {transform: `translateX(${-width}px)`}],
+      // -100%: its own width then, so a count that grew still leaves the screen.
+      [{transform: `translateX(${stageWidth}px)`}, {transform: "translateX(-100%)"}],
       {duration, easing: "linear"});
     animation.onfinish = () => this.drop(el);
     return true;
