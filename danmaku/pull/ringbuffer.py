@@ -114,7 +114,6 @@ class RingView:
         start = after - self.slots[0].second + 1
         return Read(slots=self.slots[start:], gap=False, newest=newest)
 
-
     def _joining(self, join_seconds: int) -> tuple[Slot, ...]:
         """The last ``join_seconds`` slots, and the merged items sealed before
         them that grew within them: a joiner is told their new counts, so it

@@ -18,7 +18,11 @@ ROOM = "pins"
 def server():
     with local.gunicorn(room=ROOM, users=("viewer", "mod"), room_fields={"user_send_interval_ms": 0}) as server:
         make_user(server, "mod", groups=("Moderators",))
-        server.manage("shell", "-c", "from moderation.services import blocked_term_create\nblocked_term_create(term='forbiddenword')")
+        server.manage(
+            "shell",
+            "-c",
+            "from moderation.services import blocked_term_create\nblocked_term_create(term='forbiddenword')",
+        )
         yield server
 
 
