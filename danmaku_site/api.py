@@ -17,6 +17,8 @@ from danmaku.errors import DB_DOWN_RETRY_MS, DanmakuError, RateLimited, Unavaila
 from infra.ratelimitlog import RateLimitedLog
 from moderation.api import router as moderation_router
 from moderation.pinapi import router as pins_router
+from moderation.reportapi import moderator_router as reports_moderator_router
+from moderation.reportapi import router as reports_router
 
 logger = logging.getLogger(__name__)
 database_log = RateLimitedLog(logger, every_seconds=10)
@@ -56,6 +58,8 @@ api.add_router("/", ROLE_ROUTERS[settings.DANMAKU_ROLE])
 if settings.DANMAKU_ROLE in ("send", "all"):
     api.add_router("/moderation/", moderation_router)
     api.add_router("/moderation/", pins_router)
+    api.add_router("/moderation/", reports_moderator_router)
+    api.add_router("/", reports_router)
     api.add_router("/", broadcasts_router)
 
 

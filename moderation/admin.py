@@ -12,6 +12,7 @@ from moderation import actions, services
 from moderation.forms import ReasonActionForm, action_reason
 from moderation.matcher import rule_problem
 from moderation.models import TIMEOUT_MAX_SECONDS, TIMEOUT_MIN_SECONDS, AuditEntry, BlockedTerm, Sanction
+from moderation.reportadmin import ReportAdmin  # noqa: F401  (registers the report queue)
 
 
 class SenderFilter(admin.SimpleListFilter):

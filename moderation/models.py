@@ -157,3 +157,67 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_type}:{self.target_id}"
+
+
+# A report's free text: a sentence or two for the moderator, not an essay.
+REPORT_TEXT_MAX_CHARS = 300
+
+
+class Report(models.Model):
+    """A viewer's report of one comment (``moderation.reports``): at most one
+    per (comment, reporter); resolved by a moderator or by the room's auto-hide."""
+
+    class Reason(models.TextChoices):
+        SPAM = "spam", "spam or flooding"
+        ABUSE = "abuse", "harassment or abuse"
+        HATE = "hate", "hate speech"
+        SEXUAL = "sexual", "sexual content"
+        SPOILER = "spoiler", "spoiler"
+        OTHER = "other", "something else (say what)"
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        HIDDEN = "hidden", "hidden (the comment was hidden)"
+        DISMISSED = "dismissed", "dismissed (nothing wrong)"
+        SANCTIONED = "sanctioned", "sanctioned (hidden, and the sender sanctioned)"
+
+    danmaku = models.ForeignKey("danmaku.Danmaku", on_delete=models.CASCADE, related_name="reports")
+    room = models.ForeignKey("danmaku.Room", on_delete=models.CASCADE, related_name="reports")
+    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports")
+    reason = models.CharField(max_length=8, choices=Reason.choices)
+    text = models.CharField(max_length=REPORT_TEXT_MAX_CHARS, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    # Null with a resolved state: the system (the room's auto-hide).
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    # Taken at report time, so the queue's order and the auto-hide count do
+    # not move when a reporter's standing changes later.
+    in_good_standing = models.BooleanField(default=False)
+    weight = models.FloatField(default=0.0, help_text="The reporter's weight at report time (standing).")
+    viewers = models.PositiveIntegerField(default=0, help_text="The room's viewer estimate at report time; 0: unknown.")
+    # The reporter was told the outcome (GET /api/v1/reports/mine).
+    outcome_seen = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [models.UniqueConstraint(fields=("danmaku", "reporter"), name="report_once_per_reporter")]
+        indexes = [
+            # The moderators' queue: a room's open reports.
+            models.Index(fields=("room", "danmaku"), name="report_room_open", condition=models.Q(state="open")),
+            # Standing (dismissed in the last 30 days) and the no-Redis limit (the last minute).
+            models.Index(fields=("reporter", "created_at"), name="report_reporter_created"),
+            models.Index(fields=("reporter", "resolved_at"), name="report_reporter_dismissed",
+                         condition=models.Q(state="dismissed")),
+            # Outcomes a reporter has not been told yet.
+            models.Index(
+                fields=("reporter",),
+                name="report_outcome_unseen",
+                condition=~models.Q(state="open") & models.Q(outcome_seen=False),
+            ),
+        ]  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"report {self.reason} of {self.danmaku_id} by {self.reporter_id} ({self.state})"
