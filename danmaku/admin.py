@@ -99,10 +99,22 @@ class RoomAdmin(admin.ModelAdmin):
                     "max_text_length",
                     "user_send_interval_ms",
                     "room_send_cap_per_second",
+                    "merge_duplicates",
                 )
             },
         ),
         ("Moderation", {"fields": ("moderation_policy", "pre_deadline_ms", "pre_fallback", "emergency_backup")}),
+        (
+            "Viewers' reports (docs/reports.md)",
+            {
+                "fields": (
+                    "report_hide_threshold",
+                    "report_min_account_age_hours",
+                    "report_min_published",
+                    "report_max_dismissed",
+                )
+            },
+        ),
     )
 
 

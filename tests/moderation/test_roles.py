@@ -29,6 +29,7 @@ ADMIN_MODELS = (
     "moderation.blockedterm",
     "moderation.sanction",
     "moderation.auditentry",
+    "moderation.report",
     # django-axes (login throttling): superusers unlock an account here.
     "axes.accessattempt",
     "axes.accesslog",
@@ -38,6 +39,8 @@ ADMIN_MODELS = (
 NOT_ADDABLE = {
     "danmaku.broadcast:add",
     "moderation.auditentry:add",
+    # Viewers file reports through the API.
+    "moderation.report:add",
     "axes.accessattempt:add",
     "axes.accesslog:add",
     "axes.accessfailurelog:add",
@@ -52,6 +55,7 @@ ALLOWED = {
         "moderation.sanction:changelist",
         "moderation.sanction:add",
         "moderation.auditentry:changelist",
+        "moderation.report:changelist",
     },
     # Broadcasts start and stop from the rooms list; their recording and
     # offset are edited under Broadcasts.
@@ -123,6 +127,8 @@ def test_admin_page_access(db, role, page):
                 "moderation.change_sanction",
                 "moderation.view_sanction",
                 "moderation.view_auditentry",
+                "moderation.view_report",
+                "moderation.change_report",
             },
         ),
         (
