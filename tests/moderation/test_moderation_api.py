@@ -209,7 +209,7 @@ def test_every_operation_declares_its_statuses(db):
     ]
     listed = {(path.removeprefix(BASE), method) for path, method, _ in operations}
     assert len(operations) == len(ENDPOINTS) + len(OWN_TESTS)
-    assert OWN_TESTS <= listed
+    assert listed >= OWN_TESTS
     for path, method, op in operations:
         declared = set(op["responses"])
         assert {"400", "401", "403", "404", "503"} <= declared, (path, method)
