@@ -33,10 +33,24 @@ def room_create(*, slug: str, title: str = "") -> tuple[Room, bool]:
     return room, created
 
 
+# Written only by moderators' pins (moderation.pins) and hides: a staff
+# edit saved from a form loaded before a pin must not take the pin down.
+PINNED_FIELDS = ("pinned_text", "pinned_nick", "pinned_danmaku_id", "pinned_until_ms")
+
+
 def room_save(*, room: Room) -> Room:
     """Save a room edited by staff and spread its settings to every process."""
     room.full_clean()
-    room.save()
+    if room.pk is None:
+        room.save()
+    else:
+        room.save(
+            update_fields=[
+                f.name for f in Room._meta.concrete_fields if not f.primary_key and f.name not in PINNED_FIELDS
+            ]
+        )
+        # What every process is told is the row as it is now, pin included.
+        room.refresh_from_db(fields=PINNED_FIELDS)
     room_settings_publish(room=room)
     return room
 

@@ -35,7 +35,7 @@ from django.db import transaction
 from danmaku.errors import InvalidInput, NotFound
 from danmaku.identity import display_nick
 from danmaku.models import Danmaku, Room
-from danmaku.rooms import room_settings_publish
+from danmaku.rooms import PINNED_FIELDS, room_settings_publish
 from danmaku.textrules import length_problem, text_problem
 from infra import clock
 from moderation import services
@@ -49,8 +49,6 @@ from moderation.services import ALLOW, DEFAULT_LINK_ACTION, find_links
 # longer one outlives the moment it was about and should be pinned again.
 PIN_MIN_SECONDS = 60
 PIN_MAX_SECONDS = 2 * 60 * 60
-
-PINNED_FIELDS = ("pinned_text", "pinned_nick", "pinned_danmaku_id", "pinned_until_ms")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from danmaku import runtime
 from danmaku.errors import InvalidInput
 from danmaku.models import ApiToken, Danmaku, Room, ViewerProfile
+from danmaku.rooms import room_save
 from infra import clock
 from moderation import pins, services
 from moderation.models import AuditEntry
@@ -136,6 +137,18 @@ def test_pinning_moves_the_rooms_updated_at(room, mod):
     before = Room.objects.get(pk=room.pk).updated_at
     put(mod, {"text": "hello", "duration_s": 60})
     assert Room.objects.get(pk=room.pk).updated_at > before
+
+
+def test_a_staff_edit_from_a_form_loaded_before_the_pin_keeps_the_pin(room, mod):
+    loaded = Room.objects.get(pk=room.pk)  # the admin's form, opened before the pin
+    put(mod, {"text": "giveaway at nine", "duration_s": 600})
+    loaded.poll_interval_ms = 2000
+
+    room_save(room=loaded)
+
+    saved = Room.objects.get(pk=room.pk)
+    assert (saved.poll_interval_ms, saved.pinned_text) == (2000, "giveaway at nine")
+    assert loaded.pinned_text == "giveaway at nine"  # what every process is told
 
 
 # -- notices pass the filters ---------------------------------------------------------------
