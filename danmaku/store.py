@@ -515,16 +515,7 @@ class RedisStore:
         ``answer`` (key, value): set too, in the same round trip, for
         ``ANSWER_TTL_MS`` (what copies of the send are told, ``danmaku.limits``).
         """
-        fields = {
-            "k": "m",
-            "id": danmaku.id,
-            "u": danmaku.user_id,
-            "n": nick,
-            "a": avatar,
-            "c": danmaku.color,
-            "o": danmaku.mode,
-            "t": danmaku.text,
-        }
+        fields = _comment_fields("m", danmaku, nick=nick, avatar=avatar)
         if original_ts:
             fields["ts"] = danmaku.ts_ms
         return abs(self._run_publish(danmaku.room_id, danmaku.id, fields, answer=answer))
@@ -550,17 +541,7 @@ class RedisStore:
     def publish_restore(self, danmaku: Danmaku, *, nick: str, avatar: str) -> None:
         """Put an unhidden comment back on its room's screens (with its own
         timestamp); each restore once, however often it is retried."""
-        fields = {
-            "k": "r",
-            "id": danmaku.id,
-            "u": danmaku.user_id,
-            "n": nick,
-            "a": avatar,
-            "c": danmaku.color,
-            "o": danmaku.mode,
-            "t": danmaku.text,
-            "ts": danmaku.ts_ms,
-        }
+        fields = {**_comment_fields("r", danmaku, nick=nick, avatar=avatar), "ts": danmaku.ts_ms}
         self._run_publish(danmaku.room_id, f"r{danmaku.id}:{danmaku.restored_at_ms}", fields)
 
     def publish_room(self, row: dict) -> None:
@@ -632,6 +613,20 @@ class RedisStore:
             if self._publish is None:
                 self._publish = client.register_script(PUBLISH_LUA)
             return int(evalsha(client, self._publish, keys, args))
+
+
+def _comment_fields(kind: str, danmaku: Danmaku, *, nick: str, avatar: str) -> dict:
+    """A comment as a stream entry (``k``: "m" a comment, "r" a restore)."""
+    return {
+        "k": kind,
+        "id": danmaku.id,
+        "u": danmaku.user_id,
+        "n": nick,
+        "a": avatar,
+        "c": danmaku.color,
+        "o": danmaku.mode,
+        "t": danmaku.text,
+    }
 
 
 class _unavailable_on_error:

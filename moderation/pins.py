@@ -27,14 +27,13 @@ time in ms (``infra.clock``), the clock the pulls compare it with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.conf import settings
 from django.db import transaction
 
 from danmaku.errors import InvalidInput, NotFound
 from danmaku.identity import display_nick
 from danmaku.models import Danmaku, Room
+from danmaku.pull.cache import Pin
 from danmaku.rooms import PINNED_FIELDS, room_settings_publish
 from danmaku.textrules import length_problem, text_problem
 from infra import clock
@@ -51,20 +50,9 @@ PIN_MIN_SECONDS = 60
 PIN_MAX_SECONDS = 2 * 60 * 60
 
 
-@dataclass(frozen=True, slots=True)
-class Pin:
-    """A room's live pin. ``danmaku_id`` None: a notice a moderator wrote."""
-
-    danmaku_id: int | None
-    text: str
-    nick: str
-    until_ms: int
-
-    def expires_in_ms(self, now_ms: int) -> int:
-        return max(0, self.until_ms - now_ms)
-
-    def as_detail(self) -> dict:
-        return {"danmaku_id": self.danmaku_id, "text": self.text, "nick": self.nick, "until_ms": self.until_ms}
+def as_detail(pin: Pin) -> dict:
+    """A pin as its audit rows record it."""
+    return {"danmaku_id": pin.danmaku_id, "text": pin.text, "nick": pin.nick, "until_ms": pin.until_ms}
 
 
 def pin_of(room: Room, *, now_ms: int) -> Pin | None:
@@ -131,7 +119,7 @@ def unpin(*, room: Room, actor, reason: str) -> Pin:
             target_id=locked.pk,
             room_id=locked.pk,
             reason=reason,
-            detail=pin.as_detail(),
+            detail=as_detail(pin),
         )
     _adopt(room, locked)
     return pin
@@ -201,7 +189,7 @@ def _set(room: Room, pin: Pin, *, actor, reason: str) -> None:
         target_id=pin.danmaku_id if pin.danmaku_id is not None else room.pk,
         room_id=room.pk,
         reason=reason.strip() if reason else "",
-        detail={**pin.as_detail(), "replaced": replaced.as_detail() if replaced else None},
+        detail={**as_detail(pin), "replaced": as_detail(replaced) if replaced else None},
     )
 
 

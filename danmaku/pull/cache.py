@@ -70,7 +70,8 @@ RAW_MEMO_MAX = 256
 
 @dataclass(frozen=True, slots=True)
 class Pin:
-    """The room's pinned notice, as every pull shows it until ``until_ms``."""
+    """The room's pinned notice, as every pull shows it until ``until_ms``
+    (``danmaku_id`` None: a notice a moderator wrote; moderation.pins)."""
 
     danmaku_id: int | None
     text: str
@@ -78,9 +79,12 @@ class Pin:
     # Server time in ms.
     until_ms: int
 
+    def expires_in_ms(self, now_ms: int) -> int:
+        return max(0, self.until_ms - now_ms)
+
     def wire(self, now_ms: int) -> dict | None:
-        left = self.until_ms - now_ms
-        if left <= 0:
+        left = self.expires_in_ms(now_ms)
+        if not left:
             return None
         return {"id": self.danmaku_id, "text": self.text, "nick": self.nick, "expires_in_ms": left}
 

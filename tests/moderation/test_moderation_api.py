@@ -10,28 +10,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from danmaku.models import ApiToken, Danmaku
+from danmaku.models import Danmaku
 from moderation.models import AuditEntry, Sanction
-from moderation.selectors import MODERATORS_GROUP, PRODUCT_STAFF_GROUP
+from moderation.selectors import MODERATORS_GROUP
+from tests.moderation.conftest import headers_for
 
 BASE = "/api/v1/moderation"
 ROLES = ("anonymous", "viewer", "moderator", "product_staff", "superuser")
 ALLOWED_ROLES = {"moderator", "superuser"}
-
-
-def headers_for(role: str) -> dict[str, str]:
-    if role == "anonymous":
-        return {}
-    users = get_user_model().objects
-    if role == "superuser":
-        user = users.create_superuser(f"as-{role}", password="pw")
-    else:
-        user = users.create_user(f"as-{role}", password="pw", is_staff=role != "viewer")
-        group = {"moderator": MODERATORS_GROUP, "product_staff": PRODUCT_STAFF_GROUP}.get(role)
-        if group:
-            user.groups.add(Group.objects.get(name=group))
-    _, raw = ApiToken.issue(user)
-    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
 
 
 @pytest.fixture

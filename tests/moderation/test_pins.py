@@ -21,25 +21,11 @@ from danmaku.rooms import room_save
 from infra import clock
 from moderation import pins, services
 from moderation.models import AuditEntry
-from moderation.selectors import MODERATORS_GROUP, PRODUCT_STAFF_GROUP
+from moderation.selectors import MODERATORS_GROUP
+from tests.moderation.conftest import headers_for
 
 BASE = "/api/v1/moderation"
 PIN = BASE + "/rooms/{}/pin"
-
-
-def headers_for(role: str) -> dict[str, str]:
-    if role == "anonymous":
-        return {}
-    users = get_user_model().objects
-    if role == "superuser":
-        user = users.create_superuser(f"as-{role}", password="pw")
-    else:
-        user = users.create_user(f"as-{role}", password="pw", is_staff=role != "viewer")
-        group = {"moderator": MODERATORS_GROUP, "product_staff": PRODUCT_STAFF_GROUP}.get(role)
-        if group:
-            user.groups.add(Group.objects.get(name=group))
-    _, raw = ApiToken.issue(user)
-    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
 
 
 @pytest.fixture
