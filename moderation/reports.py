@@ -176,8 +176,11 @@ def report_file(*, room_slug: str, danmaku_id: int, user, reason: str, text: str
                     raise _limited(wait_ms)
             standing = reporter_standing(user=user, room=room, now=now)
             # The comment's row, locked: reports of one comment are counted
-            # one at a time, so exactly one of them crosses the threshold.
-            Danmaku.objects.select_for_update().filter(pk=danmaku_id).values_list("pk").first()
+            # one at a time, so exactly one of them crosses the threshold,
+            # and those that waited behind it find the comment hidden.
+            status = Danmaku.objects.select_for_update().filter(pk=danmaku_id).values_list("status", flat=True).first()
+            if status == Danmaku.Status.HIDDEN:
+                raise Conflict("comment is already hidden")
             report = Report.objects.create(
                 danmaku_id=danmaku_id,
                 room=room,
