@@ -15,6 +15,7 @@ newer one with nothing new (a client that just polled).
 from __future__ import annotations
 
 import base64
+import gzip
 import http.client
 import json
 import random
@@ -200,13 +201,10 @@ def prepare_round(host_port: str, env: dict[str, str], rooms: list[str], *, roun
     if set(sent["outcomes"]) != {"published"}:
         raise WorkloadError(f"seeded comments were not all published: {sent['outcomes']}")
     hot_path = pull_path(HOT_ROOM, before[HOT_ROOM])
-    _wait_for_items(host_port, hot_path, HOT_COMMENTS, others=bool(rooms))
+    _wait_for_items(host_port, hot_path, HOT_COMMENTS)
     after = join_cursors(host_port, rooms) if rooms else {}
     room_paths = _request_mix(rooms, before, after)
-    status, headers, body, reason = fetch(host_port, hot_path)
-    if status != 200:
-        raise WorkloadError(f"hot pull answered {status}")
-    identity = fetch(host_port, hot_path, gzip=False)[2]
+    status, headers, body, reason, identity = _hot_answer(host_port, hot_path)
     hot_answer = {
         "status_line": f"{status} {reason}",
         "headers": headers,
@@ -215,18 +213,39 @@ def prepare_round(host_port: str, env: dict[str, str], rooms: list[str], *, roun
     return Round(hot_path=hot_path, room_paths=room_paths, hot_answer=hot_answer, identity_body_bytes=len(identity))
 
 
-def _wait_for_items(host_port: str, path: str, count: int, *, others: bool) -> None:
-    """Until ``path`` shows ``count`` comments, and with ``others`` (other
-    rooms were seeded too) one refresher tick more."""
+def _hot_answer(host_port: str, path: str) -> tuple[int, list[tuple[str, str]], bytes, str, bytes]:
+    """The hot answer (gzip) and its identity body, both showing every seeded
+    comment: the bare app serves it, and a shorter one (from a worker a tick
+    behind) would make the baseline's answers smaller than the project's."""
+    deadline = time.monotonic() + SEAL_TIMEOUT_SECONDS
+    while True:
+        status, headers, body, reason = fetch(host_port, path)
+        if status != 200:
+            raise WorkloadError(f"hot pull answered {status}")
+        identity = fetch(host_port, path, gzip=False)[2]
+        encoded = dict((name.lower(), value) for name, value in headers).get("content-encoding") == "gzip"
+        shown = len(json.loads(identity)["items"]["id"])
+        sent = len(json.loads(gzip.decompress(body) if encoded else body)["items"]["id"])
+        if min(shown, sent) >= HOT_COMMENTS:
+            return status, headers, body, reason, identity
+        if time.monotonic() > deadline:
+            raise WorkloadError(f"the hot answer showed {shown} of {HOT_COMMENTS} seeded comments")
+        time.sleep(0.2)
+
+
+def _wait_for_items(host_port: str, path: str, count: int) -> None:
+    """Until ``path`` shows ``count`` comments, and one refresher tick more."""
     deadline = time.monotonic() + SEAL_TIMEOUT_SECONDS
     seen = 0
     while time.monotonic() < deadline:
         seen = len(pull_json(host_port, path)["items"]["id"])
         if seen >= count:
-            if others:
-                # The refresher seals every room's second in the same tick:
-                # one more tick and the other rooms' comments are in as well.
-                time.sleep(1.0)
+            # One refresher tick more, rooms seeded beside it or not: the
+            # refresher seals every room's second in the same tick, and each
+            # worker of the node has a refresher of its own; the one that
+            # answered may be a tick ahead of the one the hot answer (what
+            # the bare app serves) is then taken from.
+            time.sleep(1.0)
             return
         time.sleep(0.2)
     raise WorkloadError(
